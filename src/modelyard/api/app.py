@@ -1,0 +1,85 @@
+"""``create_app(settings)``: the FastAPI application, its services and its error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from modelyard import __version__
+from modelyard.api.deps import Services
+from modelyard.api.notify import JobNotifier
+from modelyard.api.routes import health, jobs, train
+from modelyard.errors import ModelyardError
+from modelyard.executors import make_executor
+from modelyard.jobs.db import make_engine, session_factory, upgrade
+from modelyard.jobs.dispatcher import Dispatcher
+from modelyard.request.loading import describe_errors
+from modelyard.settings import Settings
+
+log = logging.getLogger("modelyard.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; the job store, executor and dispatcher start with the app and stop with it."""
+    settings = settings or Settings.load()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.ensure_dirs()
+        engine = make_engine(settings.db_url)
+        upgrade(engine)
+        sessions = session_factory(engine)
+        notifier = JobNotifier()
+        notifier.bind(asyncio.get_running_loop())
+        executor = make_executor(settings)
+        executor.warm_up()
+        dispatcher = Dispatcher(settings, sessions, executor, on_change=notifier.notify)
+        dispatcher.start()
+        app.state.services = Services(settings, sessions, dispatcher, notifier)
+        log.info("modelyard %s: home %s, db %s, executor %s x%d", __version__, settings.home,
+                 engine.url.render_as_string(hide_password=True), settings.executor,
+                 settings.concurrency)
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Modelyard",
+        version=__version__,
+        description="Self-hosted model training service: POST a train request, get a model.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(train.router)
+    app.include_router(jobs.router)
+    app.add_exception_handler(ModelyardError, _modelyard_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return app
+
+
+async def _modelyard_error(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "status_code", 500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": type(exc).__name__, "message": str(exc)}, status_code=status, headers=headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    errors: Any = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{k: v for k, v in e.items() if k != "ctx"} for e in errors]
+    return JSONResponse(
+        {"error": "RequestError", "message": describe_errors(errors),
+         "detail": jsonable_encoder(detail)},
+        status_code=422,
+    )

@@ -1,0 +1,24 @@
+"""GET /healthz: liveness for load balancers and tests (no auth)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from modelyard import __version__
+from modelyard.api.deps import Services, services
+from modelyard.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(svc: Annotated[Services, Depends(services)]) -> Health:
+    return Health(
+        status="ok",
+        version=__version__,
+        executor=svc.settings.executor,
+        concurrency=svc.settings.concurrency,
+        active_jobs=len(svc.dispatcher.active_jobs),
+    )

@@ -1,0 +1,128 @@
+"""Jobs: list, status, result, logs, cancel. Both ``/job/{id}/...`` (Railyard) and ``/jobs/{id}/...``.
+
+``status`` and ``result`` take ``?wait=SECONDS``: the answer comes as soon as the job changes
+(a state or a step) or ends, or when the time is up, so clients follow a job without busy polling.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from modelyard.api.deps import Services, db_session, require_token, services
+from modelyard.api.notify import wait_for
+from modelyard.api.schemas import (
+    JobDetail,
+    JobList,
+    ResultResponse,
+    StatusResponse,
+    result_of,
+    status_of,
+    summary_of,
+)
+
+from modelyard.jobs import store
+from modelyard.jobs.states import JobState
+
+router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token)])
+
+Wait = Annotated[float, Query(ge=0, le=300, description="long-poll up to this many seconds")]
+
+
+def _read_result(svc: Services, job_id: str) -> ResultResponse:
+    with svc.sessions() as session:
+        job = store.read_job(session, job_id)
+        status = status_of(job, store.transitions_of(session, job_id), store.steps_of(session, job_id))
+        return ResultResponse(status=status, result=result_of(job), exception_info=job.exception_info)
+
+
+async def _wait_and_read(svc: Services, job_id: str, wait: float) -> ResultResponse:
+    with svc.notifier.watch(job_id) as changed:
+        answer = await run_in_threadpool(_read_result, svc, job_id)
+        if wait > 0 and not answer.status.transition.job_state.terminal:
+            if await wait_for(changed, wait):
+                answer = await run_in_threadpool(_read_result, svc, job_id)
+        return answer
+
+
+@router.get("/jobs")
+def list_jobs(
+    session: Annotated[Session, Depends(db_session)],
+    state: JobState | None = None,
+    owner: str | None = None,
+    project: str | None = None,
+    model_name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    rows, total = store.list_jobs(session, state=state, owner=owner, project=project,
+                                  model_name=model_name, limit=limit, offset=offset)
+    return JobList(jobs=[summary_of(j) for j in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/jobs/{job_id}")
+def show_job(job_id: str, svc: Annotated[Services, Depends(services)]) -> JobDetail:
+    answer = _read_result(svc, job_id)
+    with svc.sessions() as session:
+        request = store.read_job(session, job_id).request
+    return JobDetail(**answer.model_dump(), request=request)
+
+
+@router.get("/job/{job_id}/status")
+@router.get("/jobs/{job_id}/status")
+async def job_status(
+    job_id: str, svc: Annotated[Services, Depends(services)], wait: Wait = 0
+) -> StatusResponse:
+    answer = await _wait_and_read(svc, job_id, wait)
+    return StatusResponse(status=answer.status)
+
+
+@router.get("/job/{job_id}/result")
+@router.get("/jobs/{job_id}/result")
+async def job_result(
+    job_id: str, svc: Annotated[Services, Depends(services)], wait: Wait = 0
+) -> ResultResponse:
+    return await _wait_and_read(svc, job_id, wait)
+
+
+@router.get("/job/{job_id}/logs", response_class=PlainTextResponse)
+@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+def job_logs(
+    job_id: str,
+    session: Annotated[Session, Depends(db_session)],
+    offset: Annotated[int, Query(ge=0, description="byte offset to read from (for tailing)")] = 0,
+) -> PlainTextResponse:
+    job = store.read_job(session, job_id)
+    path = job.log_file
+    if not path or not os.path.exists(path):
+        return PlainTextResponse("", headers={"X-Log-Offset": "0"})
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    return PlainTextResponse(
+        data.decode("utf-8", errors="replace"), headers={"X-Log-Offset": str(offset + len(data))}
+    )
+
+
+@router.post("/job/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(
+    job_id: str,
+    svc: Annotated[Services, Depends(services)],
+    session: Annotated[Session, Depends(db_session)],
+) -> StatusResponse:
+    store.cancel_job(session, job_id, "cancelled through the API")
+    svc.dispatcher.wake()
+    svc.notifier.notify(job_id)
+    return StatusResponse(
+        status=status_of(store.read_job(session, job_id), store.transitions_of(session, job_id),
+                         store.steps_of(session, job_id))
+    )
+
+
+

@@ -1,0 +1,29 @@
+"""POST /train: validate a request, store the job, answer with its id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+
+from modelyard.api.deps import Services, db_session, require_token, services
+from modelyard.api.schemas import TrainResponse
+from modelyard.jobs import store
+from modelyard.request.models import TrainRequest
+
+router = APIRouter(tags=["train"], dependencies=[Depends(require_token)])
+
+
+@router.post("/train")
+def train(
+    request: TrainRequest,
+    svc: Annotated[Services, Depends(services)],
+    session: Annotated[Session, Depends(db_session)],
+) -> TrainResponse:
+    """Queue a training job; poll ``/job/{id}/status`` or long-poll with ``?wait=SECONDS``."""
+    job = store.create_job(
+        session, request, executor=svc.settings.executor, logs_dir=svc.settings.logs_dir
+    )
+    svc.dispatcher.wake()
+    return TrainResponse(job_id=job.id)

@@ -1,0 +1,165 @@
+"""Response models of the HTTP API, separate from table rows (Railyard's answer shapes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelyard.jobs.states import JobState
+from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
+
+
+class TrainResponse(BaseModel):
+    job_id: str
+
+
+class Transition(BaseModel):
+    created_at: dt.datetime
+    job_state: JobState
+    reason: str = ""
+
+
+class Step(BaseModel):
+    name: str
+    started_at: dt.datetime
+    duration_s: float | None
+    info: dict[str, Any] | None = None
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    log_file: str | None
+    transition: Transition
+    transitions: list[Transition]
+    git_commit: str | None
+    current_step: str | None
+    steps: list[Step]
+    model_name: str
+    owner: str
+    project: str
+    trainer: str
+    workflow_name: str
+    compute_resource: str
+    executor: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    elapsed_s: float
+    worker_host: str | None
+    worker_pid: int | None
+
+
+class StatusResponse(BaseModel):
+    status: JobStatus
+
+
+class JobResult(BaseModel):
+    evaluation_holdout_data_path: str
+    evaluation_holdout_label_path: str
+    model_id: str
+    metrics: dict[str, Any]
+    metrics_path: str | None = None
+    provenance_path: str | None = None
+    row_counts: dict[str, int] = {}
+
+
+class ResultResponse(BaseModel):
+    status: JobStatus
+    result: JobResult | None
+    exception_info: dict[str, Any] | None
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    state: JobState
+    model_name: str
+    owner: str
+    project: str
+    workflow_name: str
+    current_step: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    model_id: str | None
+    error: str | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobDetail(ResultResponse):
+    request: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    executor: str
+    concurrency: int
+    active_jobs: int
+
+
+def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow]) -> JobStatus:
+    moves = [Transition(created_at=t.at, job_state=JobState(t.to_state), reason=t.reason)
+             for t in transitions]
+    end = job.finished_at or dt.datetime.now(dt.timezone.utc)
+    return JobStatus(
+        job_id=job.id,
+        log_file=job.log_file,
+        transition=moves[-1],
+        transitions=moves,
+        git_commit=job.git_commit,
+        current_step=job.current_step,
+        steps=[Step(name=s.name, started_at=s.started_at, duration_s=s.duration_s, info=s.info)
+               for s in steps],
+        model_name=job.model_name,
+        owner=job.owner,
+        project=job.project,
+        trainer=job.trainer,
+        workflow_name=job.workflow_name,
+        compute_resource=job.compute_resource,
+        executor=job.executor,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        elapsed_s=round((end - job.created_at).total_seconds(), 3),
+        worker_host=job.worker_host,
+        worker_pid=job.worker_pid,
+    )
+
+
+def result_of(job: JobRow) -> JobResult | None:
+    if job.state != JobState.succeeded.value or not job.result:
+        return None
+    r = job.result
+    return JobResult(
+        evaluation_holdout_data_path=r["evaluation_holdout_data_path"],
+        evaluation_holdout_label_path=r["evaluation_holdout_label_path"],
+        model_id=r["model_id"],
+        metrics=r["metrics"],
+        metrics_path=r.get("metrics_path"),
+        provenance_path=r.get("provenance_path"),
+        row_counts=r.get("row_counts", {}),
+    )
+
+
+def summary_of(job: JobRow) -> JobSummary:
+    info = job.exception_info or {}
+    return JobSummary(
+        job_id=job.id,
+        state=JobState(job.state),
+        model_name=job.model_name,
+        owner=job.owner,
+        project=job.project,
+        workflow_name=job.workflow_name,
+        current_step=job.current_step,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        model_id=job.model_id,
+        error=info.get("message"),
+    )

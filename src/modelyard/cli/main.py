@@ -1,0 +1,208 @@
+"""The ``modelyard`` command: server, train, jobs, validate, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from modelyard import __version__
+from modelyard.errors import JobFailed, ModelyardError
+
+console = Console()
+url_option = click.option("--url", envvar="MODELYARD_URL", default=None,
+                          help="Server URL (default $MODELYARD_URL or http://127.0.0.1:8765).")
+
+
+def _client(url: str | None) -> Any:
+    from modelyard.client import Client
+
+    return Client(url)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="modelyard")
+def cli() -> None:
+    """Modelyard: describe the data, write train(), get a model."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--home", type=click.Path(file_okay=False), default=None,
+              help="State folder (default $MODELYARD_HOME or ~/.modelyard).")
+@click.option("--data-root", "data_roots", multiple=True,
+              help="Folder or URL prefix requests may read from (repeatable; default: HOME/data "
+                   "and the working directory).")
+@click.option("--workflows", "workflow_modules", multiple=True,
+              help="Module or .py file whose Workflow classes are registered by name (repeatable).")
+@click.option("--db", "db_url", default=None, help="Job store URL (default SQLite in HOME).")
+@click.option("--artifacts", "artifact_root", default=None,
+              help="Artefact store folder or fsspec URL (default HOME/artifacts).")
+@click.option("--executor", default=None, help="Where jobs run: local (default).")
+@click.option("--concurrency", type=int, default=None, help="Jobs at once (default: CPU count).")
+@click.option("--job-timeout", type=float, default=None,
+              help="Seconds before a job is killed (a request's timeout_seconds wins).")
+@click.option("--job-memory-limit", type=int, default=None,
+              help="Address-space limit of each worker process, in bytes.")
+@click.option("--log-level", default="info", show_default=True)
+def server(host: str, port: int, log_level: str, **options: Any) -> None:
+    """Run the training server (HTTP API, job store, workers)."""
+    from modelyard.server import serve
+    from modelyard.settings import Settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    settings = Settings.load(**options)
+    console.print(f"modelyard {__version__} on http://{host}:{port}  home={settings.home}  "
+                  f"data roots={list(settings.data_roots)}", highlight=False)
+    serve(settings, host=host, port=port, log_level=log_level)
+
+
+@cli.command()
+@click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
+def validate(request_file: str) -> None:
+    """Check a request file against the contract without submitting it."""
+    from modelyard.request import load_request
+
+    request = load_request(request_file)
+    console.print(f"[green]valid[/]: {request.metadata.model_name} "
+                  f"({request.train.workflow_name}), hash {request.request_hash()}")
+
+
+@cli.command()
+@click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--wait/--no-wait", default=False, help="Follow the job until it ends.")
+@url_option
+def train(request_file: str, wait: bool, url: str | None) -> None:
+    """Submit a train request (YAML or JSON)."""
+    from modelyard.cli.progress import follow, print_result
+    from modelyard.request import load_request
+
+    request = load_request(request_file)
+    with _client(url) as client:
+        job_id = client.train(request)
+        console.print(f"submitted job [bold]{job_id}[/]")
+        if not wait:
+            return
+        answer = follow(client, job_id, console)
+        print_result(answer, console)
+        if answer["status"]["transition"]["job_state"] != "succeeded":
+            sys.exit(1)
+
+
+@cli.group()
+def jobs() -> None:
+    """List, inspect, follow and cancel jobs."""
+
+
+@jobs.command("list")
+@click.option("--state", default=None)
+@click.option("--owner", default=None)
+@click.option("--project", default=None)
+@click.option("--model-name", default=None)
+@click.option("--limit", default=20, show_default=True)
+@click.option("--offset", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@url_option
+def jobs_list(url: str | None, as_json: bool, **filters: Any) -> None:
+    """Jobs, newest first."""
+    with _client(url) as client:
+        answer = client.jobs(**filters)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    table = Table(title=f"{answer['total']} jobs (showing {len(answer['jobs'])})")
+    for col in ("job id", "state", "model", "owner", "project", "step", "created", "error"):
+        table.add_column(col)
+    for job in answer["jobs"]:
+        table.add_row(job["job_id"], job["state"], job["model_name"], job["owner"],
+                      job["project"], job["current_step"] or "", job["created_at"][:19],
+                      (job["error"] or "")[:60])
+    console.print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@url_option
+def jobs_show(job_id: str, url: str | None, as_json: bool) -> None:
+    """A job's status, steps and result."""
+    from modelyard.cli.progress import print_result
+
+    with _client(url) as client:
+        answer = client.job(job_id)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    status = answer["status"]
+    for t in status["transitions"]:
+        console.print(f"{t['created_at'][:23]}  {t['job_state']:<10} {t['reason']}",
+                      highlight=False)
+    for s in status["steps"]:
+        console.print(f"  step {s['name']:<18} {s['duration_s']:.3f}s  {s.get('info') or ''}",
+                      highlight=False)
+    print_result(answer, console)
+
+
+@jobs.command("logs")
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
+@url_option
+def jobs_logs(job_id: str, follow: bool, url: str | None) -> None:
+    """A job's log."""
+    from modelyard.client import TERMINAL
+
+    with _client(url) as client:
+        text, offset = client.logs(job_id)
+        click.echo(text, nl=False)
+        while follow:
+            state = client.status(job_id, wait=1.0)["transition"]["job_state"]
+            text, offset = client.logs(job_id, offset)
+            click.echo(text, nl=False)
+            if state in TERMINAL:
+                break
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@url_option
+def jobs_cancel(job_id: str, url: str | None) -> None:
+    """Cancel a queued or running job (its worker is killed)."""
+    with _client(url) as client:
+        status = client.cancel(job_id)
+    console.print(f"job {job_id}: {status['transition']['job_state']}")
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False), default="modelyard-demo",
+              show_default=True, help="Where the demo keeps its data, job store and artefacts.")
+@click.option("--rows", default=300_000, show_default=True, help="Synthetic charges to generate.")
+@click.option("--merchants", default=1_000, show_default=True)
+def demo(home: str, rows: int, merchants: int) -> None:
+    """Generate synthetic payments, start an embedded server, train a fraud model, show the result."""
+    from modelyard.cli.demo import run_demo
+
+    if not run_demo(Path(home), rows=rows, merchants=merchants, console=console):
+        sys.exit(1)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except JobFailed as exc:
+        console.print(f"[red]{exc}[/]")
+        sys.exit(1)
+    except ModelyardError as exc:
+        console.print(f"[red]error[/]: {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

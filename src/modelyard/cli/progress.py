@@ -1,0 +1,76 @@
+"""Live progress of a job in the terminal (state, current step, elapsed) and result tables."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from modelyard.client import TERMINAL, Client
+
+STATE_STYLE = {"succeeded": "bold green", "failed": "bold red", "cancelled": "yellow",
+               "running": "cyan", "queued": "magenta", "created": "magenta"}
+
+
+def _status_view(status: dict[str, Any], started: float) -> Group:
+    state = status["transition"]["job_state"]
+    head = Text.assemble(
+        ("job ", "dim"), (status["job_id"], "bold"), "  ",
+        (state, STATE_STYLE.get(state, "")),
+        ("  step: " + (status.get("current_step") or "-"), ""),
+        (f"  {time.monotonic() - started:.1f}s", "dim"),
+    )
+    steps = Table(box=None, show_header=False, pad_edge=False)
+    for step in status.get("steps", []):
+        info = step.get("info") or {}
+        detail = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in info.items() if k not in ("cls",))
+        steps.add_row(Text("  done", "green"), step["name"],
+                      f"{step['duration_s']:.3f}s" if step.get("duration_s") is not None else "",
+                      Text(detail[:100], "dim"))
+    return Group(head, steps)
+
+
+def follow(client: Client, job_id: str, console: Console) -> dict[str, Any]:
+    """Show the job's progress until it ends; return the final result answer."""
+    started = time.monotonic()
+    status = client.status(job_id)
+    with Live(_status_view(status, started), console=console, refresh_per_second=8,
+              transient=False) as live:
+        while status["transition"]["job_state"] not in TERMINAL:
+            status = client.status(job_id, wait=0.5)
+            live.update(_status_view(status, started))
+    return client.result(job_id)
+
+
+def print_result(answer: dict[str, Any], console: Console) -> None:
+    status = answer["status"]
+    state = status["transition"]["job_state"]
+    if state != "succeeded":
+        info = answer.get("exception_info") or {}
+        console.print(f"[bold red]job {status['job_id']} {state}[/]: "
+                      f"{status['transition'].get('reason', '')}")
+        if info.get("type"):
+            console.print(f"  {info['type']}: {info.get('message')}")
+        console.print(f"  log: {status.get('log_file')}")
+        return
+    result = answer["result"]
+    metrics = Table(title=f"holdout metrics ({result['metrics'].get('task')})", show_header=True)
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for name, value in result["metrics"].items():
+        if isinstance(value, float):
+            metrics.add_row(name, f"{value:.4f}")
+        elif isinstance(value, int | str | bool) and name != "task":
+            metrics.add_row(name, str(value))
+    console.print(metrics)
+    console.print(f"model id        {result['model_id']}")
+    console.print(f"rows            {result.get('row_counts')}")
+    console.print(f"holdout scores  {result['evaluation_holdout_data_path']}")
+    console.print(f"holdout labels  {result['evaluation_holdout_label_path']}")
+    console.print(f"provenance      {result.get('provenance_path')}")
+    console.print(f"log             {status.get('log_file')}")

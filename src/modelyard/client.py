@@ -1,0 +1,146 @@
+"""``modelyard.Client``: the HTTP API from Python (notebooks, scripts, the CLI).
+
+Errors come back as the same classes the server raised (``NotFound``, ``RequestError``, ...), and
+:meth:`Client.wait` follows a job with long-polls instead of busy polling.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelyard.errors import JobFailed, ModelyardError, RequestError, error_class
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Client:
+    """A Modelyard server's API.
+
+    Args:
+        url: the server, default ``MODELYARD_URL`` or ``http://127.0.0.1:8765``.
+        token: bearer token, default ``MODELYARD_TOKEN``.
+        timeout: seconds for each HTTP call (long-polls add their wait to it).
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None,
+                 timeout: float = 30.0) -> None:
+        self.url = (url or os.environ.get("MODELYARD_URL") or DEFAULT_URL).rstrip("/")
+        token = token if token is not None else os.environ.get("MODELYARD_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, *, wait: float = 0, **kwargs: Any) -> httpx.Response:
+        timeout = self._timeout + wait
+        try:
+            response = self._http.request(method, path, timeout=timeout, **kwargs)
+        except httpx.TransportError as exc:
+            raise ModelyardError(
+                f"cannot reach the Modelyard server at {self.url} ({exc}); start it with "
+                "`modelyard server` or set MODELYARD_URL"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            name = body.get("error", "") if isinstance(body, dict) else ""
+            message = body.get("message") if isinstance(body, dict) else None
+            raise error_class(name)(message or f"HTTP {response.status_code}: {response.text}")
+        return response
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/healthz").json())
+
+    def train(self, request: Mapping[str, Any] | str | Path | Any) -> str:
+        """Submit a train request (a mapping, a ``TrainRequest``, or a YAML/JSON file path)."""
+        if isinstance(request, str | Path):
+            from modelyard.request.loading import load_request
+
+            request = load_request(request)
+        if hasattr(request, "model_dump"):
+            payload = request.model_dump(mode="json")
+        elif isinstance(request, Mapping):
+            payload = dict(request)
+        else:
+            raise RequestError(f"a train request must be a mapping or a file, got {request!r}")
+        job_id: str = self._call("POST", "/train", json=payload).json()["job_id"]
+        return job_id
+
+    def status(self, job_id: str, wait: float = 0) -> dict[str, Any]:
+        """The job's status; with ``wait``, answered as soon as it changes (or after ``wait`` s)."""
+        params = {"wait": wait} if wait else {}
+        status: dict[str, Any] = self._call(
+            "GET", f"/jobs/{job_id}/status", params=params, wait=wait
+        ).json()["status"]
+        return status
+
+    def result(self, job_id: str, wait: float = 0) -> dict[str, Any]:
+        """``{"status", "result", "exception_info"}``; ``result`` is None until the job succeeds."""
+        params = {"wait": wait} if wait else {}
+        return dict(self._call("GET", f"/jobs/{job_id}/result", params=params, wait=wait).json())
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """Everything about a job: status, result, exception_info and the request."""
+        return dict(self._call("GET", f"/jobs/{job_id}").json())
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        *,
+        raise_on_failure: bool = True,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Block until the job ends; return its result answer.
+
+        Raises:
+            JobFailed: the job ended failed or cancelled (unless ``raise_on_failure=False``).
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 10.0 if deadline is None else max(0.0, min(10.0, deadline - time.monotonic()))
+            answer = self.result(job_id, wait=left)
+            state = answer["status"]["transition"]["job_state"]
+            if on_update is not None:
+                on_update(answer["status"])
+            if state in TERMINAL:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {state} after {timeout} s")
+        if raise_on_failure and state != "succeeded":
+            info = answer.get("exception_info") or {}
+            reason = answer["status"]["transition"].get("reason") or info.get("message", "")
+            raise JobFailed(f"job {job_id} {state}: {reason}", job_id=job_id, exception_info=info)
+        return answer
+
+    def jobs(self, **filters: Any) -> dict[str, Any]:
+        """List jobs: ``state``, ``owner``, ``project``, ``model_name``, ``limit``, ``offset``."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return dict(self._call("GET", "/jobs", params=params).json())
+
+    def logs(self, job_id: str, offset: int = 0) -> tuple[str, int]:
+        """The job's log from byte ``offset``; returns the text and the offset to continue from."""
+        response = self._call("GET", f"/jobs/{job_id}/logs", params={"offset": offset})
+        return response.text, int(response.headers.get("X-Log-Offset", offset))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        status: dict[str, Any] = self._call("POST", f"/jobs/{job_id}/cancel").json()["status"]
+        return status

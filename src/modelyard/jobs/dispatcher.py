@@ -1,0 +1,314 @@
+"""The dispatcher: a background loop that runs queued jobs on the executor and records what happens.
+
+It is the only writer of running jobs. Executor threads put worker events on a queue; the loop
+applies them in batches (one transaction per batch), claims queued jobs while slots are free,
+kills cancelled and timed-out jobs, and at start-up recovers from a crash of the previous server:
+queued jobs simply run, and jobs whose worker vanished end ``failed`` with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from modelyard.errors import Conflict
+from modelyard.executors.base import Executor, RunHandle
+from modelyard.jobs import store
+from modelyard.jobs.states import JobState
+from modelyard.jobs.tables import JobRow
+from modelyard.runtime.events import (
+    JobErrored,
+    JobFinished,
+    StepFinished,
+    StepStarted,
+    WorkerEvent,
+    WorkerSpec,
+    WorkerStarted,
+    exception_record,
+)
+from modelyard.settings import Settings
+
+log = logging.getLogger("modelyard.dispatcher")
+
+_WAKE = object()
+_RECONCILE_EVERY_S = 1.0
+
+
+@dataclass
+class _Active:
+    handle: RunHandle
+    deadline: float | None
+    timeout: float | None
+    log_file: str | None
+
+
+class Dispatcher:
+    """Runs jobs from the store on an executor; start with :meth:`start`, stop with :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        executor: Executor,
+        on_change: Callable[[str], None] = lambda job_id: None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.executor = executor
+        self.on_change = on_change
+        self.host = socket.gethostname()
+        self.server_id = f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._active: dict[str, _Active] = {}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- control, from any thread -------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="modelyard-dispatcher",
+                                        daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A job was queued or cancelled: look now rather than at the next tick."""
+        self._inbox.put(_WAKE)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._inbox.put(_WAKE)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.executor.close()
+
+    @property
+    def active_jobs(self) -> list[str]:
+        return list(self._active)
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Fail the running jobs of servers on this host that are gone; leave queued ones queued."""
+        with self.sessions() as session:
+            for job in store.running_jobs(session, server_prefix=f"{self.host}/"):
+                owner_pid = _pid_of(job.server_id)
+                if owner_pid is not None and owner_pid != os.getpid() and _alive(owner_pid):
+                    continue  # another live server on this host owns it
+                reason = (
+                    f"the worker for this job vanished: its server ({job.server_id}) stopped "
+                    f"while the job was running (step: {job.current_step or 'unknown'}); "
+                    "resubmit the request"
+                )
+                try:
+                    store.transition(
+                        session, job.id, JobState.failed, reason,
+                        exception_info={"type": "WorkerLost", "message": reason,
+                                        "traceback": None, "step": job.current_step},
+                    )
+                except Conflict:
+                    continue
+                _append_log(job.log_file, f"job failed: {reason}")
+                log.warning("recovered job %s: %s", job.id, reason)
+            session.commit()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        last_reconcile = 0.0
+        while not self._stopping.is_set():
+            try:
+                batch = [self._inbox.get(timeout=self._wait_time())]
+            except queue.Empty:
+                batch = []
+            while True:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._apply([e for e in batch if e is not _WAKE])
+                if time.monotonic() - last_reconcile >= _RECONCILE_EVERY_S or _WAKE in batch:
+                    self._reconcile()
+                    last_reconcile = time.monotonic()
+                self._expire()
+                self._claim()
+            except Exception:  # never let one bad batch stop the loop
+                log.exception("dispatcher iteration failed; continuing")
+                time.sleep(0.5)
+
+    def _wait_time(self) -> float:
+        deadlines = [a.deadline for a in self._active.values() if a.deadline is not None]
+        wait = _RECONCILE_EVERY_S
+        if deadlines:
+            wait = min(wait, max(0.0, min(deadlines) - time.monotonic()))
+        return wait
+
+    def _on_event(self, event: WorkerEvent) -> None:
+        self._inbox.put(event)
+
+    def _apply(self, events: list[WorkerEvent]) -> None:
+        if not events:
+            return
+        touched: set[str] = set()
+        with self.sessions() as session:
+            for event in events:
+                touched.add(event.job_id)
+                self._apply_one(session, event)
+            session.commit()
+        for job_id in touched:
+            self.on_change(job_id)
+
+    def _apply_one(self, session: Session, event: WorkerEvent) -> None:
+        job_id = event.job_id
+        active = self._active.get(job_id)
+        if isinstance(event, WorkerStarted):
+            store.set_worker(session, job_id, pid=event.pid, host=event.host)
+        elif isinstance(event, StepStarted):
+            store.start_step(session, job_id, event.name, _utc(event.started_at))
+        elif isinstance(event, StepFinished):
+            store.finish_step(session, job_id, event.name, _utc(event.started_at),
+                              event.duration_s, _jsonable(event.info))
+        elif isinstance(event, JobFinished):
+            self._active.pop(job_id, None)
+            result = event.result
+            self._end(session, job_id, JobState.succeeded, "the workflow trained and was evaluated",
+                      active, result=result, model_id=result.get("model_id"),
+                      git_commit=result.get("git_commit"))
+        elif isinstance(event, JobErrored):
+            self._active.pop(job_id, None)
+            info = event.exception_info
+            where = f" in step {info['step']}" if info.get("step") else ""
+            reason = f"{info.get('type')}{where}: {info.get('message')}"
+            self._end(session, job_id, JobState.failed, reason, active, exception_info=info)
+
+    def _end(self, session: Session, job_id: str, to: JobState, reason: str,
+             active: _Active | None, **fields: Any) -> None:
+        try:
+            store.transition(session, job_id, to, reason, **fields)
+        except Conflict:
+            return  # cancelled or timed out meanwhile: that outcome stands
+        if active is not None:
+            _append_log(active.log_file, f"job {to.value}: {reason}")
+
+    def _reconcile(self) -> None:
+        """Kill workers whose job was cancelled (through any server) since they started."""
+        if not self._active:
+            return
+        with self.sessions() as session:
+            states = store.states_of(session, list(self._active))
+        for job_id, state in states.items():
+            if state != JobState.running.value:
+                active = self._active.pop(job_id, None)
+                if active is not None:
+                    active.handle.cancel()
+                    _append_log(active.log_file, f"job {state}: worker stopped")
+                    self.on_change(job_id)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        expired = [j for j, a in self._active.items() if a.deadline is not None and a.deadline <= now]
+        if not expired:
+            return
+        with self.sessions() as session:
+            for job_id in expired:
+                active = self._active.pop(job_id)
+                active.handle.cancel()
+                reason = (
+                    f"timed out after {active.timeout:g} s and was killed; raise "
+                    "timeout_seconds in the request (or --job-timeout) or make training faster"
+                )
+                self._end(session, job_id, JobState.failed, reason, active,
+                          exception_info={"type": "JobTimeout", "message": reason,
+                                          "traceback": None, "step": None})
+            session.commit()
+        for job_id in expired:
+            self.on_change(job_id)
+
+    def _claim(self) -> None:
+        free = self.settings.concurrency - len(self._active)
+        if free <= 0 or self._stopping.is_set():
+            return
+        with self.sessions() as session:
+            jobs = store.claim_jobs(session, free, server_id=self.server_id)
+        for job in jobs:
+            self._launch(job)
+            self.on_change(job.id)
+
+    def _launch(self, job: JobRow) -> None:
+        spec = WorkerSpec(
+            job_id=job.id,
+            request=job.request,
+            data_roots=self.settings.data_roots,
+            artifact_root=self.settings.artifact_root,
+            workflow_modules=self.settings.workflow_modules,
+            log_path=job.log_file,
+            memory_limit=self.settings.job_memory_limit,
+        )
+        timeout = job.timeout_seconds or self.settings.job_timeout
+        _append_log(job.log_file, f"job running on the {self.executor.name} executor "
+                                  f"(server {self.server_id})")
+        try:
+            handle = self.executor.start(spec, self._on_event)
+        except Exception as exc:
+            info = exception_record(exc)
+            reason = f"the {self.executor.name} executor could not start the job: {exc}"
+            with self.sessions() as session:
+                self._end(session, job.id, JobState.failed, reason, None, exception_info=info)
+                session.commit()
+            return
+        self._active[job.id] = _Active(
+            handle=handle,
+            deadline=time.monotonic() + timeout if timeout else None,
+            timeout=timeout,
+            log_file=job.log_file,
+        )
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+
+
+def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if isinstance(v, str | int | float | bool | None) else str(v))
+            for k, v in info.items()}
+
+
+def _pid_of(server_id: str | None) -> int | None:
+    try:
+        return int((server_id or "").split("/")[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _append_log(path: str | None, line: str) -> None:
+    if not path:
+        return
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(f"{stamp} [modelyard] {line}\n")
+    except OSError:
+        log.warning("cannot write to job log %s", path)

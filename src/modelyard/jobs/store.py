@@ -1,0 +1,218 @@
+"""Store functions: every read and write of the job store (verb_noun, one transaction each).
+
+Routes and the dispatcher call these and never write SQL themselves. State changes go through
+:func:`transition` only: a conditional UPDATE (``WHERE state IN (allowed sources)``), so two
+writers racing for one job (a cancel and a claim, say) cannot both win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from modelyard.errors import Conflict, NotFound
+from modelyard.jobs.states import TERMINAL, JobState, sources_of
+from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
+from modelyard.request.models import TrainRequest
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def create_job(
+    session: Session, request: TrainRequest, *, executor: str, logs_dir: Path
+) -> JobRow:
+    """Store a new job for ``request`` and queue it (created -> queued, in one transaction)."""
+    job_id = uuid.uuid4().hex
+    at = now()
+    job = JobRow(
+        id=job_id,
+        state=JobState.created.value,
+        request=request.model_dump(mode="json"),
+        request_hash=request.request_hash(),
+        model_name=request.metadata.model_name,
+        owner=request.metadata.owner,
+        project=request.metadata.project,
+        trainer=request.metadata.trainer,
+        workflow_name=request.train.workflow_name,
+        compute_resource=request.compute_resource.value,
+        executor=executor,
+        timeout_seconds=request.timeout_seconds,
+        created_at=at,
+        updated_at=at,
+        log_file=str(logs_dir / f"{job_id}.log"),
+    )
+    session.add(job)
+    session.add(TransitionRow(job_id=job_id, from_state=None, to_state="created", at=at,
+                              reason="request accepted"))
+    session.flush()
+    transition(session, job_id, JobState.queued, "waiting for a worker slot")
+    session.commit()
+    return job
+
+
+def read_job(session: Session, job_id: str) -> JobRow:
+    job = session.get(JobRow, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}; list jobs with GET /jobs or `modelyard jobs list`")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    state: JobState | None = None,
+    owner: str | None = None,
+    project: str | None = None,
+    model_name: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[JobRow], int]:
+    """Jobs newest first, filtered; also the total number matching (for pagination)."""
+    query = select(JobRow)
+    if state is not None:
+        query = query.where(JobRow.state == state.value)
+    if owner is not None:
+        query = query.where(JobRow.owner == owner)
+    if project is not None:
+        query = query.where(JobRow.project == project)
+    if model_name is not None:
+        query = query.where(JobRow.model_name == model_name)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), total
+
+
+def transition(
+    session: Session, job_id: str, to: JobState, reason: str, **fields: Any
+) -> None:
+    """Move a job to ``to`` if the state machine allows it from its current state.
+
+    Stamps the time and the reason, sets ``started_at``/``finished_at``, and any extra column in
+    ``fields`` in the same UPDATE. Does not commit.
+
+    Raises:
+        NotFound: no such job.
+        Conflict: the job's current state does not allow the move (it may have changed under us).
+    """
+    at = now()
+    values: dict[str, Any] = {"state": to.value, "updated_at": at, **fields}
+    if to is JobState.running:
+        values.setdefault("started_at", at)
+    if to in TERMINAL:
+        values["finished_at"] = at
+        values.setdefault("current_step", None)
+    sources = [s.value for s in sources_of(to)]
+    current = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
+    if current is None:
+        raise NotFound(f"no job {job_id!r}")
+    moved = session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.state.in_(sources))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        state = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
+        raise Conflict(f"job {job_id} is {state}; it cannot become {to.value}")
+    session.add(TransitionRow(job_id=job_id, from_state=current, to_state=to.value, at=at,
+                              reason=reason))
+    session.flush()
+
+
+def cancel_job(session: Session, job_id: str, reason: str) -> JobRow:
+    """Cancel a job that has not ended. Killing its worker is the dispatcher's part."""
+    job = read_job(session, job_id)
+    if JobState(job.state).terminal:
+        raise Conflict(f"job {job_id} has already ended ({job.state}); nothing to cancel")
+    transition(session, job_id, JobState.cancelled, reason)
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def claim_jobs(session: Session, limit: int, *, server_id: str) -> list[JobRow]:
+    """Take up to ``limit`` queued jobs, oldest first, marking them running for this server."""
+    if limit <= 0:
+        return []
+    ids = session.scalars(
+        select(JobRow.id)
+        .where(JobRow.state == JobState.queued.value)
+        .order_by(JobRow.created_at, JobRow.id)
+        .limit(limit)
+    ).all()
+    claimed = []
+    for job_id in ids:
+        try:
+            transition(session, job_id, JobState.running, "a worker slot is free",
+                       server_id=server_id, current_step="starting")
+        except Conflict:
+            continue  # cancelled, or claimed by another server, since we looked
+        claimed.append(job_id)
+    session.commit()
+    return [read_job(session, j) for j in claimed]
+
+
+def running_jobs(session: Session, *, server_prefix: str | None = None) -> list[JobRow]:
+    query = select(JobRow).where(JobRow.state == JobState.running.value)
+    if server_prefix is not None:
+        query = query.where(JobRow.server_id.startswith(server_prefix))
+    return list(session.scalars(query).all())
+
+
+def states_of(session: Session, job_ids: Sequence[str]) -> dict[str, str]:
+    if not job_ids:
+        return {}
+    rows = session.execute(select(JobRow.id, JobRow.state).where(JobRow.id.in_(job_ids)))
+    return {r.id: r.state for r in rows}
+
+
+def set_worker(session: Session, job_id: str, *, pid: int, host: str) -> None:
+    session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.state == JobState.running.value)
+        .values(worker_pid=pid, worker_host=host, updated_at=now())
+    )
+
+
+def start_step(session: Session, job_id: str, name: str, started_at: dt.datetime) -> None:
+    session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.state == JobState.running.value)
+        .values(current_step=name, updated_at=now())
+    )
+
+
+def finish_step(
+    session: Session,
+    job_id: str,
+    name: str,
+    started_at: dt.datetime,
+    duration_s: float,
+    info: dict[str, Any],
+) -> None:
+    session.add(StepRow(job_id=job_id, name=name, started_at=started_at, duration_s=duration_s,
+                        info=info))
+
+
+def transitions_of(session: Session, job_id: str) -> list[TransitionRow]:
+    return list(
+        session.scalars(
+            select(TransitionRow).where(TransitionRow.job_id == job_id).order_by(TransitionRow.id)
+        ).all()
+    )
+
+
+def steps_of(session: Session, job_id: str) -> list[StepRow]:
+    return list(
+        session.scalars(select(StepRow).where(StepRow.job_id == job_id).order_by(StepRow.id)).all()
+    )

@@ -1,0 +1,258 @@
+"""The train request: Modelyard's public contract, in Railyard's shape.
+
+Pure data, no I/O. Every model forbids unknown fields, so a typo such as ``holdout_sampeling`` is
+refused with a message naming it instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(_Strict):
+    model_name: Annotated[str, Field(min_length=1, max_length=200)]
+    model_description: str = ""
+    owner: str = ""
+    project: str = ""
+    trainer: str = ""
+
+
+class Features(_Strict):
+    names: Annotated[list[str], Field(min_length=1)]
+    path: Annotated[str, Field(min_length=1)]
+
+    @field_validator("names")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"column names must be unique; repeated: {dupes}")
+        return names
+
+
+class Data(_Strict):
+    features: Features
+    date_column: str | None = None
+
+
+class Predicate(str, enum.Enum):
+    IsIn = "IsIn"
+    NotIn = "NotIn"
+    Equals = "Equals"
+    NotEquals = "NotEquals"
+    GreaterThan = "GreaterThan"
+    GreaterThanOrEqual = "GreaterThanOrEqual"
+    LessThan = "LessThan"
+    LessThanOrEqual = "LessThanOrEqual"
+    Between = "Between"
+    IsNull = "IsNull"
+    IsNotNull = "IsNotNull"
+
+
+_LIST_PREDICATES = {Predicate.IsIn, Predicate.NotIn}
+_SCALAR_PREDICATES = {
+    Predicate.Equals,
+    Predicate.NotEquals,
+    Predicate.GreaterThan,
+    Predicate.GreaterThanOrEqual,
+    Predicate.LessThan,
+    Predicate.LessThanOrEqual,
+}
+_NULL_PREDICATES = {Predicate.IsNull, Predicate.IsNotNull}
+
+Scalar = str | float | int | bool | dt.date | dt.datetime
+
+
+class FeatureValue(_Strict):
+    """Exactly one of the value kinds (``min``/``max`` together count as one, for Between)."""
+
+    string_vals: list[str] | None = None
+    number_vals: list[float] | None = None
+    string_val: str | None = None
+    number_val: float | None = None
+    bool_val: bool | None = None
+    date_val: dt.datetime | dt.date | None = None
+    min: float | dt.datetime | dt.date | str | None = None
+    max: float | dt.datetime | dt.date | str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FeatureValue:
+        given = self.kinds()
+        if len(given) != 1:
+            raise ValueError(
+                "feature_value must hold exactly one of string_vals, number_vals, string_val, "
+                f"number_val, bool_val, date_val, or min and max; got {given or 'none'}"
+            )
+        if given == ["range"] and (self.min is None or self.max is None):
+            raise ValueError("feature_value for Between needs both min and max")
+        return self
+
+    def kinds(self) -> list[str]:
+        names = [
+            k
+            for k in ("string_vals", "number_vals", "string_val", "number_val", "bool_val", "date_val")
+            if getattr(self, k) is not None
+        ]
+        if self.min is not None or self.max is not None:
+            names.append("range")
+        return names
+
+    def values(self) -> list[Any]:
+        """The list of values of an IsIn/NotIn filter."""
+        return list(self.string_vals if self.string_vals is not None else self.number_vals or [])
+
+    def scalar(self) -> Any:
+        """The single value of an Equals/GreaterThan/... filter."""
+        for k in ("string_val", "number_val", "bool_val", "date_val"):
+            v = getattr(self, k)
+            if v is not None:
+                return v
+        return None
+
+
+class Filter(_Strict):
+    feature_name: Annotated[str, Field(min_length=1)]
+    predicate: Predicate
+    feature_value: FeatureValue | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_predicate(self) -> Filter:
+        p, v = self.predicate, self.feature_value
+        if p in _NULL_PREDICATES:
+            if v is not None:
+                raise ValueError(f"predicate {p.value} takes no feature_value")
+            return self
+        if v is None:
+            raise ValueError(f"predicate {p.value} needs a feature_value")
+        kinds = v.kinds()
+        if p in _LIST_PREDICATES and kinds[0] not in ("string_vals", "number_vals"):
+            raise ValueError(f"predicate {p.value} needs string_vals or number_vals, got {kinds[0]}")
+        if p in _SCALAR_PREDICATES and kinds[0] not in (
+            "string_val",
+            "number_val",
+            "bool_val",
+            "date_val",
+        ):
+            raise ValueError(
+                f"predicate {p.value} needs one of string_val, number_val, bool_val, date_val; "
+                f"got {kinds[0]}"
+            )
+        if p is Predicate.Between and kinds[0] != "range":
+            raise ValueError(f"predicate Between needs feature_value {{min, max}}, got {kinds[0]}")
+        return self
+
+
+class DateRangeSampling(_Strict):
+    date_column: Annotated[str, Field(min_length=1)]
+    start_date: dt.datetime | dt.date
+    end_date: dt.datetime | dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRangeSampling:
+        if _as_datetime(self.start_date) >= _as_datetime(self.end_date):
+            raise ValueError(
+                f"start_date ({self.start_date}) must be before end_date ({self.end_date})"
+            )
+        return self
+
+
+class RandomFractionSampling(_Strict):
+    fraction: Annotated[float, Field(gt=0.0, lt=1.0)]
+    seed: int = 0
+
+
+class HoldoutSampling(_Strict):
+    sampling_function: Literal["DATE_RANGE", "RANDOM_FRACTION"]
+    date_range_sampling: DateRangeSampling | None = None
+    random_fraction_sampling: RandomFractionSampling | None = None
+
+    @model_validator(mode="after")
+    def _matching_block(self) -> HoldoutSampling:
+        if self.sampling_function == "DATE_RANGE" and self.date_range_sampling is None:
+            raise ValueError("sampling_function DATE_RANGE needs a date_range_sampling block")
+        if self.sampling_function == "RANDOM_FRACTION" and self.random_fraction_sampling is None:
+            raise ValueError(
+                "sampling_function RANDOM_FRACTION needs a random_fraction_sampling block "
+                "({fraction, seed})"
+            )
+        return self
+
+
+class Train(_Strict):
+    workflow_name: Annotated[str, Field(min_length=1)]
+    classifier_features: Annotated[list[str], Field(min_length=1)]
+    label: Annotated[str, Field(min_length=1)]
+    # Passed through untouched: a workflow's hyper-parameters are its own business.
+    custom_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ComputeResource(str, enum.Enum):
+    CPU = "CPU"
+    GPU = "GPU"
+    HIGH_MEMORY = "HIGH_MEMORY"
+
+
+class TrainRequest(_Strict):
+    """A request to train one model; see DESIGN.md for the annotated example."""
+
+    metadata: Metadata
+    data: Data
+    filters: list[Filter] = Field(default_factory=list)
+    holdout_sampling: HoldoutSampling
+    train: Train
+    compute_resource: ComputeResource = ComputeResource.CPU
+    timeout_seconds: Annotated[float | None, Field(gt=0)] = None
+
+    @model_validator(mode="after")
+    def _columns_are_declared(self) -> TrainRequest:
+        names = set(self.data.features.names)
+        missing = [c for c in self.train.classifier_features if c not in names]
+        if missing:
+            raise ValueError(
+                f"train.classifier_features {missing} are not in data.features.names; "
+                "add them there so they are read"
+            )
+        if self.train.label not in names:
+            raise ValueError(
+                f"train.label {self.train.label!r} is not in data.features.names; add it there"
+            )
+        if self.train.label in self.train.classifier_features:
+            raise ValueError(
+                f"train.label {self.train.label!r} is also a classifier feature: the model "
+                "would see its own answer"
+            )
+        return self
+
+    def columns(self) -> list[str]:
+        """Every column the job reads: declared features plus the date columns it splits on."""
+        cols = list(self.data.features.names)
+        extra = [self.data.date_column]
+        if self.holdout_sampling.date_range_sampling is not None:
+            extra.append(self.holdout_sampling.date_range_sampling.date_column)
+        for c in extra:
+            if c is not None and c not in cols:
+                cols.append(c)
+        return cols
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def request_hash(self) -> str:
+        """sha256 of the canonical JSON form: equal requests hash equal, whatever their key order."""
+        return "sha256:" + hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _as_datetime(value: dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None) if value.tzinfo else value
+    return dt.datetime(value.year, value.month, value.day)

@@ -1,0 +1,377 @@
+"""Read the request's data: resolve the path inside the data roots, scan parquet with filters pushed
+down and only the needed columns projected, and split train/holdout.
+
+Everything here is pyarrow until the very end, where the two splits become pandas frames for the
+workflow. pyarrow and fsspec errors are translated into :class:`DataError` with a message that names
+the path, the column or the filter, and says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from modelyard.errors import DataAccessDenied, DataError
+from modelyard.request.models import Filter, Predicate, TrainRequest
+
+_GLOB_CHARS = "*?["
+
+
+@dataclasses.dataclass
+class Source:
+    """A resolved data location: the filesystem, the files, and what to call it in messages."""
+
+    display: str
+    filesystem: pafs.FileSystem
+    files: list[str]
+    fsspec_fs: Any
+
+
+@dataclasses.dataclass
+class Split:
+    train: pa.Table
+    holdout: pa.Table
+    row_counts: dict[str, int]
+
+
+def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
+    """Find the parquet files ``path`` names (a file, a folder or a glob) inside the data roots.
+
+    Raises:
+        DataAccessDenied: the path lies outside every data root.
+        DataError: nothing exists there, or no parquet file matches.
+    """
+    if "://" in path:
+        return _resolve_url(path, data_roots)
+    local_roots = [r for r in data_roots if "://" not in r]
+    candidates = (
+        [Path(path)] if os.path.isabs(path) else [Path(root) / path for root in local_roots]
+    )
+    for candidate in candidates:
+        # realpath resolves '..' and symlinks, so neither can step outside a root.
+        real = os.path.realpath(candidate)
+        if not _inside_any(real, local_roots):
+            if os.path.isabs(path):
+                raise DataAccessDenied(
+                    f"data path {path} is outside the configured data roots {list(data_roots)}; "
+                    "move the data under one of them or start the server with --data-root"
+                )
+            continue
+        if _has_glob(path):
+            files = sorted(
+                f for f in _glob_local(real) if f.endswith(".parquet") or f.endswith(".parq")
+            )
+            if files:
+                return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"))
+        elif os.path.isfile(real):
+            return Source(path, pafs.LocalFileSystem(), [real], fsspec.filesystem("file"))
+        elif os.path.isdir(real):
+            files = _parquet_files_in(real)
+            if not files:
+                raise DataError(f"data folder {path} holds no .parquet files")
+            return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"))
+    where = ", ".join(local_roots) if not os.path.isabs(path) else path
+    raise DataError(
+        f"data path {path} does not exist (looked in: {where}); check data.features.path"
+    )
+
+
+def _resolve_url(url: str, data_roots: Sequence[str]) -> Source:
+    if not any(url.startswith(r) for r in data_roots if "://" in r):
+        raise DataAccessDenied(
+            f"data URL {url} is outside the configured data roots {list(data_roots)}; "
+            "add its bucket or prefix with --data-root"
+        )
+    try:
+        fs, fs_path = fsspec.core.url_to_fs(url)
+        if _has_glob(fs_path):
+            files = sorted(fs.glob(fs_path))
+        elif fs.isdir(fs_path):
+            files = sorted(p for p in fs.find(fs_path) if p.endswith((".parquet", ".parq")))
+        elif fs.exists(fs_path):
+            files = [fs_path]
+        else:
+            files = []
+    except (OSError, ValueError, ImportError) as exc:
+        raise DataError(f"cannot open data URL {url}: {exc}") from None
+    if not files:
+        raise DataError(f"data URL {url} names no parquet file; check data.features.path")
+    return Source(url, pafs.PyFileSystem(pafs.FSSpecHandler(fs)), files, fs)
+
+
+def _inside_any(real: str, roots: Sequence[str]) -> bool:
+    for root in roots:
+        root_real = os.path.realpath(root)
+        if real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _has_glob(path: str) -> bool:
+    return any(c in path for c in _GLOB_CHARS)
+
+
+def _glob_local(pattern: str) -> list[str]:
+    import glob
+
+    return [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+
+
+def _parquet_files_in(folder: str) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        out.extend(
+            os.path.join(dirpath, f)
+            for f in filenames
+            if f.endswith((".parquet", ".parq")) and not f.startswith((".", "_"))
+        )
+    return sorted(out)
+
+
+def open_dataset(source: Source) -> ds.Dataset:
+    """Open the files as one parquet dataset (hive partition columns are picked up)."""
+    try:
+        return ds.dataset(
+            source.files,
+            format="parquet",
+            filesystem=source.filesystem,
+            partitioning="hive" if len(source.files) > 1 else None,
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataError(
+            f"{source.display} is not readable as parquet: {_first_line(exc)}; "
+            "Modelyard reads parquet files (write them with pandas.DataFrame.to_parquet)"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"cannot read {source.display}: {_first_line(exc)}") from None
+
+
+def check_columns(dataset: ds.Dataset, request: TrainRequest, source: Source) -> None:
+    """Fail early, naming the column and the field that asked for it, if a column is missing."""
+    have = set(dataset.schema.names)
+    wanted: list[tuple[str, str]] = [(c, "data.features.names") for c in request.columns()]
+    wanted += [(f.feature_name, "filters") for f in request.filters]
+    for column, field in wanted:
+        if column not in have:
+            raise DataError(
+                f"{field}: no column {column!r} in {source.display} "
+                f"(columns: {', '.join(dataset.schema.names)})"
+            )
+
+
+def build_filter(filters: Sequence[Filter], schema: pa.Schema) -> pc.Expression | None:
+    """AND the request's filters into one pyarrow expression the scan pushes down."""
+    expr: pc.Expression | None = None
+    for f in filters:
+        one = _filter_expression(f, schema.field(f.feature_name))
+        expr = one if expr is None else expr & one
+    return expr
+
+
+def _filter_expression(f: Filter, field: pa.Field) -> pc.Expression:
+    col = pc.field(f.feature_name)
+    p = f.predicate
+    if p is Predicate.IsNull:
+        return col.is_null()
+    if p is Predicate.IsNotNull:
+        return col.is_valid()
+    value = f.feature_value
+    if value is None:  # the request model already refuses this; keep the message if bypassed
+        raise DataError(f"filter on {f.feature_name!r}: predicate {p.value} needs a feature_value")
+    if p in (Predicate.IsIn, Predicate.NotIn):
+        values = pa.array([_coerce(v, field, f) for v in value.values()], type=_value_type(field))
+        isin = col.isin(values)
+        return isin if p is Predicate.IsIn else ~isin
+    if p is Predicate.Between:
+        low, high = scalar_for(value.min, field, f), scalar_for(value.max, field, f)
+        return (col >= low) & (col <= high)
+    v = scalar_for(value.scalar(), field, f)
+    ops = {
+        Predicate.Equals: col == v,
+        Predicate.NotEquals: col != v,
+        Predicate.GreaterThan: col > v,
+        Predicate.GreaterThanOrEqual: col >= v,
+        Predicate.LessThan: col < v,
+        Predicate.LessThanOrEqual: col <= v,
+    }
+    return ops[p]
+
+
+def _value_type(field: pa.Field) -> pa.DataType:
+    t = field.type
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def scalar_for(value: Any, field: pa.Field, f: Filter | None = None) -> pa.Scalar:
+    """``value`` as a pyarrow scalar of ``field``'s type (for comparisons pushed into a scan)."""
+    return pa.scalar(_coerce(value, field, f), type=_value_type(field))
+
+
+def _coerce(value: Any, field: pa.Field, f: Filter | None) -> Any:
+    """Turn a request value into a Python value of the column's type, or say why it cannot be."""
+    t = _value_type(field)
+    what = f"filter on {field.name!r}" if f is not None else f"column {field.name!r}"
+    try:
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            when = value
+            if isinstance(when, str):
+                when = dt.datetime.fromisoformat(when)
+            if isinstance(when, dt.datetime) and pa.types.is_date(t):
+                return when.date()
+            if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
+                when = dt.datetime(when.year, when.month, when.day)
+            if not isinstance(when, dt.datetime):
+                raise TypeError
+            if pa.types.is_timestamp(t) and t.tz is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+            if pa.types.is_timestamp(t) and t.tz is None and when.tzinfo is not None:
+                when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            return when
+        if pa.types.is_boolean(t):
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if pa.types.is_integer(t):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if pa.types.is_floating(t) or pa.types.is_decimal(t):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError
+            return float(value)
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        return pa.scalar(value).cast(t).as_py()
+    except (TypeError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(
+            f"{what}: the value {value!r} does not fit the column's type {t}; "
+            f"use a {_value_kind(t)} value"
+        ) from None
+
+
+def _value_kind(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "date_val (ISO date) or min/max dates"
+    if pa.types.is_boolean(t):
+        return "bool_val"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number_val / number_vals"
+    return "string_val / string_vals"
+
+
+def scan(
+    dataset: ds.Dataset, columns: Sequence[str], filter_expr: pc.Expression | None
+) -> pa.Table:
+    """Read only ``columns`` of the rows that pass ``filter_expr`` (pushed into the scan)."""
+    try:
+        return dataset.to_table(columns=list(columns), filter=filter_expr, use_threads=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise DataError(f"cannot apply the filters to the data: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise DataError(f"error while reading the data: {_first_line(exc)}") from None
+
+
+def explain_empty_filter(
+    dataset: ds.Dataset, filters: Sequence[Filter], total_rows: int, display: str
+) -> str:
+    """Say which filter left no rows (one metadata-cheap count per filter; only on the error path)."""
+    parts = []
+    for f in filters:
+        expr = _filter_expression(f, dataset.schema.field(f.feature_name))
+        n = dataset.count_rows(filter=expr)
+        value = f.feature_value.model_dump(exclude_none=True) if f.feature_value else ""
+        parts.append(f"{f.feature_name} {f.predicate.value} {value} keeps {n:,}")
+    return (
+        f"the filters leave no rows of the {total_rows:,} in {display} ("
+        + "; ".join(parts)
+        + "); loosen the filters"
+    )
+
+
+def date_bound(table_or_schema: pa.Schema, column: str) -> pa.DataType:
+    t = table_or_schema.field(column).type
+    if not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+        raise DataError(
+            f"holdout_sampling.date_range_sampling.date_column {column!r} has type {t}, "
+            "not a date or timestamp; store it as a parquet timestamp or date"
+        )
+    return t
+
+
+def split_date_range(
+    table: pa.Table, column: str, start: dt.date, end: dt.date
+) -> tuple[pa.Table, pa.Table]:
+    """Holdout is ``[start, end)``; training is everything before ``start`` (no future leakage)."""
+    field = table.schema.field(column)
+    lo = scalar_for(start, field, None)
+    hi = scalar_for(end, field, None)
+    col = table[column]
+    holdout_mask = pc.and_(pc.greater_equal(col, lo), pc.less(col, hi))
+    train_mask = pc.less(col, lo)
+    return table.filter(train_mask), table.filter(holdout_mask)
+
+
+def split_random(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
+    """A seeded Bernoulli draw per row: the same data and seed always give the same split."""
+    mask = np.random.default_rng(seed).random(table.num_rows) < fraction
+    holdout_mask = pa.array(mask)
+    return table.filter(pc.invert(holdout_mask)), table.filter(holdout_mask)
+
+
+def date_span(table: pa.Table, column: str) -> str:
+    if table.num_rows == 0:
+        return "no rows"
+    mm = pc.min_max(table[column])
+    return f"{mm['min'].as_py()} to {mm['max'].as_py()}"
+
+
+def fingerprint(source: Source, dataset: ds.Dataset) -> dict[str, Any]:
+    """What data the job read: every file's size and modification time, and parquet footers.
+
+    The digest changes when any file is added, removed, rewritten or resized.
+    """
+    files = []
+    digest = hashlib.sha256()
+    fragments = {f.path: f for f in dataset.get_fragments()} if len(source.files) <= 1000 else {}
+    for path in source.files:
+        try:
+            info = source.fsspec_fs.info(path)
+        except OSError:
+            info = {}
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
+        entry: dict[str, Any] = {"path": path, "size": info.get("size"), "mtime": str(mtime)}
+        frag = fragments.get(path)
+        if frag is not None:
+            md = frag.metadata
+            entry.update(num_rows=md.num_rows, row_groups=md.num_row_groups, created_by=md.created_by)
+        files.append(entry)
+        digest.update(repr(sorted(entry.items())).encode())
+    return {
+        "path": source.display,
+        "files": files[:1000],
+        "file_count": len(source.files),
+        "total_bytes": sum(f["size"] or 0 for f in files),
+        "schema": {f.name: str(f.type) for f in dataset.schema},
+        "digest": "sha256:" + digest.hexdigest(),
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,131 @@
+"""Holdout evaluation: the task a label implies, the metrics for it, and the scores/labels files.
+
+Binary: ROC AUC, PR AUC (average precision), log loss, Brier score, accuracy at 0.5.
+Regression: RMSE, MAE, R2. Multi-class: accuracy, log loss, macro F1.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import DataError, WorkflowError
+from modelyard.runtime.workflow import Task
+
+
+def infer_task(label: pd.Series) -> Task:
+    """Binary for two classes (bool, 0/1, two strings), multi-class for more strings, else regression."""
+    values = label.dropna()
+    if pd.api.types.is_bool_dtype(values):
+        return "binary"
+    if not pd.api.types.is_numeric_dtype(values):
+        return "binary" if values.nunique() <= 2 else "multiclass"
+    if values.nunique() <= 2 and set(np.unique(values)).issubset({0, 1}):
+        return "binary"
+    return "regression"
+
+
+def check_label(train: pd.DataFrame, label: str, task: Task) -> None:
+    """A label that never varies in the training rows cannot be learnt: say so before training."""
+    y = train[label]
+    if y.isna().all():
+        raise DataError(f"label {label!r} is empty (all null) in the training rows")
+    distinct = y.dropna().unique()
+    if len(distinct) < 2:
+        kind = "classification needs at least two classes" if task != "regression" else (
+            "a constant target cannot be learnt"
+        )
+        raise DataError(
+            f"label {label!r} has a single value ({distinct[0]!r}) in all {len(y):,} training "
+            f"rows; {kind}; widen the filters or the training date range"
+        )
+
+
+def positive_class(model: Any, y: pd.Series) -> Any:
+    classes = getattr(model, "classes_", None)
+    if classes is not None and len(classes) == 2:
+        return classes[1]
+    distinct = sorted(y.dropna().unique().tolist())
+    return distinct[-1] if distinct else 1
+
+
+def compute_metrics(
+    task: Task, y_true: pd.Series, scores: np.ndarray[Any, Any], model: Any
+) -> dict[str, Any]:
+    """Metrics of ``scores`` against ``y_true``; a metric that is undefined is ``None`` with a note."""
+    from sklearn import metrics as skm
+
+    scores = np.asarray(scores)
+    if len(scores) != len(y_true):
+        raise WorkflowError(
+            f"predict returned {len(scores)} scores for {len(y_true)} holdout rows; "
+            "it must return one score per row"
+        )
+    out: dict[str, Any] = {"task": task, "holdout_rows": int(len(y_true)), "notes": []}
+    if task == "regression":
+        y = y_true.to_numpy(dtype=float)
+        s = scores.astype(float).reshape(-1)
+        out.update(
+            rmse=float(math.sqrt(skm.mean_squared_error(y, s))),
+            mae=float(skm.mean_absolute_error(y, s)),
+            r2=float(skm.r2_score(y, s)) if len(y) > 1 else None,
+        )
+        return out
+    if task == "multiclass":
+        classes = getattr(model, "classes_", None)
+        if scores.ndim != 2 or classes is None:
+            raise WorkflowError(
+                "a multi-class workflow's predict must return one probability per class "
+                "(an n_rows x n_classes array) and its model must have classes_"
+            )
+        predicted = np.asarray(classes)[scores.argmax(axis=1)]
+        out.update(
+            accuracy=float(skm.accuracy_score(y_true, predicted)),
+            f1_macro=float(skm.f1_score(y_true, predicted, average="macro")),
+            log_loss=float(skm.log_loss(y_true, scores, labels=classes)),
+        )
+        return out
+    pos = positive_class(model, y_true)
+    y = (y_true == pos).to_numpy(dtype=int)
+    p = scores.astype(float).reshape(-1)
+    out["positive_class"] = pos.item() if hasattr(pos, "item") else pos
+    out["positive_rate"] = float(y.mean()) if len(y) else None
+    out["accuracy"] = float(((p >= 0.5).astype(int) == y).mean())
+    if np.all((p >= 0) & (p <= 1)):
+        out["brier"] = float(np.mean((p - y) ** 2))
+        out["log_loss"] = float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    else:
+        out["brier"] = out["log_loss"] = None
+        out["notes"].append("scores are not probabilities: brier and log_loss not computed")
+    if len(np.unique(y)) == 2:
+        out["roc_auc"] = float(skm.roc_auc_score(y, p))
+        out["pr_auc"] = float(skm.average_precision_score(y, p))
+    else:
+        out["roc_auc"] = out["pr_auc"] = None
+        out["notes"].append("the holdout holds one class only: roc_auc and pr_auc are undefined")
+    return out
+
+
+def scores_tsv(scores: np.ndarray[Any, Any], classes: Any = None) -> bytes:
+    """One line per holdout row, in holdout order, with a header."""
+    scores = np.asarray(scores)
+    if scores.ndim == 2:
+        names = [f"score_{c}" for c in (classes if classes is not None else range(scores.shape[1]))]
+        frame = pd.DataFrame(scores, columns=names)
+    else:
+        frame = pd.DataFrame({"score": scores})
+    return _tsv(frame)
+
+
+def labels_tsv(labels: pd.Series) -> bytes:
+    return _tsv(pd.DataFrame({"label": labels.to_numpy()}))
+
+
+def _tsv(frame: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    frame.to_csv(buf, sep="\t", index=False, float_format="%.10g")
+    return buf.getvalue().encode()

@@ -1,0 +1,78 @@
+"""What a worker tells its executor: plain, picklable records, the same on every backend.
+
+The worker never touches the job store. It reports a :class:`WorkerStarted`, then a
+:class:`StepStarted`/:class:`StepFinished` pair per step, and ends with exactly one
+:class:`JobFinished` or :class:`JobErrored`. An executor that loses its worker (killed, crashed,
+out of memory) reports a :class:`JobErrored` on its behalf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to run one job; no handle to the server."""
+
+    job_id: str
+    request: dict[str, Any]
+    data_roots: tuple[str, ...]
+    artifact_root: str
+    workflow_modules: tuple[str, ...] = ()
+    log_path: str | None = None
+    memory_limit: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerStarted:
+    job_id: str
+    pid: int
+    host: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StepStarted:
+    job_id: str
+    name: str
+    started_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFinished:
+    job_id: str
+    name: str
+    started_at: float
+    duration_s: float
+    info: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFinished:
+    job_id: str
+    result: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobErrored:
+    job_id: str
+    exception_info: dict[str, Any]
+
+
+WorkerEvent = WorkerStarted | StepStarted | StepFinished | JobFinished | JobErrored
+
+
+def exception_record(exc: BaseException, *, step: str | None = None) -> dict[str, Any]:
+    """A plain, picklable description of ``exc`` for ``exception_info``."""
+    cls = type(exc)
+    name = cls.__name__ if cls.__module__ in ("builtins", "__main__") else (
+        f"{cls.__module__}.{cls.__qualname__}"
+    )
+    return {
+        "type": name,
+        "message": str(exc) or cls.__name__,
+        "traceback": "".join(traceback.format_exception(exc)),
+        "step": step,
+    }

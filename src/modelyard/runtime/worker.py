@@ -1,0 +1,336 @@
+"""Inside the worker: run one train request from data to artefacts.
+
+:func:`run_job` is the whole training contract and knows nothing of where it runs; it reports
+progress through a callback. :func:`process_main` is the entry point of a local worker process:
+it isolates the job (own process group, log file, optional memory limit, a watchdog that exits
+when the server is gone) and sends the events down a pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import pickle
+import platform
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import Any
+
+import pyarrow.compute as pc
+
+from modelyard.errors import DataError, WorkflowError
+from modelyard.request.loading import parse_request
+from modelyard.runtime import data as datamod
+from modelyard.runtime import evaluation
+from modelyard.runtime.artifacts import ArtifactStore
+from modelyard.runtime.events import (
+    JobErrored,
+    JobFinished,
+    StepFinished,
+    StepStarted,
+    WorkerEvent,
+    WorkerSpec,
+    WorkerStarted,
+    exception_record,
+)
+from modelyard.runtime.workflow import Workflow, resolve_workflow, workflow_source
+
+log = logging.getLogger("modelyard.worker")
+
+Report = Callable[[WorkerEvent], None]
+_PACKAGES = ("modelyard", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "xgboost",
+             "torch")
+
+
+class StepFailed(Exception):
+    """Carries the step in which the original exception was raised."""
+
+    def __init__(self, step: str, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.step = step
+        self.original = original
+
+
+class _Steps:
+    def __init__(self, job_id: str, report: Report) -> None:
+        self.job_id = job_id
+        self.report = report
+        self.durations: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        info: dict[str, Any] = {}
+        started = time.time()
+        t0 = time.perf_counter()
+        self.report(StepStarted(self.job_id, name, started))
+        log.info("step %s: started", name)
+        try:
+            yield info
+        except StepFailed:
+            raise
+        except BaseException as exc:
+            log.error("step %s: failed: %s: %s", name, type(exc).__name__, exc)
+            raise StepFailed(name, exc) from exc
+        duration = time.perf_counter() - t0
+        self.durations[name] = round(duration, 6)
+        log.info("step %s: done in %.3fs %s", name, duration, info or "")
+        self.report(StepFinished(self.job_id, name, started, duration, info))
+
+
+def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
+    """Run the request in ``spec``: resolve, load, filter, split, train, serialize, evaluate.
+
+    Returns the job's result (model id, metric values, artefact paths, provenance summary).
+
+    Raises:
+        StepFailed: wrapping whatever went wrong, with the step it happened in.
+    """
+    request = parse_request(spec.request)
+    steps = _Steps(spec.job_id, report)
+    started_at = dt.datetime.now(dt.timezone.utc)
+    store = ArtifactStore(spec.artifact_root)
+
+    with steps.step("resolve_workflow") as info:
+        cls = resolve_workflow(request.train.workflow_name, spec.workflow_modules)
+        source = workflow_source(cls)
+        info.update(workflow=request.train.workflow_name, cls=source["class"])
+        workflow: Workflow = cls(request)
+
+    with steps.step("load") as info:
+        source_data = datamod.resolve_source(request.data.features.path, spec.data_roots)
+        dataset = datamod.open_dataset(source_data)
+        datamod.check_columns(dataset, request, source_data)
+        total_rows = dataset.count_rows()
+        fingerprint = datamod.fingerprint(source_data, dataset)
+        info.update(files=len(source_data.files), rows=total_rows)
+
+    holdout = request.holdout_sampling
+    with steps.step("filter") as info:
+        expr = datamod.build_filter(request.filters, dataset.schema)
+        drs = holdout.date_range_sampling if holdout.sampling_function == "DATE_RANGE" else None
+        scan_expr = expr
+        if drs is not None:
+            datamod.date_bound(dataset.schema, drs.date_column)
+            end = datamod.scalar_for(drs.end_date, dataset.schema.field(drs.date_column), None)
+            window = pc.field(drs.date_column) < end
+            scan_expr = window if expr is None else expr & window
+        table = datamod.scan(dataset, request.columns(), scan_expr)
+        if table.num_rows == 0:
+            if request.filters and dataset.count_rows(filter=expr) == 0:
+                raise DataError(
+                    datamod.explain_empty_filter(
+                        dataset, request.filters, total_rows, source_data.display
+                    )
+                )
+            raise DataError(
+                f"no rows before holdout_sampling.date_range_sampling.end_date "
+                f"({drs.end_date if drs else ''}) pass the filters; move the date range"
+            )
+        scanned_rows = table.num_rows
+        info.update(rows=scanned_rows, filters=len(request.filters))
+
+    with steps.step("split") as info:
+        if drs is not None:
+            train_t, holdout_t = datamod.split_date_range(
+                table, drs.date_column, drs.start_date, drs.end_date
+            )
+            window = f"[{drs.start_date}, {drs.end_date})"
+            if holdout_t.num_rows == 0:
+                raise DataError(
+                    f"the holdout is empty: no filtered rows have {drs.date_column} in {window} "
+                    f"(filtered rows span {datamod.date_span(table, drs.date_column)}); move "
+                    "holdout_sampling.date_range_sampling to dates the data covers"
+                )
+            if train_t.num_rows == 0:
+                raise DataError(
+                    f"no training rows: no filtered rows have {drs.date_column} before "
+                    f"{drs.start_date} (filtered rows span "
+                    f"{datamod.date_span(table, drs.date_column)}); move start_date later"
+                )
+        else:
+            rfs = holdout.random_fraction_sampling
+            if rfs is None:
+                raise DataError("holdout_sampling.random_fraction_sampling is missing")
+            train_t, holdout_t = datamod.split_random(table, rfs.fraction, rfs.seed)
+            if holdout_t.num_rows == 0 or train_t.num_rows == 0:
+                raise DataError(
+                    f"a random fraction of {rfs.fraction} of {table.num_rows} filtered rows "
+                    "leaves an empty training set or holdout; use more data or another fraction"
+                )
+        train_df = train_t.to_pandas()
+        holdout_df = holdout_t.to_pandas()
+        del table, train_t, holdout_t
+        task = workflow.task or evaluation.infer_task(train_df[request.train.label])
+        evaluation.check_label(train_df, request.train.label, task)
+        info.update(train_rows=len(train_df), holdout_rows=len(holdout_df), task=task)
+
+    # With DATE_RANGE, rows at or after end_date are dropped in the scan along with the filters.
+    row_counts = {
+        "total": total_rows,
+        "after_filters": scanned_rows,
+        "train": len(train_df),
+        "holdout": len(holdout_df),
+    }
+
+    with steps.step("train") as info:
+        model = workflow.train(train_df, holdout_df)
+        if model is None:
+            raise WorkflowError(
+                f"{source['class']}.train returned None; it must return the fitted model"
+            )
+        info.update(model_type=f"{type(model).__module__}.{type(model).__qualname__}")
+
+    with steps.step("serialize") as info:
+        try:
+            model_bytes = pickle.dumps(model, protocol=5)
+        except Exception as exc:
+            raise WorkflowError(
+                f"the model returned by train() cannot be pickled ({type(exc).__name__}: {exc}); "
+                "return a picklable object, e.g. the fitted estimator rather than a closure"
+            ) from exc
+        model_id = store.put_bytes(model_bytes)
+        info.update(model_id=model_id, bytes=len(model_bytes))
+
+    with steps.step("evaluate") as info:
+        scores = workflow.predict(model, holdout_df)
+        label = holdout_df[request.train.label]
+        metrics = evaluation.compute_metrics(task, label, scores, model)
+        info.update({k: v for k, v in metrics.items() if isinstance(v, float)})
+
+    # Artefacts are written as one atomic folder, after everything else succeeded.
+    provenance = {
+        "job_id": spec.job_id,
+        "request_hash": request.request_hash(),
+        "request": request.model_dump(mode="json"),
+        "workflow": {"name": request.train.workflow_name, **source},
+        "packages": _package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "data": fingerprint,
+        "row_counts": row_counts,
+        "compute_resource": request.compute_resource.value,
+        "started_at": started_at.isoformat(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "durations_s": steps.durations,
+    }
+    model_meta = {
+        "model_id": model_id,
+        "format": "pickle",
+        "workflow": request.train.workflow_name,
+        "workflow_class": source["class"],
+        "features": list(request.train.classifier_features),
+        "label": request.train.label,
+        "task": task,
+    }
+    classes = getattr(model, "classes_", None) if task == "multiclass" else None
+    paths = store.write_job_files(
+        spec.job_id,
+        {
+            "scores.tsv": evaluation.scores_tsv(scores, classes),
+            "labels.tsv": evaluation.labels_tsv(label),
+            "metrics.json": _json(metrics),
+            "provenance.json": _json(provenance),
+            "model.json": _json(model_meta),
+        },
+    )
+    return {
+        "model_id": model_id,
+        "metrics": metrics,
+        "evaluation_holdout_data_path": paths["scores.tsv"],
+        "evaluation_holdout_label_path": paths["labels.tsv"],
+        "metrics_path": paths["metrics.json"],
+        "provenance_path": paths["provenance.json"],
+        "row_counts": row_counts,
+        "git_commit": source.get("git_commit"),
+        "workflow_class": source["class"],
+        "data_digest": fingerprint["digest"],
+        "request_hash": provenance["request_hash"],
+    }
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def execute(spec: WorkerSpec, report: Report) -> None:
+    """Run the job and report exactly one terminal event, whatever happens."""
+    report(WorkerStarted(spec.job_id, os.getpid(), socket.gethostname()))
+    try:
+        result = run_job(spec, report)
+    except StepFailed as failed:
+        report(JobErrored(spec.job_id, exception_record(failed.original, step=failed.step)))
+    except BaseException as exc:  # the request itself, or anything outside a step
+        report(JobErrored(spec.job_id, exception_record(exc)))
+    else:
+        report(JobFinished(spec.job_id, result))
+
+
+def process_main(spec: WorkerSpec, conn: Any) -> None:
+    """Entry point of a local worker process (forked from the pre-imported fork server)."""
+    os.setpgrp()  # cancel kills the whole group, including processes the workflow started
+    if spec.log_path:
+        _redirect_output(spec.log_path)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if spec.memory_limit:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (spec.memory_limit, spec.memory_limit))
+    _watch_parent()
+
+    def report(event: WorkerEvent) -> None:
+        conn.send(event)
+
+    try:
+        execute(spec, report)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.close()
+
+
+def _redirect_output(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
+def _watch_parent() -> None:
+    """Exit when the process that started us is gone: a worker never outlives its server."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="modelyard-parent-watch", daemon=True).start()

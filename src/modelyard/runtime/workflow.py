@@ -1,0 +1,213 @@
+"""The workflow contract, and finding a workflow by name.
+
+A user writes one class::
+
+    class StripeFraudModel(Workflow):
+        def train(self, train_df, holdout_df):
+            return make_pipeline(...).fit(train_df[self.features], train_df[self.label])
+
+and Modelyard does everything around it. A workflow holds configuration (the request), never data,
+and has no logic in ``__init__``. ``predict(model, df)`` defaults to ``predict_proba``'s positive
+column for binary classifiers, the probability matrix for multi-class ones, else ``predict``.
+
+Workflows are found, in order, by dotted path ``package.module:Class``, among the modules the server
+was started with (``--workflows MODULE_OR_FILE``), and through the entry-point group
+``modelyard.workflows``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from modelyard.errors import WorkflowError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from modelyard.request.models import TrainRequest
+
+Task = Literal["binary", "multiclass", "regression"]
+ENTRY_POINT_GROUP = "modelyard.workflows"
+
+
+class Workflow:
+    """Base class of every workflow. Subclass it and implement :meth:`train`.
+
+    Attributes:
+        request: the whole validated train request.
+        features: ``train.classifier_features``.
+        label: ``train.label``.
+        custom_params: ``train.custom_params``, untouched.
+        name: the registered name (defaults to the class name).
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"`` to choose the metrics; ``None``
+            lets Modelyard infer it from the label.
+    """
+
+    name: ClassVar[str | None] = None
+    task: ClassVar[Task | None] = None
+
+    def __init__(self, request: TrainRequest) -> None:
+        self.request = request
+        self.features: list[str] = list(request.train.classifier_features)
+        self.label: str = request.train.label
+        self.custom_params: dict[str, Any] = dict(request.train.custom_params)
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        """Fit and return a model. ``holdout_df`` is for early stopping or inspection only."""
+        raise NotImplementedError(f"{type(self).__name__}.train(train_df, holdout_df) is missing")
+
+    def predict(self, model: Any, df: pd.DataFrame) -> np.ndarray[Any, Any]:
+        """Score rows: one score per row (or one row of class probabilities, for multi-class)."""
+        import numpy as np
+
+        x = df[self.features]
+        if hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(x))
+            if proba.ndim == 2 and proba.shape[1] == 2:
+                return proba[:, 1]
+            return proba
+        return np.asarray(model.predict(x))
+
+    @classmethod
+    def registered_name(cls) -> str:
+        return cls.name or cls.__name__
+
+
+def import_workflow_modules(modules: Sequence[str]) -> dict[str, type[Workflow]]:
+    """Import each ``--workflows`` module (a module name or a ``.py`` file) and index its workflows."""
+    found: dict[str, type[Workflow]] = {}
+    for spec in modules:
+        module = _import_module_or_file(spec)
+        for obj in vars(module).values():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, Workflow)
+                and obj is not Workflow
+                and obj.__module__ == module.__name__
+            ):
+                found[obj.registered_name()] = obj
+    return found
+
+
+def _import_module_or_file(spec: str) -> Any:
+    try:
+        if spec.endswith(".py") or os.sep in spec:
+            path = Path(spec).expanduser().resolve()
+            if not path.is_file():
+                raise WorkflowError(f"workflow file {spec} does not exist")
+            # Import under its own stem with its folder on sys.path, so models that reference its
+            # classes unpickle wherever that folder is importable.
+            folder = str(path.parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            if path.stem in sys.modules:
+                del sys.modules[path.stem]
+            return importlib.import_module(path.stem)
+        return importlib.import_module(spec)
+    except WorkflowError:
+        raise
+    except Exception as exc:
+        raise WorkflowError(
+            f"cannot import workflow module {spec}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def entry_point_workflows() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def resolve_workflow(name: str, modules: Sequence[str] = ()) -> type[Workflow]:
+    """Find the workflow class called ``name``.
+
+    Raises:
+        WorkflowError: it is not found (the message lists the known names) or cannot be imported.
+    """
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        module = _import_module_or_file(module_name)
+        cls = getattr(module, attr, None)
+        if cls is None:
+            raise WorkflowError(f"workflow {name!r}: module {module_name} has no attribute {attr!r}")
+        return _check_class(cls, name)
+    local = import_workflow_modules(modules)
+    if name in local:
+        return local[name]
+    eps = entry_point_workflows()
+    if name in eps:
+        try:
+            cls = eps[name].load()
+        except ImportError as exc:
+            raise WorkflowError(
+                f"workflow {name!r} needs a package that is not installed ({exc}); "
+                f"install it, e.g. pip install 'modelyard[{name}]'"
+            ) from None
+        return _check_class(cls, name)
+    known = sorted(set(local) | set(eps))
+    raise WorkflowError(
+        f"unknown workflow {name!r} (known: {', '.join(known) or 'none'}); register it in the "
+        f"entry-point group {ENTRY_POINT_GROUP}, start the server with --workflows MODULE_OR_FILE, "
+        "or give a dotted path 'package.module:Class'"
+    )
+
+
+def _check_class(cls: Any, name: str) -> type[Workflow]:
+    if not (inspect.isclass(cls) and issubclass(cls, Workflow)):
+        raise WorkflowError(f"workflow {name!r} is {cls!r}, not a subclass of modelyard.Workflow")
+    return cls
+
+
+def workflow_source(cls: type[Workflow]) -> dict[str, Any]:
+    """Where the workflow's code came from: file, its sha256, and the git commit if in a repo."""
+    try:
+        path = inspect.getsourcefile(cls)
+    except TypeError:
+        path = None
+    out: dict[str, Any] = {
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "source_file": path,
+        "source_sha256": None,
+        "git_commit": None,
+        "git_dirty": None,
+    }
+    if not path or not os.path.isfile(path):
+        return out
+    with open(path, "rb") as fh:
+        out["source_sha256"] = "sha256:" + hashlib.sha256(fh.read()).hexdigest()
+    out.update(_git_info(path))
+    return out
+
+
+def _git_info(path: str) -> dict[str, Any]:
+    folder = os.path.dirname(path)
+    # Skip git entirely for installed packages: they are never a working copy worth recording.
+    if "site-packages" in folder or "dist-packages" in folder:
+        return {}
+    try:
+        commit = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if commit.returncode != 0:
+            return {}
+        dirty = subprocess.run(
+            ["git", "-C", folder, "status", "--porcelain", "--", path],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}

@@ -1,0 +1,134 @@
+"""Server settings: one frozen object, read from CLI flags and ``MODELYARD_*`` environment variables.
+
+Precedence: explicit arguments (CLI flags) over environment over defaults. Everything has a
+zero-setup default under ``MODELYARD_HOME`` (``~/.modelyard``): a SQLite job store, a local
+artefact folder, a ``data/`` folder that requests may read from, and a ``logs/`` folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import ConfigurationError
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MODELYARD_HOME", Path.home() / ".modelyard")).expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a server needs to run jobs; build it with :meth:`Settings.load`."""
+
+    home: Path
+    db_url: str
+    artifact_root: str
+    data_roots: tuple[str, ...]
+    workflow_modules: tuple[str, ...] = ()
+    executor: str = "local"
+    concurrency: int = 1
+    job_timeout: float | None = None
+    job_memory_limit: int | None = None
+    token: str | None = None
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        home: str | Path | None = None,
+        db_url: str | None = None,
+        artifact_root: str | None = None,
+        data_roots: Sequence[str | Path] = (),
+        workflow_modules: Sequence[str] = (),
+        executor: str | None = None,
+        concurrency: int | None = None,
+        job_timeout: float | None = None,
+        job_memory_limit: int | None = None,
+        token: str | None = None,
+    ) -> Settings:
+        """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
+        env = os.environ
+        home_path = Path(home).expanduser() if home is not None else default_home()
+        home_path = home_path.resolve()
+        roots: list[str] = [str(r) for r in data_roots]
+        if not roots and env.get("MODELYARD_DATA_ROOTS"):
+            roots = [r for r in env["MODELYARD_DATA_ROOTS"].split(os.pathsep) if r]
+        if not roots:
+            roots = [str(home_path / "data"), os.getcwd()]
+        modules = list(workflow_modules) or [
+            m for m in env.get("MODELYARD_WORKFLOWS", "").split(os.pathsep) if m
+        ]
+        conc = concurrency if concurrency is not None else _env_int("MODELYARD_CONCURRENCY")
+        if conc is None:
+            conc = os.cpu_count() or 1
+        if conc < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, got {conc}")
+        timeout = job_timeout if job_timeout is not None else _env_float("MODELYARD_JOB_TIMEOUT")
+        memory = (
+            job_memory_limit
+            if job_memory_limit is not None
+            else _env_int("MODELYARD_JOB_MEMORY_LIMIT")
+        )
+        return cls(
+            home=home_path,
+            db_url=db_url or env.get("MODELYARD_DB") or f"sqlite:///{home_path / 'modelyard.db'}",
+            artifact_root=artifact_root
+            or env.get("MODELYARD_ARTIFACTS")
+            or str(home_path / "artifacts"),
+            data_roots=tuple(_normalise_root(r) for r in roots),
+            workflow_modules=tuple(modules),
+            executor=executor or env.get("MODELYARD_EXECUTOR", "local"),
+            concurrency=conc,
+            job_timeout=timeout,
+            job_memory_limit=memory,
+            token=token if token is not None else env.get("MODELYARD_TOKEN") or None,
+        )
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.logs_dir, self.data_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def public(self) -> dict[str, Any]:
+        """The settings safe to show (no token)."""
+        out = dataclasses.asdict(self)
+        out["home"] = str(self.home)
+        out["token"] = "***" if self.token else None
+        return out
+
+
+def _normalise_root(root: str) -> str:
+    if "://" in root:
+        return root.rstrip("/") + "/"
+    return str(Path(root).expanduser().resolve())
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str) -> float | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
