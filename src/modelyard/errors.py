@@ -94,7 +94,7 @@ class JobFailed(ModelyardError):
 
 
 def error_class(name: str) -> type[ModelyardError]:
-    """Map an error class name (as the API reports it) back to the class; unknown names give the root."""
+    """Map an error class name (as the API reports it) back to the class; unknown: the root."""
     found = _BY_NAME.get(name)
     return found if found is not None else ModelyardError
 

@@ -1,4 +1,4 @@
-"""Server settings: one frozen object, read from CLI flags and ``MODELYARD_*`` environment variables.
+"""Server settings: one frozen object, from CLI flags and ``MODELYARD_*`` environment variables.
 
 Precedence: explicit arguments (CLI flags) over environment over defaults. Everything has a
 zero-setup default under ``MODELYARD_HOME`` (``~/.modelyard``): a SQLite job store, a local

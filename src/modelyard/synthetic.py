@@ -69,7 +69,7 @@ def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0) -
 def write_payments(
     path: str | Path, rows: int = 100_000, merchants: int = 1_000, seed: int = 0
 ) -> Path:
-    """Write the synthetic payments as one parquet file (row groups of 128k rows); return its path."""
+    """Write the synthetic payments as one parquet file (128k-row row groups); return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

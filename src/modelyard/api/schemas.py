@@ -107,7 +107,7 @@ class Health(BaseModel):
 def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow]) -> JobStatus:
     moves = [Transition(created_at=t.at, job_state=JobState(t.to_state), reason=t.reason)
              for t in transitions]
-    end = job.finished_at or dt.datetime.now(dt.timezone.utc)
+    end = job.finished_at or dt.datetime.now(dt.UTC)
     return JobStatus(
         job_id=job.id,
         log_file=job.log_file,

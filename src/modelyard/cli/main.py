@@ -186,7 +186,7 @@ def jobs_cancel(job_id: str, url: str | None) -> None:
 @click.option("--rows", default=300_000, show_default=True, help="Synthetic charges to generate.")
 @click.option("--merchants", default=1_000, show_default=True)
 def demo(home: str, rows: int, merchants: int) -> None:
-    """Generate synthetic payments, start an embedded server, train a fraud model, show the result."""
+    """Generate synthetic payments, start an embedded server, train a fraud model, show it."""
     from modelyard.cli.demo import run_demo
 
     if not run_demo(Path(home), rows=rows, merchants=merchants, console=console):

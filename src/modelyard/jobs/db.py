@@ -51,7 +51,9 @@ def make_engine(url: str) -> Engine:
                 "PostgreSQL needs psycopg: pip install 'modelyard[postgres]'"
             ) from None
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    raise ConfigurationError(f"unsupported database {parsed.get_backend_name()!r}; use SQLite or PostgreSQL")
+    raise ConfigurationError(
+        f"unsupported database {parsed.get_backend_name()!r}; use SQLite or PostgreSQL"
+    )
 
 
 def upgrade(engine: Engine) -> None:

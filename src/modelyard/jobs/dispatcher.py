@@ -218,7 +218,9 @@ class Dispatcher:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        expired = [j for j, a in self._active.items() if a.deadline is not None and a.deadline <= now]
+        expired = [
+            j for j, a in self._active.items() if a.deadline is not None and a.deadline <= now
+        ]
         if not expired:
             return
         with self.sessions() as session:
@@ -277,7 +279,7 @@ class Dispatcher:
 
 
 def _utc(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
@@ -305,7 +307,7 @@ def _alive(pid: int) -> bool:
 def _append_log(path: str | None, line: str) -> None:
     if not path:
         return
-    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a") as fh:

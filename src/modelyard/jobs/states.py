@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     created = "created"
     queued = "queued"
     running = "running"

@@ -11,9 +11,9 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict, NotFound
@@ -23,7 +23,7 @@ from modelyard.request.models import TrainRequest
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def create_job(
@@ -58,11 +58,31 @@ def create_job(
     return job
 
 
-def read_job(session: Session, job_id: str) -> JobRow:
-    job = session.get(JobRow, job_id)
+def read_job(session: Session, job_id: str, *, fresh: bool = False) -> JobRow:
+    """The job row; ``fresh`` reloads it even if this session has it already."""
+    job = session.get(JobRow, job_id, populate_existing=fresh)
     if job is None:
         raise NotFound(f"no job {job_id!r}; list jobs with GET /jobs or `modelyard jobs list`")
     return job
+
+
+def snapshot_job(
+    session: Session, job_id: str
+) -> tuple[JobRow, list[TransitionRow], list[StepRow]]:
+    """A job with its transitions and steps, all as of one moment.
+
+    SQLite's driver runs each SELECT in its own snapshot, so a writer can commit between the
+    reads; every write bumps ``updated_at``, so re-read until the job row did not change.
+    """
+    for _ in range(5):
+        job = read_job(session, job_id, fresh=True)
+        transitions, steps = transitions_of(session, job_id), steps_of(session, job_id)
+        stamp = session.execute(
+            select(JobRow.state, JobRow.updated_at).where(JobRow.id == job_id)
+        ).one()
+        if (stamp.state, stamp.updated_at) == (job.state, job.updated_at):
+            break
+    return job, transitions, steps
 
 
 def list_jobs(
@@ -111,19 +131,24 @@ def transition(
     if to in TERMINAL:
         values["finished_at"] = at
         values.setdefault("current_step", None)
-    sources = [s.value for s in sources_of(to)]
-    current = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
-    if current is None:
-        raise NotFound(f"no job {job_id!r}")
-    moved = session.execute(
-        update(JobRow)
-        .where(JobRow.id == job_id, JobRow.state.in_(sources))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if moved != 1:
-        state = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
-        raise Conflict(f"job {job_id} is {state}; it cannot become {to.value}")
+    sources = {s.value for s in sources_of(to)}
+    for _ in range(3):
+        current = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
+        if current is None:
+            raise NotFound(f"no job {job_id!r}")
+        if current not in sources:
+            raise Conflict(f"job {job_id} is {current}; it cannot become {to.value}")
+        # Conditional on the state just read, so from_state in the audit row is exact.
+        result = session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.state == current)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], result).rowcount == 1:
+            break
+    else:
+        raise Conflict(f"job {job_id} keeps changing state; it did not become {to.value}")
     session.add(TransitionRow(job_id=job_id, from_state=current, to_state=to.value, at=at,
                               reason=reason))
     session.flush()
@@ -202,6 +227,7 @@ def finish_step(
 ) -> None:
     session.add(StepRow(job_id=job_id, name=name, started_at=started_at, duration_s=duration_s,
                         info=info))
+    session.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=now()))
 
 
 def transitions_of(session: Session, job_id: str) -> list[TransitionRow]:

@@ -1,4 +1,4 @@
-"""Read a train request from a YAML or JSON file, text or mapping, with errors that name the field."""
+"""Read a train request from a YAML/JSON file or a mapping, with errors that name the field."""
 
 from __future__ import annotations
 

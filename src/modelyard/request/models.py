@@ -45,7 +45,7 @@ class Data(_Strict):
     date_column: str | None = None
 
 
-class Predicate(str, enum.Enum):
+class Predicate(enum.StrEnum):
     IsIn = "IsIn"
     NotIn = "NotIn"
     Equals = "Equals"
@@ -100,7 +100,9 @@ class FeatureValue(_Strict):
     def kinds(self) -> list[str]:
         names = [
             k
-            for k in ("string_vals", "number_vals", "string_val", "number_val", "bool_val", "date_val")
+            for k in (
+                "string_vals", "number_vals", "string_val", "number_val", "bool_val", "date_val"
+            )
             if getattr(self, k) is not None
         ]
         if self.min is not None or self.max is not None:
@@ -136,7 +138,9 @@ class Filter(_Strict):
             raise ValueError(f"predicate {p.value} needs a feature_value")
         kinds = v.kinds()
         if p in _LIST_PREDICATES and kinds[0] not in ("string_vals", "number_vals"):
-            raise ValueError(f"predicate {p.value} needs string_vals or number_vals, got {kinds[0]}")
+            raise ValueError(
+                f"predicate {p.value} needs string_vals or number_vals, got {kinds[0]}"
+            )
         if p in _SCALAR_PREDICATES and kinds[0] not in (
             "string_val",
             "number_val",
@@ -196,7 +200,7 @@ class Train(_Strict):
     custom_params: dict[str, Any] = Field(default_factory=dict)
 
 
-class ComputeResource(str, enum.Enum):
+class ComputeResource(enum.StrEnum):
     CPU = "CPU"
     GPU = "GPU"
     HIGH_MEMORY = "HIGH_MEMORY"
@@ -248,7 +252,7 @@ class TrainRequest(_Strict):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
     def request_hash(self) -> str:
-        """sha256 of the canonical JSON form: equal requests hash equal, whatever their key order."""
+        """sha256 of the canonical JSON form: equal requests hash equal, whatever the key order."""
         return "sha256:" + hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 

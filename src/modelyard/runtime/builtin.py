@@ -8,9 +8,9 @@
 
 Without ``estimator`` a label that looks like classes gets ``HistGradientBoostingClassifier`` and a
 numeric one ``HistGradientBoostingRegressor``. Text, categorical and boolean columns are encoded
-automatically: natively as categories for estimators that support it, one-hot otherwise; numeric
-gaps are imputed for estimators that cannot take NaN. ``random_state`` defaults to 0 so the same
-request trains the same model.
+automatically: natively as categories for estimators that support it, one-hot otherwise, where
+numeric columns are also imputed and standardised (linear models, SVMs, k-NN).
+``random_state`` defaults to 0 so the same request trains the same model.
 """
 
 from __future__ import annotations
@@ -119,7 +119,12 @@ def _encoder(features: list[str], cats: list[str], *, native: bool, allow_nan: b
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
+    from sklearn.preprocessing import (
+        FunctionTransformer,
+        OneHotEncoder,
+        OrdinalEncoder,
+        StandardScaler,
+    )
 
     as_text = FunctionTransformer(_to_text, feature_names_out="one-to-one")
     if native:
@@ -138,7 +143,10 @@ def _encoder(features: list[str], cats: list[str], *, native: bool, allow_nan: b
                           sparse_output=False),
         )
     numeric = [c for c in features if c not in cats]
-    num_step: Any = "passthrough" if allow_nan else SimpleImputer(strategy="median")
+    if native:
+        num_step: Any = "passthrough" if allow_nan else SimpleImputer(strategy="median")
+    else:  # linear models, SVMs, k-NN: scale numbers so solvers converge and no unit dominates
+        num_step = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
     # Native categorical support indexes columns by position, so keep the feature order.
     transformers = [
         (f"f{i}", cat_step if c in cats else num_step, [c]) for i, c in enumerate(features)

@@ -59,15 +59,18 @@ def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
     candidates = (
         [Path(path)] if os.path.isabs(path) else [Path(root) / path for root in local_roots]
     )
+    denied = DataAccessDenied(
+        f"data path {path} is outside the configured data roots {list(data_roots)}; "
+        "move the data under one of them or start the server with --data-root"
+    )
+    escaped = False
     for candidate in candidates:
         # realpath resolves '..' and symlinks, so neither can step outside a root.
         real = os.path.realpath(candidate)
         if not _inside_any(real, local_roots):
             if os.path.isabs(path):
-                raise DataAccessDenied(
-                    f"data path {path} is outside the configured data roots {list(data_roots)}; "
-                    "move the data under one of them or start the server with --data-root"
-                )
+                raise denied
+            escaped = escaped or os.path.exists(real)
             continue
         if _has_glob(path):
             files = sorted(
@@ -82,6 +85,8 @@ def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
             if not files:
                 raise DataError(f"data folder {path} holds no .parquet files")
             return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"))
+    if escaped:
+        raise denied
     where = ", ".join(local_roots) if not os.path.isabs(path) else path
     raise DataError(
         f"data path {path} does not exist (looked in: {where}); check data.features.path"
@@ -130,7 +135,7 @@ def _glob_local(pattern: str) -> list[str]:
 
 
 def _parquet_files_in(folder: str) -> list[str]:
-    out = []
+    out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
         out.extend(
@@ -236,9 +241,9 @@ def _coerce(value: Any, field: pa.Field, f: Filter | None) -> Any:
             if not isinstance(when, dt.datetime):
                 raise TypeError
             if pa.types.is_timestamp(t) and t.tz is not None and when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
+                when = when.replace(tzinfo=dt.UTC)
             if pa.types.is_timestamp(t) and t.tz is None and when.tzinfo is not None:
-                when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                when = when.astimezone(dt.UTC).replace(tzinfo=None)
             return when
         if pa.types.is_boolean(t):
             if not isinstance(value, bool):
@@ -291,7 +296,7 @@ def scan(
 def explain_empty_filter(
     dataset: ds.Dataset, filters: Sequence[Filter], total_rows: int, display: str
 ) -> str:
-    """Say which filter left no rows (one metadata-cheap count per filter; only on the error path)."""
+    """Say which filter left no rows (one count per filter; only on the error path)."""
     parts = []
     for f in filters:
         expr = _filter_expression(f, dataset.schema.field(f.feature_name))
@@ -360,7 +365,9 @@ def fingerprint(source: Source, dataset: ds.Dataset) -> dict[str, Any]:
         frag = fragments.get(path)
         if frag is not None:
             md = frag.metadata
-            entry.update(num_rows=md.num_rows, row_groups=md.num_row_groups, created_by=md.created_by)
+            entry.update(
+                num_rows=md.num_rows, row_groups=md.num_row_groups, created_by=md.created_by
+            )
         files.append(entry)
         digest.update(repr(sorted(entry.items())).encode())
     return {

@@ -18,7 +18,8 @@ from modelyard.runtime.workflow import Task
 
 
 def infer_task(label: pd.Series) -> Task:
-    """Binary for two classes (bool, 0/1, two strings), multi-class for more strings, else regression."""
+    """Binary for two classes (bool, 0/1, two strings), multi-class for more strings, else
+    regression."""
     values = label.dropna()
     if pd.api.types.is_bool_dtype(values):
         return "binary"
@@ -34,7 +35,7 @@ def check_label(train: pd.DataFrame, label: str, task: Task) -> None:
     y = train[label]
     if y.isna().all():
         raise DataError(f"label {label!r} is empty (all null) in the training rows")
-    distinct = y.dropna().unique()
+    distinct = [v.item() if hasattr(v, "item") else v for v in y.dropna().unique()]
     if len(distinct) < 2:
         kind = "classification needs at least two classes" if task != "regression" else (
             "a constant target cannot be learnt"
@@ -56,7 +57,7 @@ def positive_class(model: Any, y: pd.Series) -> Any:
 def compute_metrics(
     task: Task, y_true: pd.Series, scores: np.ndarray[Any, Any], model: Any
 ) -> dict[str, Any]:
-    """Metrics of ``scores`` against ``y_true``; a metric that is undefined is ``None`` with a note."""
+    """Metrics of ``scores`` against ``y_true``; an undefined metric is ``None``, with a note."""
     from sklearn import metrics as skm
 
     scores = np.asarray(scores)

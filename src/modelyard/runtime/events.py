@@ -67,9 +67,8 @@ WorkerEvent = WorkerStarted | StepStarted | StepFinished | JobFinished | JobErro
 def exception_record(exc: BaseException, *, step: str | None = None) -> dict[str, Any]:
     """A plain, picklable description of ``exc`` for ``exception_info``."""
     cls = type(exc)
-    name = cls.__name__ if cls.__module__ in ("builtins", "__main__") else (
-        f"{cls.__module__}.{cls.__qualname__}"
-    )
+    plain = cls.__module__ in ("builtins", "__main__") or cls.__module__.startswith("modelyard.")
+    name = cls.__name__ if plain else f"{cls.__module__}.{cls.__qualname__}"
     return {
         "type": name,
         "message": str(exc) or cls.__name__,

@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import platform
+import select
 import socket
 import sys
 import threading
@@ -94,7 +95,7 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
     """
     request = parse_request(spec.request)
     steps = _Steps(spec.job_id, report)
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     store = ArtifactStore(spec.artifact_root)
 
     with steps.step("resolve_workflow") as info:
@@ -219,7 +220,7 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "row_counts": row_counts,
         "compute_resource": request.compute_resource.value,
         "started_at": started_at.isoformat(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         "durations_s": steps.durations,
     }
     model_meta = {
@@ -299,7 +300,8 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (spec.memory_limit, spec.memory_limit))
-    _watch_parent()
+    done = threading.Event()
+    _watch_server(conn, done)
 
     def report(event: WorkerEvent) -> None:
         conn.send(event)
@@ -307,6 +309,7 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
     try:
         execute(spec, report)
     finally:
+        done.set()
         sys.stdout.flush()
         sys.stderr.flush()
         conn.close()
@@ -323,14 +326,19 @@ def _redirect_output(path: str) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
-def _watch_parent() -> None:
-    """Exit when the process that started us is gone: a worker never outlives its server."""
-    parent = os.getppid()
+def _watch_server(conn: Any, done: threading.Event) -> None:
+    """Exit when the server is gone: a worker never outlives its server.
+
+    The server holds the only read end of our event pipe; when it dies, polling the write end
+    reports POLLERR. (The parent process is the fork server, which outlives a killed server
+    for as long as any worker holds its "alive" pipe, so watching the parent pid is not enough.)
+    """
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLERR | select.POLLHUP)
 
     def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
+        while not done.is_set():
+            if poller.poll(500) and not done.is_set():
                 os._exit(70)
 
-    threading.Thread(target=watch, name="modelyard-parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="modelyard-server-watch", daemon=True).start()

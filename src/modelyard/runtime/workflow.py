@@ -85,7 +85,7 @@ class Workflow:
 
 
 def import_workflow_modules(modules: Sequence[str]) -> dict[str, type[Workflow]]:
-    """Import each ``--workflows`` module (a module name or a ``.py`` file) and index its workflows."""
+    """Import each ``--workflows`` module (a module name or a ``.py`` file); index its workflows."""
     found: dict[str, type[Workflow]] = {}
     for spec in modules:
         module = _import_module_or_file(spec)
@@ -138,7 +138,9 @@ def resolve_workflow(name: str, modules: Sequence[str] = ()) -> type[Workflow]:
         module = _import_module_or_file(module_name)
         cls = getattr(module, attr, None)
         if cls is None:
-            raise WorkflowError(f"workflow {name!r}: module {module_name} has no attribute {attr!r}")
+            raise WorkflowError(
+                f"workflow {name!r}: module {module_name} has no attribute {attr!r}"
+            )
         return _check_class(cls, name)
     local = import_workflow_modules(modules)
     if name in local:

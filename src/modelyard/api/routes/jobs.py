@@ -1,4 +1,4 @@
-"""Jobs: list, status, result, logs, cancel. Both ``/job/{id}/...`` (Railyard) and ``/jobs/{id}/...``.
+"""Jobs: list, status, result, logs, cancel; ``/job/{id}/...`` (Railyard) and ``/jobs/{id}/...``.
 
 ``status`` and ``result`` take ``?wait=SECONDS``: the answer comes as soon as the job changes
 (a state or a step) or ends, or when the time is up, so clients follow a job without busy polling.
@@ -25,7 +25,6 @@ from modelyard.api.schemas import (
     status_of,
     summary_of,
 )
-
 from modelyard.jobs import store
 from modelyard.jobs.states import JobState
 
@@ -36,9 +35,11 @@ Wait = Annotated[float, Query(ge=0, le=300, description="long-poll up to this ma
 
 def _read_result(svc: Services, job_id: str) -> ResultResponse:
     with svc.sessions() as session:
-        job = store.read_job(session, job_id)
-        status = status_of(job, store.transitions_of(session, job_id), store.steps_of(session, job_id))
-        return ResultResponse(status=status, result=result_of(job), exception_info=job.exception_info)
+        job, transitions, steps = store.snapshot_job(session, job_id)
+        status = status_of(job, transitions, steps)
+        return ResultResponse(
+            status=status, result=result_of(job), exception_info=job.exception_info
+        )
 
 
 async def _wait_and_read(svc: Services, job_id: str, wait: float) -> ResultResponse:
@@ -119,10 +120,7 @@ def cancel_job(
     store.cancel_job(session, job_id, "cancelled through the API")
     svc.dispatcher.wake()
     svc.notifier.notify(job_id)
-    return StatusResponse(
-        status=status_of(store.read_job(session, job_id), store.transitions_of(session, job_id),
-                         store.steps_of(session, job_id))
-    )
+    return StatusResponse(status=status_of(*store.snapshot_job(session, job_id)))
 
 
 

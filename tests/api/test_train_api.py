@@ -1,0 +1,119 @@
+"""The train -> job -> result path through the real server, on every job-store backend."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from modelyard.client import Client
+from modelyard.errors import NotFound, RequestError
+from tests.conftest import ServerProcess, with_workflow
+
+STEPS = ["resolve_workflow", "load", "filter", "split", "train", "serialize", "evaluate"]
+
+
+def test_train_request_runs_to_a_stored_evaluated_model(
+    client: Client, server: ServerProcess, fraud_request: dict[str, object]
+) -> None:
+    job_id = client.train(fraud_request)
+    answer = client.wait(job_id, timeout=120)
+
+    status = answer["status"]
+    assert status["job_id"] == job_id
+    assert status["transition"]["job_state"] == "succeeded"
+    assert [t["job_state"] for t in status["transitions"]] == [
+        "created", "queued", "running", "succeeded"]
+    assert [s["name"] for s in status["steps"]] == STEPS
+    assert all(s["duration_s"] >= 0 for s in status["steps"])
+    assert Path(status["log_file"]).is_file()
+
+    result = answer["result"]
+    blob = server.home / "artifacts" / "objects" / "sha256" / result["model_id"][7:9] / (
+        result["model_id"][9:])
+    assert result["model_id"] == "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+    scores = pd.read_csv(result["evaluation_holdout_data_path"], sep="\t")
+    labels = pd.read_csv(result["evaluation_holdout_label_path"], sep="\t")
+    assert len(scores) == len(labels) == result["row_counts"]["holdout"] > 0
+    assert result["metrics"]["roc_auc"] == pytest.approx(
+        roc_auc_score(labels["label"], scores["score"]))
+    assert result["metrics"]["roc_auc"] > 0.6
+    counts = result["row_counts"]
+    assert counts["total"] == 20_000
+    assert counts["train"] + counts["holdout"] == counts["after_filters"] < counts["total"]
+    provenance = json.loads(Path(result["provenance_path"]).read_text())
+    assert provenance["request_hash"].startswith("sha256:")
+    assert provenance["data"]["files"][0]["num_rows"] == 20_000
+    assert provenance["packages"]["scikit-learn"]
+
+
+def test_railyard_and_plural_paths_answer_alike(
+    client: Client, server: ServerProcess, fraud_request: dict[str, object]
+) -> None:
+    job_id = client.train(fraud_request)
+    client.wait(job_id, timeout=120)
+    one = httpx.get(f"{server.url}/job/{job_id}/result").json()
+    many = httpx.get(f"{server.url}/jobs/{job_id}/result").json()
+    assert one == many
+    assert set(one) == {"status", "result", "exception_info"}
+    assert one["exception_info"] is None
+    assert httpx.get(f"{server.url}/job/{job_id}/status").json()["status"]["job_id"] == job_id
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda r: r["train"].pop("label"), "train.label: Field required"),
+        (lambda r: r.update(holdout_sampeling={}), "holdout_sampeling: unknown field"),
+        (lambda r: r["filters"][0].update(predicate="Like"), "filters.0.predicate"),
+        (lambda r: r["filters"][0].update(feature_value={"number_val": 3}),
+         "IsIn needs string_vals or number_vals"),
+        (lambda r: r.update(compute_resource="TPU"), "compute_resource"),
+    ],
+)
+def test_malformed_requests_get_422_naming_the_field(
+    client: Client, server: ServerProcess, fraud_request: dict[str, object], mutate, field: str
+) -> None:
+    request = json.loads(json.dumps(fraud_request))
+    mutate(request)
+    response = httpx.post(f"{server.url}/train", json=request)
+    assert response.status_code == 422
+    assert field in response.json()["message"]
+    with pytest.raises(RequestError, match=field.split(":")[0]):
+        client.train(request)
+    assert client.jobs(project=fraud_request["metadata"]["project"])["total"] == 0  # type: ignore[index]
+
+
+def test_jobs_list_filters_and_paginates(client: Client, fraud_request: dict[str, object]) -> None:
+    project = fraud_request["metadata"]["project"]  # type: ignore[index]
+    ids = [client.train(with_workflow(fraud_request, "Tiny")) for _ in range(3)]
+    for job_id in ids:
+        client.wait(job_id, timeout=120)
+    page = client.jobs(project=project, limit=2)
+    assert page["total"] == 3 and len(page["jobs"]) == 2
+    rest = client.jobs(project=project, limit=2, offset=2)
+    assert {j["job_id"] for j in page["jobs"] + rest["jobs"]} == set(ids)
+    assert client.jobs(project=project, state="failed")["total"] == 0
+    assert client.jobs(project=project, state="succeeded")["total"] == 3
+    assert client.jobs(project=project, owner="nobody")["total"] == 0
+
+
+def test_unknown_job_is_404(client: Client) -> None:
+    with pytest.raises(NotFound, match="no job 'nope'"):
+        client.status("nope")
+
+
+def test_job_log_captures_worker_output(client: Client, fraud_request: dict[str, object]) -> None:
+    job_id = client.train(with_workflow(fraud_request, "Chatty"))
+    client.wait(job_id, timeout=120)
+    text, offset = client.logs(job_id)
+    for line in ("hello from stdout", "hello from stderr", "hello from a subprocess",
+                 "step train: done", "job succeeded"):
+        assert line in text
+    more, same = client.logs(job_id, offset)
+    assert more == "" and same == offset

@@ -1,0 +1,155 @@
+"""Shared fixtures: synthetic data on disk and the real server in a subprocess.
+
+The ``server`` fixture starts ``modelyard server`` for real (a subprocess on a free port) and
+waits for ``/healthz``. It is parametrized over job-store backends: SQLite always, PostgreSQL
+when ``MODELYARD_TEST_POSTGRES_URL`` points at a server (``.ci/run`` starts one; each server
+fixture gets a fresh database in it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelyard.client import Client
+from modelyard.server import free_port
+from modelyard.synthetic import example_request, write_payments
+
+TESTS = Path(__file__).parent
+WORKFLOWS = TESTS / "workflows_for_api.py"
+POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
+
+
+@dataclass
+class ServerProcess:
+    """A ``modelyard server`` subprocess and what it was started with."""
+
+    home: Path
+    db_url: str
+    port: int
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        with open(self.home / "server.log", "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "modelyard", "server", "--port", str(self.port),
+                 "--home", str(self.home), "--db", self.db_url, *self.args],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.home / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {(self.home / 'server.log').read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def kill(self) -> None:
+        """``kill -9`` the server process alone (its fork server and workers see it vanish)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def client(self) -> Client:
+        return Client(self.url, timeout=30)
+
+
+def fresh_db_url(backend: str, home: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{home / 'modelyard.db'}"
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("MODELYARD_TEST_POSTGRES_URL is not set in CI: .ci/run must start "
+                        "PostgreSQL")
+        pytest.skip("PostgreSQL not configured (set MODELYARD_TEST_POSTGRES_URL)")
+    import psycopg
+
+    name = f"modelyard_test_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def make_home(root: Path) -> Path:
+    home = root / "home"
+    (home / "data").mkdir(parents=True)
+    write_payments(home / "data" / "payments.parquet", rows=20_000, merchants=200)
+    write_payments(home / "data" / "tiny.parquet", rows=2_000, merchants=20, seed=1)
+    (home / "data" / "corrupt.parquet").write_text("charge_id,amount\n1,2\n")
+    return home
+
+
+def start_server(tmp: Path, backend: str, *extra: str, env: dict[str, str] | None = None
+                 ) -> ServerProcess:
+    home = make_home(tmp)
+    server = ServerProcess(
+        home=home,
+        db_url=fresh_db_url(backend, home),
+        port=free_port(),
+        args=["--data-root", str(home / "data"), "--workflows", str(WORKFLOWS), *extra],
+        env=env or {},
+    )
+    return server.start()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[ServerProcess]:
+    """One real server per backend for the session, with 2 worker slots."""
+    proc = start_server(tmp_path_factory.mktemp(f"server-{request.param}"), request.param,
+                        "--concurrency", "2", "--job-memory-limit", str(6 * 2**30))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def fraud_request() -> dict[str, object]:
+    """The demo's request on the 20k-row file, tagged with a project unique to the test."""
+    req = example_request("payments.parquet")
+    req["metadata"] = {**req["metadata"], "project": f"test-{uuid.uuid4().hex[:8]}"}  # type: ignore[dict-item]
+    req["train"] = {**req["train"], "custom_params": {"max_iter": 30}}  # type: ignore[dict-item]
+    return req
+
+
+def with_workflow(req: dict[str, object], name: str, **params: object) -> dict[str, object]:
+    out = dict(req)
+    out["train"] = {**req["train"], "workflow_name": name, "custom_params": params}  # type: ignore[dict-item]
+    return out

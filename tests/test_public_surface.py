@@ -1,0 +1,40 @@
+"""The public surface is curated and the layering holds (checked, not hoped for)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import modelyard
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(modelyard.__all__) == [
+        "Client", "ModelyardError", "TrainRequest", "Workflow", "__version__", "load_request"]
+    for name in modelyard.__all__:
+        assert getattr(modelyard, name) is not None
+
+
+def test_the_package_ships_type_information() -> None:
+    assert (Path(modelyard.__file__).parent / "py.typed").is_file()
+
+
+def _modules_after_import(module: str) -> set[str]:
+    code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+def test_runtime_never_loads_the_server_stack() -> None:
+    loaded = _modules_after_import("modelyard.runtime.worker")
+    assert not {m for m in loaded if m.split(".")[0] in ("fastapi", "sqlalchemy", "uvicorn",
+                                                          "alembic", "starlette")}
+    assert "modelyard.api" not in loaded and "modelyard.jobs" not in loaded
+
+
+def test_request_contract_has_no_io_dependencies() -> None:
+    loaded = _modules_after_import("modelyard.request")
+    assert not {m for m in loaded if m.split(".")[0] in ("pyarrow", "pandas", "sklearn",
+                                                          "fastapi", "sqlalchemy")}

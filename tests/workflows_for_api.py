@@ -1,0 +1,76 @@
+"""Workflows the test server is started with (``--workflows``): each misbehaves in one way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import make_column_selector, make_column_transformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from modelyard import Workflow
+
+
+class Tiny(Workflow):
+    """A fast, well-behaved model on the numeric features."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        numeric = make_column_transformer(
+            ("passthrough", make_column_selector(dtype_include=np.number)))
+        model = make_pipeline(numeric, LogisticRegression(max_iter=200))
+        return model.fit(train_df[self.features], train_df[self.label])
+
+
+class Raises(Workflow):
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        raise ValueError(f"boom: max_depth={self.custom_params.get('max_depth')} is not allowed")
+
+
+class Killed(Workflow):
+    """Dies by SIGKILL, as under the kernel's out-of-memory killer."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Exits(Workflow):
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        os._exit(3)
+
+
+class Hog(Workflow):
+    """Asks for far more memory than the server's per-job limit."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        block = np.ones(int(self.custom_params.get("gib", 64)) * 2**27)  # 8 bytes each
+        return block.sum()
+
+
+class Sleeps(Workflow):
+    """Sleeps, optionally beside a child process of its own; prints its pids to the log."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        if self.custom_params.get("child"):
+            child = subprocess.Popen(["sleep", "300"])
+            print(f"child pid {child.pid}", flush=True)
+        print(f"worker pid {os.getpid()}", flush=True)
+        time.sleep(float(self.custom_params.get("seconds", 60)))
+        return Tiny(self.request).train(train_df, holdout_df)
+
+
+class Chatty(Workflow):
+    """Writes to stdout and stderr, which must land in the job's log."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        import sys
+
+        print("hello from stdout", flush=True)
+        print("hello from stderr", file=sys.stderr, flush=True)
+        os.system("echo hello from a subprocess")
+        return Tiny(self.request).train(train_df, holdout_df)
