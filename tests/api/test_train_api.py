@@ -117,3 +117,25 @@ def test_job_log_captures_worker_output(client: Client, fraud_request: dict[str,
         assert line in text
     more, same = client.logs(job_id, offset)
     assert more == "" and same == offset
+
+
+def test_provenance_records_the_workflow_source_and_its_git_commit(
+    client: Client, fraud_request: dict[str, object]
+) -> None:
+    import subprocess
+
+    from tests.conftest import WORKFLOWS
+
+    job_id = client.train(with_workflow(fraud_request, "Tiny"))
+    answer = client.wait(job_id, timeout=120)
+    provenance = json.loads(Path(answer["result"]["provenance_path"]).read_text())
+    workflow = provenance["workflow"]
+    assert workflow["class"] == "workflows_for_api:Tiny"
+    assert workflow["source_file"] == str(WORKFLOWS)
+    assert workflow["source_sha256"] == "sha256:" + hashlib.sha256(
+        WORKFLOWS.read_bytes()).hexdigest()
+    head = subprocess.run(["git", "-C", str(WORKFLOWS.parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI clones one); a source tarball has no commit
+        assert workflow["git_commit"] == head.stdout.strip()
+        assert answer["status"]["git_commit"] == head.stdout.strip()

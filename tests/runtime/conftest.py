@@ -95,7 +95,7 @@ def run_worker(data_root: Path, artifact_root: Path) -> RunWorker:
     return run
 
 
-class CountingFileSystem(LocalFileSystem):
+class CountingFileSystem(LocalFileSystem):  # type: ignore[misc]
     """The local filesystem under ``counting://``, counting every byte read through it."""
 
     protocol = "counting"

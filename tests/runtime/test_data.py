@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def read_ids(source: datamod.Source, filters: list[Filter]) -> set[int]:
     return set(table["id"].to_pylist())
 
 
-def request_for(path: str, names: list[str], filters: list[dict[str, Any]] = ()) -> TrainRequest:
+def request_for(
+    path: str, names: list[str], filters: Sequence[dict[str, Any]] = ()
+) -> TrainRequest:
     return parse_request(
         {
             "metadata": {"model_name": "m"},
@@ -285,7 +288,7 @@ def test_the_cases_cover_every_predicate_on_every_type() -> None:
     covered: dict[str, set[str]] = {}
     for case in CASES:
         column, predicate = (case.values if hasattr(case, "values") else case)[:2]
-        covered.setdefault(column, set()).add(predicate)
+        covered.setdefault(str(column), set()).add(str(predicate))
     every = {p.value for p in Predicate}
     for column in ("s", "x", "n", "cat"):
         assert covered[column] == every, column
@@ -333,8 +336,10 @@ WRONG_TYPES = [
      r"filter on 's': the value 3\.0 does not fit the column's type string; "
      r"use a string_val / string_vals value"),
     ("s", "IsIn", {"number_vals": [1, 2]}, r"filter on 's': .* type string; use a string_val"),
-    ("n", "Equals", {"bool_val": True}, r"filter on 'n': the value True .* type int64; use a number"),
-    ("b", "Equals", {"number_val": 1}, r"filter on 'b': the value 1\.0 .* type bool; use a bool_val"),
+    ("n", "Equals", {"bool_val": True},
+     r"filter on 'n': the value True .* type int64; use a number"),
+    ("b", "Equals", {"number_val": 1},
+     r"filter on 'b': the value 1\.0 .* type bool; use a bool_val"),
     ("ts", "GreaterThan", {"string_val": "next tuesday"},
      r"filter on 'ts': the value 'next tuesday' does not fit the column's type timestamp\[us\]; "
      r"use a date_val"),
@@ -635,7 +640,9 @@ def test_a_selective_filter_on_a_sorted_column_reads_few_row_groups(
 
 
 def test_date_range_split_takes_start_and_leaves_end_on_timestamps() -> None:
-    drs = DateRangeSampling(date_column="ts", start_date="2018-10-01", end_date="2019-01-01")
+    drs = DateRangeSampling.model_validate(
+        {"date_column": "ts", "start_date": "2018-10-01", "end_date": "2019-01-01"}
+    )
     micro = dt.timedelta(microseconds=1)
     start, end = dt.datetime(2018, 10, 1), dt.datetime(2019, 1, 1)
     table = pa.table({

@@ -48,7 +48,7 @@ def finished(events: list[WorkerEvent]) -> dict[str, Any]:
     terminal = [e for e in events if isinstance(e, JobFinished | JobErrored)]
     assert len(terminal) == 1 and terminal[0] is events[-1]
     last = events[-1]
-    assert isinstance(last, JobFinished), last.exception_info["message"]  # type: ignore[union-attr]
+    assert isinstance(last, JobFinished), last.exception_info["message"]
     steps = [(type(e).__name__, e.name) for e in events[1:-1]]  # type: ignore[union-attr]
     assert steps == [(kind, s) for s in STEPS for kind in ("StepStarted", "StepFinished")]
     assert {e.job_id for e in events} == {events[0].job_id}

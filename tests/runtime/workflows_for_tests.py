@@ -42,9 +42,9 @@ class EchoParams(Workflow):
 
     def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
         model = DummyClassifier(strategy="prior").fit(train_df[self.features], train_df[self.label])
-        model.custom_params_seen = self.custom_params  # type: ignore[attr-defined]
-        model.train_rows_seen = len(train_df)  # type: ignore[attr-defined]
-        model.holdout_rows_seen = len(holdout_df)  # type: ignore[attr-defined]
+        model.custom_params_seen = self.custom_params
+        model.train_rows_seen = len(train_df)
+        model.holdout_rows_seen = len(holdout_df)
         return model
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from modelyard import __version__
 from modelyard.errors import JobFailed, ModelyardError
 
-console = Console()
+console = Console(soft_wrap=True)
 url_option = click.option("--url", envvar="MODELYARD_URL", default=None,
                           help="Server URL (default $MODELYARD_URL or http://127.0.0.1:8765).")
 

@@ -62,7 +62,7 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for err in errors:
         loc = ".".join(str(p) for p in err["loc"] if p != "body")
-        msg = err["msg"]
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling against the request reference)"
         lines.append(f"{loc or 'request'}: {msg}")
