@@ -144,3 +144,60 @@ class Client:
     def cancel(self, job_id: str) -> dict[str, Any]:
         status: dict[str, Any] = self._call("POST", f"/jobs/{job_id}/cancel").json()["status"]
         return status
+
+    # -- registry --------------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every registered model with its version count and production versions."""
+        return list(self._call("GET", "/models").json()["models"])
+
+    def versions(self, model_name: str, *, tenant: str | None = None,
+                 stage: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"tenant": tenant, "stage": stage}.items() if v is not None}
+        return list(self._call("GET", f"/models/{model_name}/versions", params=params
+                               ).json()["versions"])
+
+    def version(self, model_name: str, version: int, *, tenant: str = "*") -> dict[str, Any]:
+        return dict(self._call("GET", f"/models/{model_name}/versions/{version}",
+                               params={"tenant": tenant}).json())
+
+    def set_stage(self, model_name: str, version: int, stage: str, *, actor: str,
+                  reason: str = "", tenant: str = "*") -> dict[str, Any]:
+        """Move a version; to production only if approved or the policy allows it."""
+        body = {"stage": stage, "actor": actor, "reason": reason, "tenant": tenant}
+        return dict(self._call("POST", f"/models/{model_name}/versions/{version}/stage",
+                               json=body).json())
+
+    def approve(self, model_name: str, version: int, *, user: str, comment: str,
+                tenant: str = "*") -> dict[str, Any]:
+        """Approve a version as ``user``: it goes to production."""
+        body = {"user": user, "comment": comment, "tenant": tenant}
+        return dict(self._call("POST", f"/models/{model_name}/versions/{version}/approve",
+                               json=body).json())
+
+    def rollback(self, model_name: str, *, actor: str, reason: str = "",
+                 tenant: str = "*") -> dict[str, Any]:
+        body = {"actor": actor, "reason": reason, "tenant": tenant}
+        return dict(self._call("POST", f"/models/{model_name}/rollback", json=body).json())
+
+    def compare(self, model_name: str, a: int, b: int, *, tenant: str = "*") -> dict[str, Any]:
+        return dict(self._call("GET", f"/models/{model_name}/compare",
+                               params={"a": a, "b": b, "tenant": tenant}).json())
+
+    def events(self, model_name: str, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        params = {"tenant": tenant} if tenant else {}
+        return list(self._call("GET", f"/models/{model_name}/events", params=params
+                               ).json()["events"])
+
+    def policy(self, model_name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/models/{model_name}/policy").json())
+
+    def set_policy(self, model_name: str, *, actor: str, auto_promote: bool,
+                   metric: str = "roc_auc", min_improvement: float = 0.0,
+                   higher_is_better: bool = True,
+                   require_same_holdout: bool = True) -> dict[str, Any]:
+        body = {"actor": actor, "auto_promote": auto_promote, "metric": metric,
+                "min_improvement": min_improvement, "higher_is_better": higher_is_better,
+                "require_same_holdout": require_same_holdout}
+        return dict(self._call("PUT", f"/models/{model_name}/policy", json=body).json())
+

@@ -16,13 +16,13 @@ from fastapi.responses import JSONResponse
 from modelyard import __version__
 from modelyard.api.deps import Services
 from modelyard.api.notify import JobNotifier
-from modelyard.api.routes import health, jobs, train
+from modelyard.api.routes import health, jobs, models, train
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
-from modelyard.jobs.db import make_engine, session_factory, upgrade
 from modelyard.jobs.dispatcher import Dispatcher
 from modelyard.request.loading import describe_errors
 from modelyard.settings import Settings
+from modelyard.sql import make_engine, session_factory, upgrade
 
 log = logging.getLogger("modelyard.api")
 
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(train.router)
     app.include_router(jobs.router)
+    app.include_router(models.router)
     app.add_exception_handler(ModelyardError, _modelyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app

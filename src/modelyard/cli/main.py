@@ -193,6 +193,15 @@ def demo(home: str, rows: int, merchants: int) -> None:
         sys.exit(1)
 
 
+def _register_groups() -> None:
+    from modelyard.cli.models import models
+
+    cli.add_command(models)
+
+
+_register_groups()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

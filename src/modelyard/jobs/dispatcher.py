@@ -27,6 +27,9 @@ from modelyard.executors.base import Executor, RunHandle
 from modelyard.jobs import store
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
+from modelyard.registry import store as registry_store
+from modelyard.registry.stages import GLOBAL_TENANT
+from modelyard.registry.tables import VersionRow
 from modelyard.runtime.events import (
     JobErrored,
     JobFinished,
@@ -183,9 +186,13 @@ class Dispatcher:
         elif isinstance(event, JobFinished):
             self._active.pop(job_id, None)
             result = event.result
-            self._end(session, job_id, JobState.succeeded, "the workflow trained and was evaluated",
-                      active, result=result, model_id=result.get("model_id"),
-                      git_commit=result.get("git_commit"))
+            if self._end(session, job_id, JobState.succeeded,
+                         "the workflow trained and was evaluated", active, result=result,
+                         model_id=result.get("model_id"), git_commit=result.get("git_commit")):
+                version = self._register(session, job_id, result)
+                _append_log(active.log_file if active else None,
+                            f"registered as version {version.version} of "
+                            f"{version.model_name!r} ({version.stage})")
         elif isinstance(event, JobErrored):
             self._active.pop(job_id, None)
             info = event.exception_info
@@ -194,13 +201,31 @@ class Dispatcher:
             self._end(session, job_id, JobState.failed, reason, active, exception_info=info)
 
     def _end(self, session: Session, job_id: str, to: JobState, reason: str,
-             active: _Active | None, **fields: Any) -> None:
+             active: _Active | None, **fields: Any) -> bool:
         try:
             store.transition(session, job_id, to, reason, **fields)
         except Conflict:
-            return  # cancelled or timed out meanwhile: that outcome stands
+            return False  # cancelled or timed out meanwhile: that outcome stands
         if active is not None:
             _append_log(active.log_file, f"job {to.value}: {reason}")
+        return True
+
+    def _register(self, session: Session, job_id: str, result: dict[str, Any]) -> VersionRow:
+        """Register the job's model in the same transaction that marks the job succeeded."""
+        job = store.read_job(session, job_id)
+        request = job.request
+        return registry_store.register_version(
+            session,
+            model_name=job.model_name,
+            tenant=GLOBAL_TENANT,
+            model_id=result["model_id"],
+            job_id=job_id,
+            metrics=result["metrics"],
+            model_meta=result.get("model", {}),
+            holdout={"sampling": request["holdout_sampling"],
+                     "path": request["data"]["features"]["path"]},
+            provenance_path=result.get("provenance_path"),
+        )
 
     def _reconcile(self) -> None:
         """Kill workers whose job was cancelled (through any server) since they started."""

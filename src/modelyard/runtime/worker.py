@@ -254,6 +254,7 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "git_commit": source.get("git_commit"),
         "workflow_class": source["class"],
         "data_digest": fingerprint["digest"],
+        "model": model_meta,
         "request_hash": provenance["request_hash"],
     }
 

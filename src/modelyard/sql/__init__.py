@@ -1,4 +1,6 @@
-"""Engine and schema: SQLite (WAL) by default, PostgreSQL by URL; the schema is Alembic's.
+"""The database: SQLite (WAL) by default, PostgreSQL by URL; the schema is Alembic's.
+
+Shared by the job store and the model registry.
 
 SQLAlchemy errors that mean "the database cannot be reached" are translated into a
 :class:`ConfigurationError` that names the URL (without its password) and what to do.

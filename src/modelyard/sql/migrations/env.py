@@ -2,7 +2,9 @@
 
 from alembic import context
 
-from modelyard.jobs.tables import Base
+import modelyard.jobs.tables  # noqa: F401  (registers the tables)
+import modelyard.registry.tables  # noqa: F401
+from modelyard.sql.base import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

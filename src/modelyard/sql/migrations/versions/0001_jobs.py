@@ -7,7 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from modelyard.jobs.tables import UTCDateTime
+from modelyard.sql.base import UTCDateTime
 
 revision = "0001"
 down_revision = None

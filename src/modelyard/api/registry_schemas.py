@@ -1,0 +1,127 @@
+"""Request and response models of the registry routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.registry.stages import GLOBAL_TENANT, Stage
+from modelyard.registry.tables import PolicyRow, StageEventRow, VersionRow
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageChange(_In):
+    stage: Stage
+    actor: str = Field(min_length=1, description="who moves it (recorded in the audit trail)")
+    reason: str = ""
+    tenant: str = GLOBAL_TENANT
+
+
+class Approval(_In):
+    user: str = Field(min_length=1, description="the approver's name")
+    comment: str = Field(min_length=1)
+    tenant: str = GLOBAL_TENANT
+
+
+class Rollback(_In):
+    actor: str = Field(min_length=1)
+    reason: str = ""
+    tenant: str = GLOBAL_TENANT
+
+
+class PolicyIn(_In):
+    auto_promote: bool = False
+    metric: str = "roc_auc"
+    min_improvement: float = 0.0
+    higher_is_better: bool = True
+    require_same_holdout: bool = True
+    actor: str = Field(min_length=1)
+
+
+class Policy(BaseModel):
+    model_name: str
+    auto_promote: bool
+    metric: str
+    min_improvement: float
+    higher_is_better: bool
+    require_same_holdout: bool
+    updated_by: str
+    updated_at: dt.datetime
+
+
+class Version(BaseModel):
+    model_name: str
+    tenant: str
+    version: int
+    stage: Stage
+    model_id: str
+    job_id: str | None
+    metrics: dict[str, Any]
+    model: dict[str, Any]
+    holdout: dict[str, Any]
+    provenance_path: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class VersionList(BaseModel):
+    versions: list[Version]
+
+
+class StageEvent(BaseModel):
+    model_name: str
+    tenant: str
+    version: int
+    from_stage: Stage | None
+    to_stage: Stage
+    actor: str
+    reason: str
+    at: dt.datetime
+
+
+class EventList(BaseModel):
+    events: list[StageEvent]
+
+
+class ModelSummary(BaseModel):
+    model_name: str
+    versions: int
+    tenants: int
+    shadows: int
+    production: dict[str, int]
+    latest_at: dt.datetime
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+def version_of(row: VersionRow) -> Version:
+    return Version(
+        model_name=row.model_name, tenant=row.tenant, version=row.version, stage=Stage(row.stage),
+        model_id=row.model_id, job_id=row.job_id, metrics=row.metrics, model=row.model_meta,
+        holdout=row.holdout, provenance_path=row.provenance_path, created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def event_of(row: StageEventRow) -> StageEvent:
+    return StageEvent(
+        model_name=row.model_name, tenant=row.tenant, version=row.version,
+        from_stage=Stage(row.from_stage) if row.from_stage else None,
+        to_stage=Stage(row.to_stage), actor=row.actor, reason=row.reason, at=row.at,
+    )
+
+
+def policy_of(row: PolicyRow) -> Policy:
+    return Policy(
+        model_name=row.model_name, auto_promote=row.auto_promote, metric=row.metric,
+        min_improvement=row.min_improvement, higher_is_better=row.higher_is_better,
+        require_same_holdout=row.require_same_holdout, updated_by=row.updated_by,
+        updated_at=row.updated_at,
+    )

@@ -1,0 +1,101 @@
+"""The model registry over HTTP: models, versions, stages, approvals, rollback, compare, policy."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
+
+from modelyard.api.deps import db_session, require_token
+from modelyard.api.registry_schemas import (
+    Approval,
+    EventList,
+    ModelList,
+    ModelSummary,
+    Policy,
+    PolicyIn,
+    Rollback,
+    StageChange,
+    Version,
+    VersionList,
+    event_of,
+    policy_of,
+    version_of,
+)
+from modelyard.registry import store
+from modelyard.registry.stages import GLOBAL_TENANT, Stage
+
+router = APIRouter(prefix="/models", tags=["registry"], dependencies=[Depends(require_token)])
+
+DB = Annotated[Session, Depends(db_session)]
+Tenant = Annotated[str, Query(description="tenant (customer); '*' is the global model")]
+
+
+@router.get("")
+def list_models(session: DB) -> ModelList:
+    return ModelList(models=[ModelSummary(**m) for m in store.list_models(session)])
+
+
+@router.get("/{model_name}/versions")
+def list_versions(session: DB, model_name: str, tenant: str | None = None,
+                  stage: Stage | None = None) -> VersionList:
+    rows = store.list_versions(session, model_name, tenant=tenant, stage=stage)
+    return VersionList(versions=[version_of(r) for r in rows])
+
+
+@router.get("/{model_name}/versions/{version}")
+def read_version(session: DB, model_name: str, version: int,
+                 tenant: Tenant = GLOBAL_TENANT) -> Version:
+    return version_of(store.read_version(session, model_name, version, tenant))
+
+
+@router.post("/{model_name}/versions/{version}/stage")
+def set_stage(session: DB, model_name: str, version: int, change: StageChange) -> Version:
+    """Move a version (to production only through the approval gate)."""
+    row = store.set_stage(session, model_name, version, change.stage, actor=change.actor,
+                          reason=change.reason, tenant=change.tenant)
+    return version_of(row)
+
+
+@router.post("/{model_name}/versions/{version}/approve")
+def approve(session: DB, model_name: str, version: int, approval: Approval) -> Version:
+    """A named user approves the version: it goes to production, replacing the current one."""
+    row = store.approve_version(session, model_name, version, approver=approval.user,
+                                comment=approval.comment, tenant=approval.tenant)
+    return version_of(row)
+
+
+@router.post("/{model_name}/rollback")
+def rollback(session: DB, model_name: str, body: Rollback) -> Version:
+    """Return the previous production version to production."""
+    return version_of(store.rollback(session, model_name, actor=body.actor, reason=body.reason,
+                                     tenant=body.tenant))
+
+
+@router.get("/{model_name}/compare")
+def compare(session: DB, model_name: str, a: int, b: int,
+            tenant: Tenant = GLOBAL_TENANT) -> dict[str, Any]:
+    """Two versions' holdout metrics side by side, with ``b - a``."""
+    return store.compare_versions(session, model_name, a, b, tenant)
+
+
+@router.get("/{model_name}/events")
+def events(session: DB, model_name: str, tenant: str | None = None,
+           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> EventList:
+    """The audit trail: every stage change with who, when and why (newest first)."""
+    return EventList(events=[event_of(e) for e in store.events_of(session, model_name, tenant,
+                                                                   limit)])
+
+
+@router.get("/{model_name}/policy")
+def read_policy(session: DB, model_name: str) -> Policy:
+    return policy_of(store.read_policy(session, model_name))
+
+
+@router.put("/{model_name}/policy")
+def set_policy(session: DB, model_name: str, body: PolicyIn) -> Policy:
+    return policy_of(store.set_policy(
+        session, model_name, auto_promote=body.auto_promote, metric=body.metric,
+        min_improvement=body.min_improvement, higher_is_better=body.higher_is_better,
+        require_same_holdout=body.require_same_holdout, actor=body.actor))

@@ -1,0 +1,174 @@
+"""``modelyard models ...``: the registry from the terminal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from modelyard.client import Client
+
+console = Console(soft_wrap=True)
+url_option = click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
+tenant_option = click.option("--tenant", default="*", show_default=True,
+                             help="Tenant (customer); '*' is the global model.")
+
+
+@click.group()
+def models() -> None:
+    """Registered models: versions, stages, approvals, rollback, comparisons."""
+
+
+@models.command("list")
+@url_option
+def models_list(url: str | None) -> None:
+    with Client(url) as client:
+        rows = client.models()
+    table = Table(title=f"{len(rows)} models")
+    for col in ("model", "versions", "tenants", "shadows", "production", "latest"):
+        table.add_column(col)
+    for m in rows:
+        prod = ", ".join(f"{t}: v{v}" for t, v in m["production"].items()) or "-"
+        table.add_row(m["model_name"], str(m["versions"]), str(m["tenants"]), str(m["shadows"]),
+                      prod, m["latest_at"][:19])
+    console.print(table)
+
+
+@models.command("versions")
+@click.argument("model_name")
+@click.option("--tenant", default=None)
+@click.option("--stage", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@url_option
+def versions(model_name: str, tenant: str | None, stage: str | None, as_json: bool,
+             url: str | None) -> None:
+    with Client(url) as client:
+        rows = client.versions(model_name, tenant=tenant, stage=stage)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=model_name)
+    for col in ("tenant", "version", "stage", "roc_auc", "rmse", "model id", "job", "created"):
+        table.add_column(col)
+    for v in rows:
+        m = v["metrics"]
+        table.add_row(v["tenant"], str(v["version"]), v["stage"], _fmt(m.get("roc_auc")),
+                      _fmt(m.get("rmse")), v["model_id"][:19], (v["job_id"] or "")[:12],
+                      v["created_at"][:19])
+    console.print(table)
+
+
+@models.command("compare")
+@click.argument("model_name")
+@click.argument("a", type=int)
+@click.argument("b", type=int)
+@tenant_option
+@url_option
+def compare(model_name: str, a: int, b: int, tenant: str, url: str | None) -> None:
+    """Two versions' holdout metrics side by side."""
+    with Client(url) as client:
+        out = client.compare(model_name, a, b, tenant=tenant)
+    table = Table(title=f"{model_name}: v{a} vs v{b}"
+                  + ("" if out["same_holdout"] else " (different holdout windows!)"))
+    for col in ("metric", f"v{a} ({out['a']['stage']})", f"v{b} ({out['b']['stage']})", "b - a"):
+        table.add_column(col, justify="right")
+    for row in out["metrics"]:
+        table.add_row(row["metric"], _fmt(row["a"]), _fmt(row["b"]), _fmt(row["delta"], sign=True))
+    console.print(table)
+
+
+@models.command("stage")
+@click.argument("model_name")
+@click.argument("version", type=int)
+@click.argument("stage", type=click.Choice(["candidate", "shadow", "production", "archived"]))
+@click.option("--actor", required=True, help="Your name, for the audit trail.")
+@click.option("--reason", default="")
+@tenant_option
+@url_option
+def stage(model_name: str, version: int, stage: str, actor: str, reason: str, tenant: str,
+          url: str | None) -> None:
+    """Move a version to another stage (production needs an approval or the policy)."""
+    with Client(url) as client:
+        v = client.set_stage(model_name, version, stage, actor=actor, reason=reason,
+                             tenant=tenant)
+    console.print(f"{model_name} v{v['version']} ({v['tenant']}): {v['stage']}")
+
+
+@models.command("approve")
+@click.argument("model_name")
+@click.argument("version", type=int)
+@click.option("--user", required=True)
+@click.option("--comment", required=True)
+@tenant_option
+@url_option
+def approve(model_name: str, version: int, user: str, comment: str, tenant: str,
+            url: str | None) -> None:
+    """Approve a version: it goes to production."""
+    with Client(url) as client:
+        v = client.approve(model_name, version, user=user, comment=comment, tenant=tenant)
+    console.print(f"{model_name} v{v['version']} ({v['tenant']}): {v['stage']}, approved by {user}")
+
+
+@models.command("rollback")
+@click.argument("model_name")
+@click.option("--actor", required=True)
+@click.option("--reason", default="")
+@tenant_option
+@url_option
+def rollback(model_name: str, actor: str, reason: str, tenant: str, url: str | None) -> None:
+    """Put the previous production version back."""
+    with Client(url) as client:
+        v = client.rollback(model_name, actor=actor, reason=reason, tenant=tenant)
+    console.print(f"{model_name} ({v['tenant']}): v{v['version']} is production again")
+
+
+@models.command("events")
+@click.argument("model_name")
+@click.option("--tenant", default=None)
+@url_option
+def events(model_name: str, tenant: str | None, url: str | None) -> None:
+    """The audit trail of stage changes."""
+    with Client(url) as client:
+        rows = client.events(model_name, tenant=tenant)
+    for e in rows:
+        console.print(f"{e['at'][:19]}  {e['tenant']} v{e['version']}: "
+                      f"{e['from_stage'] or '-'} -> {e['to_stage']}  by {e['actor']}: "
+                      f"{e['reason']}", highlight=False)
+
+
+@models.command("policy")
+@click.argument("model_name")
+@click.option("--auto-promote/--no-auto-promote", default=None)
+@click.option("--metric", default=None)
+@click.option("--min-improvement", type=float, default=None)
+@click.option("--lower-is-better", is_flag=True, default=False)
+@click.option("--actor", default=None)
+@url_option
+def policy(model_name: str, auto_promote: bool | None, metric: str | None,
+           min_improvement: float | None, lower_is_better: bool, actor: str | None,
+           url: str | None) -> None:
+    """Show or set the promotion policy (auto_promote with a metric rule)."""
+    with Client(url) as client:
+        current: dict[str, Any] = client.policy(model_name)
+        if auto_promote is not None or metric or min_improvement is not None:
+            if not actor:
+                raise click.UsageError("setting a policy needs --actor")
+            current = client.set_policy(
+                model_name, actor=actor,
+                auto_promote=current["auto_promote"] if auto_promote is None else auto_promote,
+                metric=metric or current["metric"],
+                min_improvement=(current["min_improvement"] if min_improvement is None
+                                 else min_improvement),
+                higher_is_better=not lower_is_better)
+    click.echo(json.dumps(current, indent=2))
+
+
+def _fmt(value: Any, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:+.4f}" if sign else f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,60 @@
+"""The approval gate: may this version become production?
+
+Yes if a named user approved it. Otherwise only if the model's policy says ``auto_promote`` and
+the candidate beats production by the policy's margin on the policy's metric, measured on the
+same holdout window (same sampling and the same data path), or there is no production version
+yet. Every answer carries the reason, with the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelyard.registry.tables import ApprovalRow, PolicyRow, VersionRow
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+
+def decide(candidate: VersionRow, production: VersionRow | None, policy: PolicyRow,
+           approvals: Sequence[ApprovalRow]) -> Decision:
+    if approvals:
+        last = approvals[-1]
+        return Decision(True, f"approved by {last.approver}: {last.comment}")
+    if not policy.auto_promote:
+        return Decision(False, (
+            "promotion to production needs an approval: POST /models/"
+            f"{candidate.model_name}/versions/{candidate.version}/approve with "
+            '{"user": ..., "comment": ...}, or a policy with auto_promote'))
+    if production is None:
+        return Decision(True, "first production version (policy auto_promote)")
+    if policy.require_same_holdout and candidate.holdout != production.holdout:
+        return Decision(False, (
+            f"its holdout window differs from production's (version {production.version}), "
+            "so their metrics are not comparable; approve it by hand"))
+    metric = policy.metric
+    new, old = _number(candidate.metrics, metric), _number(production.metrics, metric)
+    if new is None or old is None:
+        missing = "the candidate" if new is None else f"production (version {production.version})"
+        return Decision(False, f"{metric} is missing for {missing}")
+    margin = policy.min_improvement
+    if policy.higher_is_better:
+        ok, need, cmp = new >= old + margin, old + margin, ">="
+    else:
+        ok, need, cmp = new <= old - margin, old - margin, "<="
+    verdict = (f"{metric} {new:.4f} {cmp if ok else 'is not ' + cmp} {need:.4f} "
+               f"(production version {production.version}: {old:.4f}, margin {margin:g})")
+    return Decision(ok, verdict)
+
+
+def _number(metrics: dict[str, Any], name: str) -> float | None:
+    value = metrics.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)

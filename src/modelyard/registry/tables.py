@@ -1,0 +1,76 @@
+"""Registry rows: model versions, their stage history, approvals and per-model policies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from modelyard.sql.base import Base, UTCDateTime
+
+
+class VersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        Index("ux_model_versions_number", "model_name", "tenant", "version", unique=True),
+        # The "one production version per (model, tenant)" invariant, enforced by the database.
+        Index(
+            "ux_model_versions_production", "model_name", "tenant", unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    tenant: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(16), index=True)
+    model_id: Mapped[str] = mapped_column(String(80), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    model_meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+    holdout: Mapped[dict[str, Any]] = mapped_column(JSON)
+    provenance_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class StageEventRow(Base):
+    __tablename__ = "model_stage_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    model_name: Mapped[str] = mapped_column(String(200), index=True)
+    tenant: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    from_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_stage: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ApprovalRow(Base):
+    __tablename__ = "model_approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(200))
+    comment: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class PolicyRow(Base):
+    __tablename__ = "model_policies"
+
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    auto_promote: Mapped[bool] = mapped_column(Boolean, default=False)
+    metric: Mapped[str] = mapped_column(String(64), default="roc_auc")
+    min_improvement: Mapped[float] = mapped_column(Float, default=0.0)
+    higher_is_better: Mapped[bool] = mapped_column(Boolean, default=True)
+    require_same_holdout: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
