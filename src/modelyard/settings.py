@@ -34,6 +34,8 @@ class Settings:
     job_timeout: float | None = None
     job_memory_limit: int | None = None
     token: str | None = None
+    serving_memory_budget: int = 2 * 2**30
+    shadow_sample: float = 1.0
 
     @property
     def logs_dir(self) -> Path:
@@ -57,6 +59,8 @@ class Settings:
         job_timeout: float | None = None,
         job_memory_limit: int | None = None,
         token: str | None = None,
+        serving_memory_budget: int | None = None,
+        shadow_sample: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -94,6 +98,10 @@ class Settings:
             job_timeout=timeout,
             job_memory_limit=memory,
             token=token if token is not None else env.get("MODELYARD_TOKEN") or None,
+            serving_memory_budget=serving_memory_budget
+            or _env_int("MODELYARD_SERVING_MEMORY") or 2 * 2**30,
+            shadow_sample=shadow_sample if shadow_sample is not None
+            else (_env_float("MODELYARD_SHADOW_SAMPLE") or 1.0),
         )
 
     def ensure_dirs(self) -> None:

@@ -21,6 +21,8 @@ from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
 from modelyard.jobs.dispatcher import Dispatcher
 from modelyard.request.loading import describe_errors
+from modelyard.serving import routes as serving_routes
+from modelyard.serving.service import ServingService
 from modelyard.settings import Settings
 from modelyard.sql import make_engine, session_factory, upgrade
 
@@ -44,12 +46,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher = Dispatcher(settings, sessions, executor, on_change=notifier.notify)
         dispatcher.start()
         app.state.services = Services(settings, sessions, dispatcher, notifier)
+        serving = ServingService(settings, sessions)
+        serving.start()
+        app.state.serving = serving
         log.info("modelyard %s: home %s, db %s, executor %s x%d", __version__, settings.home,
                  engine.url.render_as_string(hide_password=True), settings.executor,
                  settings.concurrency)
         try:
             yield
         finally:
+            await serving.drain()
+            serving.stop()
             dispatcher.stop()
             engine.dispose()
 
@@ -63,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(train.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
+    app.include_router(serving_routes.router)
     app.add_exception_handler(ModelyardError, _modelyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app

@@ -74,16 +74,21 @@ Scalar = str | float | int | bool | dt.date | dt.datetime
 
 
 class FeatureValue(_Strict):
-    """Exactly one of the value kinds (``min``/``max`` together count as one, for Between)."""
+    """Exactly one of the value kinds (``min``/``max`` together count as one, for Between).
+
+    Numbers stay as written: ``int`` before ``float`` in the unions, so pydantic's smart mode keeps
+    ``3`` an int (exact past 2**53, where a float would round an id) and ``3.5`` a float. A date is
+    held as a datetime at midnight, however it was written, so equal requests hash equal.
+    """
 
     string_vals: list[str] | None = None
-    number_vals: list[float] | None = None
+    number_vals: list[int | float] | None = None
     string_val: str | None = None
-    number_val: float | None = None
+    number_val: int | float | None = None
     bool_val: bool | None = None
-    date_val: dt.datetime | dt.date | None = None
-    min: float | dt.datetime | dt.date | str | None = None
-    max: float | dt.datetime | dt.date | str | None = None
+    date_val: dt.datetime | None = None
+    min: int | float | dt.datetime | str | None = None
+    max: int | float | dt.datetime | str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> FeatureValue:
@@ -157,9 +162,11 @@ class Filter(_Strict):
 
 
 class DateRangeSampling(_Strict):
+    """``start_date`` and ``end_date`` are datetimes: a date means its midnight."""
+
     date_column: Annotated[str, Field(min_length=1)]
-    start_date: dt.datetime | dt.date
-    end_date: dt.datetime | dt.date
+    start_date: dt.datetime
+    end_date: dt.datetime
 
     @model_validator(mode="after")
     def _ordered(self) -> DateRangeSampling:
@@ -256,7 +263,6 @@ class TrainRequest(_Strict):
         return "sha256:" + hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-def _as_datetime(value: dt.date | dt.datetime) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None) if value.tzinfo else value
-    return dt.datetime(value.year, value.month, value.day)
+def _as_datetime(value: dt.datetime) -> dt.datetime:
+    """Naive UTC, to order an aware and a naive datetime (a naive one means UTC, as in the scan)."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -102,16 +103,22 @@ class ArtifactStore:
         """Write a job's artefacts all at once; return each file's user-facing path."""
         final = self.job_dir(job_id)
         if self._local:
-            tmp = self._join("jobs", f".tmp-{job_id}-{uuid.uuid4().hex[:8]}")
-            os.makedirs(tmp)
-            for name, data in files.items():
-                with open(os.path.join(tmp, name), "wb") as fh:
-                    fh.write(data)
-            with open(os.path.join(tmp, SUCCESS_MARKER), "wb"):
-                pass
             if os.path.exists(final):
                 raise ArtifactError(f"artefacts for job {job_id} already exist at {final}")
-            os.rename(tmp, final)
+            tmp = self._join("jobs", f".tmp-{job_id}-{uuid.uuid4().hex[:8]}")
+            os.makedirs(tmp)
+            try:
+                for name, data in files.items():
+                    with open(os.path.join(tmp, name), "wb") as fh:
+                        fh.write(data)
+                with open(os.path.join(tmp, SUCCESS_MARKER), "wb"):
+                    pass
+                if os.path.exists(final):  # a writer of the same job got there first
+                    raise ArtifactError(f"artefacts for job {job_id} already exist at {final}")
+                os.rename(tmp, final)
+            finally:
+                # A write either completes or leaves nothing, not even its temporary folder.
+                shutil.rmtree(tmp, ignore_errors=True)
         else:
             for name, data in files.items():
                 self.fs.pipe_file(f"{final}/{name}", data)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import math
 import os
+import posixpath
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import fsspec
 import numpy as np
@@ -31,12 +33,17 @@ _GLOB_CHARS = "*?["
 
 @dataclasses.dataclass
 class Source:
-    """A resolved data location: the filesystem, the files, and what to call it in messages."""
+    """A resolved data location: the filesystem, the files, and what to call it in messages.
+
+    ``base_dir`` is the folder a folder or glob path names; hive partition columns are read from
+    the paths below it. It is ``None`` for a single named file.
+    """
 
     display: str
     filesystem: pafs.FileSystem
     files: list[str]
     fsspec_fs: Any
+    base_dir: str | None = None
 
 
 @dataclasses.dataclass
@@ -67,7 +74,7 @@ def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
     for candidate in candidates:
         # realpath resolves '..' and symlinks, so neither can step outside a root.
         real = os.path.realpath(candidate)
-        if not _inside_any(real, local_roots):
+        if not _inside_any(real, _real(local_roots)):
             if os.path.isabs(path):
                 raise denied
             escaped = escaped or os.path.exists(real)
@@ -77,14 +84,17 @@ def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
                 f for f in _glob_local(real) if f.endswith(".parquet") or f.endswith(".parq")
             )
             if files:
-                return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"))
+                _check_files_inside(path, files, local_roots)
+                base = os.path.dirname(real[: _glob_start(real)])
+                return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"), base)
         elif os.path.isfile(real):
             return Source(path, pafs.LocalFileSystem(), [real], fsspec.filesystem("file"))
         elif os.path.isdir(real):
             files = _parquet_files_in(real)
             if not files:
                 raise DataError(f"data folder {path} holds no .parquet files")
-            return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"))
+            _check_files_inside(path, files, local_roots)
+            return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"), real)
     if escaped:
         raise denied
     where = ", ".join(local_roots) if not os.path.isabs(path) else path
@@ -94,38 +104,85 @@ def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
 
 
 def _resolve_url(url: str, data_roots: Sequence[str]) -> Source:
-    if not any(url.startswith(r) for r in data_roots if "://" in r):
-        raise DataAccessDenied(
-            f"data URL {url} is outside the configured data roots {list(data_roots)}; "
-            "add its bucket or prefix with --data-root"
-        )
+    denied = DataAccessDenied(
+        f"data URL {url} is outside the configured data roots {list(data_roots)}; "
+        "add its bucket or prefix with --data-root"
+    )
+    protocol = fsspec.core.split_protocol(url)[0]
+    url_roots = [
+        r for r in data_roots if "://" in r and fsspec.core.split_protocol(r)[0] == protocol
+    ]
+    if not url_roots:
+        raise denied
     try:
         fs, fs_path = fsspec.core.url_to_fs(url)
+    except (OSError, ValueError, ImportError) as exc:
+        raise DataError(f"cannot open data URL {url}: {exc}") from None
+    local = "file" in _protocols(fs)
+    # '..' (and on a local disk, a symlink) is resolved before comparing whole path segments.
+    fs_path = _normalise(fs_path, local)
+    roots = [_normalise(fs._strip_protocol(r), local) for r in url_roots]
+    if not _inside_any(fs_path, roots, sep="/"):
+        raise denied
+    base: str | None = None
+    try:
         if _has_glob(fs_path):
             files = sorted(fs.glob(fs_path))
+            base = posixpath.dirname(fs_path[: _glob_start(fs_path)])
         elif fs.isdir(fs_path):
             files = sorted(p for p in fs.find(fs_path) if p.endswith((".parquet", ".parq")))
+            base = fs_path
         elif fs.exists(fs_path):
             files = [fs_path]
         else:
             files = []
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError) as exc:
         raise DataError(f"cannot open data URL {url}: {exc}") from None
     if not files:
         raise DataError(f"data URL {url} names no parquet file; check data.features.path")
-    return Source(url, pafs.PyFileSystem(pafs.FSSpecHandler(fs)), files, fs)
+    if local:
+        _check_files_inside(url, files, roots)
+    return Source(url, pafs.PyFileSystem(pafs.FSSpecHandler(fs)), files, fs, base)
 
 
-def _inside_any(real: str, roots: Sequence[str]) -> bool:
-    for root in roots:
-        root_real = os.path.realpath(root)
-        if real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep):
-            return True
-    return False
+def _protocols(fs: Any) -> set[str]:
+    proto = fs.protocol
+    return set(proto) if isinstance(proto, tuple | list) else {proto}
+
+
+def _normalise(path: str, local: bool) -> str:
+    return os.path.realpath(path) if local else posixpath.normpath(path)
+
+
+def _inside_any(real: str, roots: Sequence[str], sep: str = os.sep) -> bool:
+    """Whether ``real`` is one of ``roots`` or below one, comparing whole path segments.
+
+    Both sides must be normalised already (realpath on a local disk), or '..' could escape.
+    """
+    return any(real == root or real.startswith(root.rstrip(sep) + sep) for root in roots)
+
+
+def _real(roots: Sequence[str]) -> list[str]:
+    return [os.path.realpath(root) for root in roots]
+
+
+def _check_files_inside(path: str, files: Sequence[str], roots: Sequence[str]) -> None:
+    """Refuse a folder or glob if any file it finds resolves outside the roots (a symlink)."""
+    for file in files:
+        real = os.path.realpath(file)
+        if not _inside_any(real, _real(roots)):
+            raise DataAccessDenied(
+                f"data path {path}: the file {file} resolves to {real}, outside the data roots "
+                f"{list(roots)}; remove the link or copy the data under a root"
+            )
 
 
 def _has_glob(path: str) -> bool:
     return any(c in path for c in _GLOB_CHARS)
+
+
+def _glob_start(path: str) -> int:
+    return min(i for i in (path.find(c) for c in _GLOB_CHARS) if i >= 0)
 
 
 def _glob_local(pattern: str) -> list[str]:
@@ -147,13 +204,18 @@ def _parquet_files_in(folder: str) -> list[str]:
 
 
 def open_dataset(source: Source) -> ds.Dataset:
-    """Open the files as one parquet dataset (hive partition columns are picked up)."""
+    """Open the files as one parquet dataset.
+
+    Hive partition columns (``country=US/``) are read from the paths below a folder or glob's base,
+    however many partitions it holds; a single named file has none.
+    """
     try:
         return ds.dataset(
             source.files,
             format="parquet",
             filesystem=source.filesystem,
-            partitioning="hive" if len(source.files) > 1 else None,
+            partitioning="hive" if source.base_dir is not None else None,
+            partition_base_dir=source.base_dir,
         )
     except pa.ArrowInvalid as exc:
         raise DataError(
@@ -196,13 +258,23 @@ def _filter_expression(f: Filter, field: pa.Field) -> pc.Expression:
     value = f.feature_value
     if value is None:  # the request model already refuses this; keep the message if bypassed
         raise DataError(f"filter on {f.feature_name!r}: predicate {p.value} needs a feature_value")
+    on_integers = pa.types.is_integer(_value_type(field))
     if p in (Predicate.IsIn, Predicate.NotIn):
-        values = pa.array([_coerce(v, field, f) for v in value.values()], type=_value_type(field))
+        raw = value.values()
+        if on_integers:  # no integer equals 2.5: such a value can match nothing
+            raw = [v for v in raw if not _fractional(v)]
+        values = pa.array([_coerce(v, field, f) for v in raw], type=_value_type(field))
         isin = col.isin(values)
-        return isin if p is Predicate.IsIn else ~isin
+        # A null is not "not in" the list, as it is not "not equal" to a value: drop it.
+        return isin if p is Predicate.IsIn else ~isin & col.is_valid()
     if p is Predicate.Between:
-        low, high = scalar_for(value.min, field, f), scalar_for(value.max, field, f)
-        return (col >= low) & (col <= high)
+        low, high = value.min, value.max
+        if on_integers:  # between 9.5 and 20.5 is between 10 and 20
+            low = math.ceil(low) if _fractional(low) else low
+            high = math.floor(high) if _fractional(high) else high
+        return (col >= scalar_for(low, field, f)) & (col <= scalar_for(high, field, f))
+    if on_integers and _fractional(value.scalar()):
+        return _fractional_on_integers(p, value.scalar(), col, field, f)
     v = scalar_for(value.scalar(), field, f)
     ops = {
         Predicate.Equals: col == v,
@@ -213,6 +285,24 @@ def _filter_expression(f: Filter, field: pa.Field) -> pc.Expression:
         Predicate.LessThanOrEqual: col <= v,
     }
     return ops[p]
+
+
+def _fractional(value: Any) -> TypeGuard[float]:
+    return isinstance(value, float) and math.isfinite(value) and not value.is_integer()
+
+
+def _fractional_on_integers(
+    p: Predicate, value: float, col: pc.Expression, field: pa.Field, f: Filter
+) -> pc.Expression:
+    """Compare an integer column with a number that is not whole, exactly and still in integers
+    (so row-group statistics keep pruning the scan): > 99.5 is >= 100, <= 99.5 is <= 99."""
+    if p is Predicate.Equals:
+        return col.is_valid() & pc.scalar(False)  # no integer equals 99.5
+    if p is Predicate.NotEquals:
+        return col.is_valid()
+    if p in (Predicate.GreaterThan, Predicate.GreaterThanOrEqual):
+        return col >= scalar_for(math.ceil(value), field, f)
+    return col <= scalar_for(math.floor(value), field, f)
 
 
 def _value_type(field: pa.Field) -> pa.DataType:
@@ -264,7 +354,7 @@ def _coerce(value: Any, field: pa.Field, f: Filter | None) -> Any:
                 raise TypeError
             return value
         return pa.scalar(value).cast(t).as_py()
-    except (TypeError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (TypeError, ValueError, OverflowError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise DataError(
             f"{what}: the value {value!r} does not fit the column's type {t}; "
             f"use a {_value_kind(t)} value"

@@ -124,7 +124,13 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             scan_expr = window if expr is None else expr & window
         table = datamod.scan(dataset, request.columns(), scan_expr)
         if table.num_rows == 0:
-            if request.filters and dataset.count_rows(filter=expr) == 0:
+            if total_rows == 0:
+                raise DataError(
+                    f"data.features.path {source_data.display} has no rows; point it at data "
+                    "that has some"
+                )
+            # Without a date window only the filters can have emptied the scan.
+            if drs is None or (request.filters and dataset.count_rows(filter=expr) == 0):
                 raise DataError(
                     datamod.explain_empty_filter(
                         dataset, request.filters, total_rows, source_data.display
@@ -132,7 +138,7 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
                 )
             raise DataError(
                 f"no rows before holdout_sampling.date_range_sampling.end_date "
-                f"({drs.end_date if drs else ''}) pass the filters; move the date range"
+                f"({drs.end_date}) pass the filters; move the date range"
             )
         scanned_rows = table.num_rows
         info.update(rows=scanned_rows, filters=len(request.filters))

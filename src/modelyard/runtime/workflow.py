@@ -10,9 +10,9 @@ and Modelyard does everything around it. A workflow holds configuration (the req
 and has no logic in ``__init__``. ``predict(model, df)`` defaults to ``predict_proba``'s positive
 column for binary classifiers, the probability matrix for multi-class ones, else ``predict``.
 
-Workflows are found, in order, by dotted path ``package.module:Class``, among the modules the server
-was started with (``--workflows MODULE_OR_FILE``), and through the entry-point group
-``modelyard.workflows``.
+Workflows are found, in order, by dotted path ``package.module:Class`` (a ``--workflows`` file by
+its stem, ``workflows:Class``), among the modules the server was started with
+(``--workflows MODULE_OR_FILE``), and through the entry-point group ``modelyard.workflows``.
 """
 
 from __future__ import annotations
@@ -100,9 +100,13 @@ def import_workflow_modules(modules: Sequence[str]) -> dict[str, type[Workflow]]
     return found
 
 
+def _is_file(spec: str) -> bool:
+    return spec.endswith(".py") or os.sep in spec
+
+
 def _import_module_or_file(spec: str) -> Any:
     try:
-        if spec.endswith(".py") or os.sep in spec:
+        if _is_file(spec):
             path = Path(spec).expanduser().resolve()
             if not path.is_file():
                 raise WorkflowError(f"workflow file {spec} does not exist")
@@ -135,7 +139,7 @@ def resolve_workflow(name: str, modules: Sequence[str] = ()) -> type[Workflow]:
     """
     if ":" in name:
         module_name, _, attr = name.partition(":")
-        module = _import_module_or_file(module_name)
+        module = _import_module_or_file(_dotted_module(module_name, modules))
         cls = getattr(module, attr, None)
         if cls is None:
             raise WorkflowError(
@@ -161,6 +165,24 @@ def resolve_workflow(name: str, modules: Sequence[str] = ()) -> type[Workflow]:
         f"entry-point group {ENTRY_POINT_GROUP}, start the server with --workflows MODULE_OR_FILE, "
         "or give a dotted path 'package.module:Class'"
     )
+
+
+def _dotted_module(module_name: str, modules: Sequence[str]) -> str:
+    """What to import for the ``module`` of ``module:Class``, given the ``--workflows`` modules.
+
+    A configured file answers to its stem or its file name (``workflows:Class`` and
+    ``workflows.py:Class`` both find ``/srv/flows/workflows.py``); any other name is imported
+    with every configured file's folder importable, so a module beside one is found too.
+    Nothing is imported here: a dotted name never imports the other configured modules.
+    """
+    files = [Path(spec).expanduser().resolve() for spec in modules if _is_file(spec)]
+    for path in files:
+        if module_name in (path.stem, path.name):
+            return str(path)
+    for path in files:
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+    return module_name
 
 
 def _check_class(cls: Any, name: str) -> type[Workflow]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from modelyard.api.deps import db_session, require_token
@@ -26,7 +27,17 @@ from modelyard.api.registry_schemas import (
 from modelyard.registry import store
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
 
-router = APIRouter(prefix="/models", tags=["registry"], dependencies=[Depends(require_token)])
+
+def _refresh_serving(request: Request) -> Iterator[None]:
+    """After a registry change through this server, serve the new stages at once."""
+    yield
+    serving = getattr(request.app.state, "serving", None)
+    if serving is not None and request.method != "GET":
+        serving.router.refresh()
+
+
+router = APIRouter(prefix="/models", tags=["registry"],
+                   dependencies=[Depends(require_token), Depends(_refresh_serving)])
 
 DB = Annotated[Session, Depends(db_session)]
 Tenant = Annotated[str, Query(description="tenant (customer); '*' is the global model")]

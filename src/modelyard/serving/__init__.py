@@ -1,0 +1,1 @@
+"""Online serving: tenant routing with global fallback, model cache, micro-batching, shadows."""

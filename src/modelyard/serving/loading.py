@@ -1,0 +1,116 @@
+"""Load a registered model for serving: bytes verified against their sha256, the workflow that
+trained it (for its ``predict``), kept in an LRU cache bounded by a memory budget."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.request.loading import parse_request
+from modelyard.runtime.artifacts import ArtifactStore
+from modelyard.runtime.workflow import Workflow, resolve_workflow
+
+log = logging.getLogger("modelyard.serving")
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """What serving needs to know of a registry version (a plain value, safe across threads)."""
+
+    model_name: str
+    tenant: str
+    version: int
+    model_id: str
+    job_id: str | None
+    features: tuple[str, ...]
+
+
+@dataclass
+class LoadedModel:
+    ref: VersionRef
+    model: Any
+    workflow: Workflow
+    nbytes: int
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        return np.asarray(self.workflow.predict(self.model, frame))
+
+
+def load_model(store: ArtifactStore, ref: VersionRef,
+               workflow_modules: tuple[str, ...] = ()) -> LoadedModel:
+    """Read, verify and unpickle a model, and build its workflow from the job's stored request.
+
+    Raises:
+        ArtifactError: the bytes do not match the model id (never served).
+        NotFound: the model or its job's provenance is missing from the artefact store.
+    """
+    blob = store.get_bytes(ref.model_id)  # verifies sha256
+    model = pickle.loads(blob)  # noqa: S301 - bytes verified against the registered content address
+    request = None
+    if ref.job_id:
+        provenance = store.read_job_json(ref.job_id, "provenance.json")
+        request = parse_request(provenance["request"])
+    if request is None:
+        raise LookupError(f"version {ref.version} of {ref.model_name!r} has no training request")
+    cls = resolve_workflow(request.train.workflow_name, workflow_modules)
+    return LoadedModel(ref=ref, model=model, workflow=cls(request), nbytes=len(blob))
+
+
+class ModelCache:
+    """Loaded models by model id, least recently used evicted first once over the byte budget."""
+
+    def __init__(self, store: ArtifactStore, budget_bytes: int,
+                 workflow_modules: tuple[str, ...] = ()) -> None:
+        self.store = store
+        self.budget_bytes = budget_bytes
+        self.workflow_modules = workflow_modules
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self.loads = 0
+        self.evictions = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def get(self, ref: VersionRef) -> LoadedModel:
+        """The loaded model for ``ref`` (loading it once, however many threads ask at once)."""
+        with self._lock:
+            found = self._models.get(ref.model_id)
+            if found is not None:
+                self._models.move_to_end(ref.model_id)
+                return found
+            key_lock = self._loading.setdefault(ref.model_id, threading.Lock())
+        with key_lock:
+            with self._lock:
+                found = self._models.get(ref.model_id)
+            if found is not None:
+                return found
+            loaded = load_model(self.store, ref, self.workflow_modules)
+            with self._lock:
+                self._models[ref.model_id] = loaded
+                self.loads += 1
+                self._loading.pop(ref.model_id, None)
+                self._evict(keep=ref.model_id)
+            return loaded
+
+    def _evict(self, keep: str) -> None:
+        total = sum(m.nbytes for m in self._models.values())
+        while total > self.budget_bytes and len(self._models) > 1:
+            oldest = next(iter(self._models))
+            if oldest == keep:
+                self._models.move_to_end(oldest)
+                continue
+            total -= self._models.pop(oldest).nbytes
+            self.evictions += 1

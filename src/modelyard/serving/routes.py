@@ -1,0 +1,82 @@
+"""Serving routes: predict, labels, the shadow report, serving stats."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from modelyard.api.deps import require_token
+from modelyard.serving.report import shadow_report
+from modelyard.serving.service import ServingService
+
+router = APIRouter(tags=["serving"], dependencies=[Depends(require_token)])
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str | None = Field(None, description="customer id; falls back to the global model")
+    rows: list[dict[str, Any]] = Field(min_length=1)
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model_name: str
+    tenant: str | None
+    served_by_tenant: str
+    version: int
+    model_id: str
+    scores: list[Any]
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str
+    row: int = 0
+    label: float
+
+
+class LabelsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_name: str
+    labels: list[Label] = Field(min_length=1)
+
+
+def serving(request: Request) -> ServingService:
+    svc: ServingService = request.app.state.serving
+    return svc
+
+
+Serving = Annotated[ServingService, Depends(serving)]
+
+
+@router.post("/predict/{model_name}")
+async def predict(model_name: str, body: PredictRequest, svc: Serving) -> PredictResponse:
+    """Score rows with the tenant's production model (the global one for cold-start tenants);
+    shadow versions score the same rows off the request path."""
+    return PredictResponse(**await svc.predict(model_name, body.tenant, body.rows))
+
+
+@router.post("/labels")
+def add_labels(body: LabelsIn, svc: Serving) -> dict[str, int]:
+    """Labels that arrived later, by the request id (and row) a prediction answered with."""
+    count = svc.shadow_log.add_labels(body.model_name, [x.model_dump() for x in body.labels])
+    return {"labels": count}
+
+
+@router.get("/models/{model_name}/shadow-report")
+async def report(model_name: str, svc: Serving,
+                 threshold: Annotated[float, Query(gt=0, lt=1)] = 0.5,
+                 tenant: str | None = None) -> dict[str, Any]:
+    """Shadow versus production on the same traffic: correlation, agreement, shift, AUCs."""
+    await svc.drain()
+    await run_in_threadpool(svc.shadow_log.flush)
+    return await run_in_threadpool(shadow_report, svc.settings.home, model_name, threshold,
+                                   tenant)
+
+
+@router.get("/serving/stats")
+def stats(svc: Serving) -> dict[str, Any]:
+    return svc.stats()

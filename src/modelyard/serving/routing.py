@@ -1,0 +1,112 @@
+"""Which version answers a request: the tenant's production model, else the global one.
+
+The routing table is a snapshot of the registry, replaced whole (one reference swap) when the
+registry changes, so a request sees either the old production version or the new one, never a
+half-updated table. A background thread polls the registry's generation (cheap) to notice
+changes made by any server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from modelyard.errors import NotFound
+from modelyard.registry import store as registry
+from modelyard.registry.stages import GLOBAL_TENANT, Stage
+from modelyard.registry.tables import VersionRow
+from modelyard.serving.loading import VersionRef
+
+log = logging.getLogger("modelyard.serving")
+
+
+@dataclass(frozen=True)
+class Route:
+    production: VersionRef
+    shadows: tuple[VersionRef, ...] = ()
+
+
+@dataclass
+class Table:
+    routes: dict[tuple[str, str], Route] = field(default_factory=dict)
+    generation: Any = None
+
+
+def _ref(row: VersionRow) -> VersionRef:
+    return VersionRef(model_name=row.model_name, tenant=row.tenant, version=row.version,
+                      model_id=row.model_id, job_id=row.job_id,
+                      features=tuple(row.model_meta.get("features", [])))
+
+
+class Router:
+    def __init__(self, sessions: sessionmaker[Session], poll_s: float = 0.5) -> None:
+        self.sessions = sessions
+        self.poll_s = poll_s
+        self._table = Table()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refresh()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._poll, name="modelyard-router", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+            except Exception:  # keep serving the last table if the database hiccups
+                log.exception("routing table refresh failed; serving the previous one")
+
+    def refresh(self, force: bool = False) -> bool:
+        """Rebuild the table if the registry changed; True if it did."""
+        with self.sessions() as session:
+            gen = registry.generation(session)
+            if not force and gen == self._table.generation:
+                return False
+            rows = session.scalars(select(VersionRow).where(
+                VersionRow.stage.in_([Stage.production.value, Stage.shadow.value]))).all()
+        production: dict[tuple[str, str], VersionRef] = {}
+        shadows: dict[tuple[str, str], list[VersionRef]] = {}
+        for row in rows:
+            key = (row.model_name, row.tenant)
+            if row.stage == Stage.production.value:
+                production[key] = _ref(row)
+            else:
+                shadows.setdefault(key, []).append(_ref(row))
+        routes = {key: Route(ref, tuple(sorted(shadows.get(key, []), key=lambda r: r.version)))
+                  for key, ref in production.items()}
+        self._table = Table(routes=routes, generation=gen)  # the atomic swap
+        return True
+
+    def resolve(self, model_name: str, tenant: str | None) -> tuple[Route, str]:
+        """The route for ``tenant`` (falling back to the global model) and the tenant answering.
+
+        Raises:
+            NotFound: the model has no production version for the tenant nor a global one.
+        """
+        routes = self._table.routes
+        if tenant and tenant != GLOBAL_TENANT:
+            route = routes.get((model_name, tenant))
+            if route is not None:
+                return route, tenant
+        route = routes.get((model_name, GLOBAL_TENANT))
+        if route is not None:
+            return route, GLOBAL_TENANT
+        if any(name == model_name for name, _ in routes):
+            raise NotFound(f"model {model_name!r} has no production version for tenant "
+                           f"{tenant!r} and no global ('*') one to fall back to")
+        raise NotFound(f"no production version of model {model_name!r}; approve one with "
+                       f"POST /models/{model_name}/versions/N/approve")
+
+    @property
+    def size(self) -> int:
+        return len(self._table.routes)

@@ -1,0 +1,83 @@
+"""The shadow log: production and shadow scores of the same rows, and labels that come later.
+
+Records are buffered in memory and flushed as parquet parts, partitioned by model and day::
+
+    HOME/shadow/model=<name>/date=<YYYY-MM-DD>/part-<uuid>.parquet
+    HOME/labels/model=<name>/part-<uuid>.parquet
+
+Each part is written under a temporary name and renamed, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SHADOW_SCHEMA = pa.schema([
+    ("request_id", pa.string()), ("row", pa.int32()), ("at", pa.timestamp("us", tz="UTC")),
+    ("model_name", pa.string()), ("tenant", pa.string()), ("production_version", pa.int32()),
+    ("production_score", pa.float64()), ("shadow_version", pa.int32()),
+    ("shadow_score", pa.float64()),
+])
+LABEL_SCHEMA = pa.schema([("request_id", pa.string()), ("row", pa.int32()),
+                          ("label", pa.float64()), ("at", pa.timestamp("us", tz="UTC"))])
+
+
+def model_dir(root: Path, model_name: str) -> Path:
+    return root / f"model={urllib.parse.quote(model_name, safe='')}"
+
+
+def write_part(folder: Path, table: pa.Table) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    tmp = folder / f".{name}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+class ShadowLog:
+    def __init__(self, home: Path, flush_rows: int = 50_000) -> None:
+        self.shadow_root = home / "shadow"
+        self.label_root = home / "labels"
+        self.flush_rows = flush_rows
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._buffer.extend(records)
+            full = len(self._buffer) >= self.flush_rows
+        if full:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write buffered records; return how many."""
+        with self._lock:
+            records, self._buffer = self._buffer, []
+        if not records:
+            return 0
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in records:
+            groups.setdefault((r["model_name"], r["at"].date().isoformat()), []).append(r)
+        for (model_name, day), rows in groups.items():
+            table = pa.Table.from_pylist(rows, schema=SHADOW_SCHEMA)
+            write_part(model_dir(self.shadow_root, model_name) / f"date={day}", table)
+        return len(records)
+
+    def add_labels(self, model_name: str, labels: list[dict[str, Any]]) -> int:
+        at = dt.datetime.now(dt.UTC)
+        rows = [{"request_id": x["request_id"], "row": int(x.get("row", 0)),
+                 "label": float(x["label"]), "at": at} for x in labels]
+        if rows:
+            write_part(model_dir(self.label_root, model_name),
+                       pa.Table.from_pylist(rows, schema=LABEL_SCHEMA))
+        return len(rows)
