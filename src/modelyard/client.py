@@ -201,3 +201,18 @@ class Client:
                 "require_same_holdout": require_same_holdout}
         return dict(self._call("PUT", f"/models/{model_name}/policy", json=body).json())
 
+    def export(self, model_name: str, version: int, dest: str | Path, *,
+               tenant: str = "*") -> Path:
+        """Download a version as a self-contained folder under ``dest``; return the folder."""
+        import io
+        import tarfile
+
+        data = self._call("GET", f"/models/{model_name}/versions/{version}/export",
+                          params={"tenant": tenant}).content
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(dest, filter="data")
+            top = tar.getnames()[0].split("/")[0]
+        return dest / top
+

@@ -186,3 +186,32 @@ def test_concurrent_single_rows_are_micro_batched(server: ServerProcess,
     assert codes == [200] * 64
     assert after["predicted_rows"] - before["predicted_rows"] == 64
     assert after["predict_calls"] - before["predict_calls"] < 64
+
+
+def test_export_loads_and_predicts_without_modelyard_running(
+    server: ServerProcess, client: Client, model: dict[str, Any], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    folder = client.export(model["name"], 1, tmp_path / "export")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md", "model.json", "model.pkl", "predict.py", "request.json", "requirements.txt"]
+    requirements = (folder / "requirements.txt").read_text().lower()
+    assert "scikit-learn==" in requirements
+    assert "modelyard==" in requirements  # the built-in workflow's encoder is in the pickle
+    rows = pd.DataFrame(_rows(server, 25))
+    rows.to_parquet(tmp_path / "rows.parquet")
+    # A fresh interpreter with only the export folder: no server, no Modelyard import by us.
+    run = subprocess.run(
+        [sys.executable, str(folder / "predict.py"), str(tmp_path / "rows.parquet")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert run.returncode == 0, run.stderr
+    exported = np.array([float(x) for x in run.stdout.split()])
+    served = _predict(server.url, model["name"], rows.to_dict("records")).json()["scores"]
+    np.testing.assert_allclose(exported, served, rtol=1e-9)
+
+    (folder / "model.pkl").write_bytes((folder / "model.pkl").read_bytes()[:-1] + b"x")
+    tampered = subprocess.run([sys.executable, str(folder / "predict.py"),
+                               str(tmp_path / "rows.parquet")], capture_output=True, text=True)
+    assert tampered.returncode != 0 and "it was altered" in tampered.stderr

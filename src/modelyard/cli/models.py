@@ -166,6 +166,19 @@ def policy(model_name: str, auto_promote: bool | None, metric: str | None,
     click.echo(json.dumps(current, indent=2))
 
 
+@models.command("export")
+@click.argument("model_name")
+@click.argument("version", type=int)
+@click.argument("dest", type=click.Path(file_okay=False))
+@tenant_option
+@url_option
+def export(model_name: str, version: int, dest: str, tenant: str, url: str | None) -> None:
+    """Write a version as a folder that loads without Modelyard running."""
+    with Client(url) as client:
+        folder = client.export(model_name, version, dest, tenant=tenant)
+    console.print(f"exported to {folder} (python {folder}/predict.py rows.parquet)")
+
+
 def _fmt(value: Any, sign: bool = False) -> str:
     if value is None:
         return "-"

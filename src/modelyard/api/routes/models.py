@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from modelyard.api.deps import db_session, require_token
@@ -26,6 +26,8 @@ from modelyard.api.registry_schemas import (
 )
 from modelyard.registry import store
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
+from modelyard.runtime.artifacts import ArtifactStore
+from modelyard.serving.export import export_tarball
 
 
 def _refresh_serving(request: Request) -> Iterator[None]:
@@ -110,3 +112,16 @@ def set_policy(session: DB, model_name: str, body: PolicyIn) -> Policy:
         session, model_name, auto_promote=body.auto_promote, metric=body.metric,
         min_improvement=body.min_improvement, higher_is_better=body.higher_is_better,
         require_same_holdout=body.require_same_holdout, actor=body.actor))
+
+
+@router.get("/{model_name}/versions/{version}/export")
+def export(request: Request, session: DB, model_name: str, version: int,
+           tenant: Tenant = GLOBAL_TENANT) -> Response:
+    """A self-contained folder (tar.gz) that loads and predicts without Modelyard running."""
+    row = store.read_version(session, model_name, version, tenant)
+    artifacts = ArtifactStore(request.app.state.services.settings.artifact_root)
+    data = export_tarball(artifacts, row)
+    filename = f"{model_name}-v{version}.tar.gz".replace(" ", "_")
+    return Response(data, media_type="application/gzip",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
