@@ -15,10 +15,10 @@ from modelyard.settings import Settings
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8765,
-          log_level: str = "info") -> None:
-    """Run the server until interrupted."""
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=5)
+          log_level: str = "info", *, run_jobs: bool = True) -> None:
+    """Run the server until interrupted (``run_jobs=False``: a serving replica)."""
+    uvicorn.run(create_app(settings, run_jobs=run_jobs), host=host, port=port,
+                log_level=log_level, timeout_graceful_shutdown=5, access_log=False)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

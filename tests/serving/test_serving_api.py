@@ -215,3 +215,44 @@ def test_export_loads_and_predicts_without_modelyard_running(
     tampered = subprocess.run([sys.executable, str(folder / "predict.py"),
                                str(tmp_path / "rows.parquet")], capture_output=True, text=True)
     assert tampered.returncode != 0 and "it was altered" in tampered.stderr
+
+
+def test_a_serving_replica_serves_what_the_training_server_promotes(
+    server: ServerProcess, client: Client, model: dict[str, Any]
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from modelyard.server import free_port
+
+    port = free_port()
+    replica = subprocess.Popen(
+        [sys.executable, "-m", "modelyard", "serve", "--port", str(port), "--home",
+         str(server.home), "--db", server.db_url, "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{url}/healthz", timeout=1).json()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert health["executor"] == "none (serving only)"
+        assert httpx.post(f"{url}/train", json={}).status_code == 404  # no training here
+        rows = _rows(server, 3)
+        assert _predict(url, model["name"], rows).json()["version"] == 1
+        client.approve(model["name"], 2, user="kelley", comment="to every replica")
+        deadline = time.monotonic() + 10  # the replica polls the registry
+        while _predict(url, model["name"], rows).json()["version"] != 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        os.killpg(replica.pid, signal.SIGTERM)
+        replica.wait(timeout=20)

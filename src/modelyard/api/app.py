@@ -29,8 +29,12 @@ from modelyard.sql import make_engine, session_factory, upgrade
 log = logging.getLogger("modelyard.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API; the job store, executor and dispatcher start with the app and stop with it."""
+def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> FastAPI:
+    """Build the API; the job store, executor and dispatcher start with the app and stop with it.
+
+    ``run_jobs=False`` gives a serving replica (``modelyard serve``): predict, labels, the
+    registry and health, with no executor and no train or job routes.
+    """
     settings = settings or Settings.load()
 
     @contextlib.asynccontextmanager
@@ -41,23 +45,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions = session_factory(engine)
         notifier = JobNotifier()
         notifier.bind(asyncio.get_running_loop())
-        executor = make_executor(settings)
-        executor.warm_up()
-        dispatcher = Dispatcher(settings, sessions, executor, on_change=notifier.notify)
-        dispatcher.start()
+        dispatcher = None
+        if run_jobs:
+            executor = make_executor(settings)
+            executor.warm_up()
+            dispatcher = Dispatcher(settings, sessions, executor, on_change=notifier.notify)
+            dispatcher.start()
         app.state.services = Services(settings, sessions, dispatcher, notifier)
         serving = ServingService(settings, sessions)
         serving.start()
         app.state.serving = serving
-        log.info("modelyard %s: home %s, db %s, executor %s x%d", __version__, settings.home,
-                 engine.url.render_as_string(hide_password=True), settings.executor,
-                 settings.concurrency)
+        log.info("modelyard %s: home %s, db %s, %s", __version__, settings.home,
+                 engine.url.render_as_string(hide_password=True),
+                 f"executor {settings.executor} x{settings.concurrency}" if run_jobs
+                 else "serving only")
         try:
             yield
         finally:
             await serving.drain()
             serving.stop()
-            dispatcher.stop()
+            if dispatcher is not None:
+                dispatcher.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -67,8 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(health.router)
-    app.include_router(train.router)
-    app.include_router(jobs.router)
+    if run_jobs:
+        app.include_router(train.router)
+        app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(serving_routes.router)
     app.add_exception_handler(ModelyardError, _modelyard_error)

@@ -19,8 +19,13 @@ from modelyard.settings import Settings
 class Services:
     settings: Settings
     sessions: sessionmaker[Session]
-    dispatcher: Dispatcher
+    dispatcher: Dispatcher | None
     notifier: JobNotifier
+
+    def wake_dispatcher(self) -> None:
+        """A job was queued or cancelled: wake the dispatcher (serving replicas have none)."""
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
 
 def services(request: Request) -> Services:

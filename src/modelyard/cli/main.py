@@ -32,37 +32,65 @@ def cli() -> None:
     """Modelyard: describe the data, write train(), get a model."""
 
 
+def _server_options(func: Any) -> Any:
+    options = [
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--port", default=8765, show_default=True, type=int),
+        click.option("--home", type=click.Path(file_okay=False), default=None,
+                     help="State folder (default $MODELYARD_HOME or ~/.modelyard)."),
+        click.option("--data-root", "data_roots", multiple=True,
+                     help="Folder or URL prefix requests may read from (repeatable; default: "
+                          "HOME/data and the working directory)."),
+        click.option("--workflows", "workflow_modules", multiple=True,
+                     help="Module or .py file whose Workflow classes are registered by name "
+                          "(repeatable)."),
+        click.option("--db", "db_url", default=None,
+                     help="Job store URL (default SQLite in HOME)."),
+        click.option("--artifacts", "artifact_root", default=None,
+                     help="Artefact store folder or fsspec URL (default HOME/artifacts)."),
+        click.option("--serving-memory-budget", type=int, default=None,
+                     help="Bytes of loaded models kept in memory for serving (default 2 GiB)."),
+        click.option("--shadow-sample", type=float, default=None,
+                     help="Fraction of requests shadow versions also score (default 1)."),
+        click.option("--log-level", default="info", show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str, Any]) -> None:
+    from modelyard.server import serve
+    from modelyard.settings import Settings
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.load(**options)
+    console.print(f"modelyard {__version__} {'server' if run_jobs else 'serving replica'} on "
+                  f"http://{host}:{port}  home={settings.home}  "
+                  f"data roots={list(settings.data_roots)}", highlight=False)
+    serve(settings, host=host, port=port, log_level=log_level, run_jobs=run_jobs)
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int)
-@click.option("--home", type=click.Path(file_okay=False), default=None,
-              help="State folder (default $MODELYARD_HOME or ~/.modelyard).")
-@click.option("--data-root", "data_roots", multiple=True,
-              help="Folder or URL prefix requests may read from (repeatable; default: HOME/data "
-                   "and the working directory).")
-@click.option("--workflows", "workflow_modules", multiple=True,
-              help="Module or .py file whose Workflow classes are registered by name (repeatable).")
-@click.option("--db", "db_url", default=None, help="Job store URL (default SQLite in HOME).")
-@click.option("--artifacts", "artifact_root", default=None,
-              help="Artefact store folder or fsspec URL (default HOME/artifacts).")
+@_server_options
 @click.option("--executor", default=None, help="Where jobs run: local (default).")
 @click.option("--concurrency", type=int, default=None, help="Jobs at once (default: CPU count).")
 @click.option("--job-timeout", type=float, default=None,
               help="Seconds before a job is killed (a request's timeout_seconds wins).")
 @click.option("--job-memory-limit", type=int, default=None,
               help="Address-space limit of each worker process, in bytes.")
-@click.option("--log-level", default="info", show_default=True)
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
-    """Run the training server (HTTP API, job store, workers)."""
-    from modelyard.server import serve
-    from modelyard.settings import Settings
+    """Run the training server (HTTP API, job store, workers, registry and serving)."""
+    _run(host, port, log_level, True, options)
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
-    settings = Settings.load(**options)
-    console.print(f"modelyard {__version__} on http://{host}:{port}  home={settings.home}  "
-                  f"data roots={list(settings.data_roots)}", highlight=False)
-    serve(settings, host=host, port=port, log_level=log_level)
+
+@cli.command()
+@_server_options
+def serve(host: str, port: int, log_level: str, **options: Any) -> None:
+    """Run a serving replica: predict, labels, registry; no training (scale it out behind a
+    load balancer, all replicas on the same --db and --artifacts)."""
+    _run(host, port, log_level, False, options)
 
 
 @cli.command()

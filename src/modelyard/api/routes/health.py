@@ -18,7 +18,7 @@ def healthz(svc: Annotated[Services, Depends(services)]) -> Health:
     return Health(
         status="ok",
         version=__version__,
-        executor=svc.settings.executor,
+        executor=svc.settings.executor if svc.dispatcher else "none (serving only)",
         concurrency=svc.settings.concurrency,
-        active_jobs=len(svc.dispatcher.active_jobs),
+        active_jobs=len(svc.dispatcher.active_jobs) if svc.dispatcher else 0,
     )

@@ -118,7 +118,7 @@ def cancel_job(
     session: Annotated[Session, Depends(db_session)],
 ) -> StatusResponse:
     store.cancel_job(session, job_id, "cancelled through the API")
-    svc.dispatcher.wake()
+    svc.wake_dispatcher()
     svc.notifier.notify(job_id)
     return StatusResponse(status=status_of(*store.snapshot_job(session, job_id)))
 

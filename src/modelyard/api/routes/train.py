@@ -25,5 +25,5 @@ def train(
     job = store.create_job(
         session, request, executor=svc.settings.executor, logs_dir=svc.settings.logs_dir
     )
-    svc.dispatcher.wake()
+    svc.wake_dispatcher()
     return TrainResponse(job_id=job.id)
