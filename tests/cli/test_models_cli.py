@@ -1,0 +1,49 @@
+"""``modelyard models ...`` against the real server."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelyard.client import Client
+from tests.cli.test_cli import modelyard
+from tests.conftest import ServerProcess, with_workflow
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_registry_from_the_command_line(server: ServerProcess, client: Client,
+                                        fraud_request: dict[str, Any], tmp_path: Path) -> None:
+    request = copy.deepcopy(fraud_request)
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    request["metadata"]["model_name"] = name
+    for max_iter in (5, 30):
+        client.wait(client.train(with_workflow(request, "sklearn", max_iter=max_iter)), 120)
+
+    def run(*args: str) -> str:
+        out = modelyard("models", *args, url=server.url)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    assert name in run("list")
+    versions = run("versions", name)
+    assert "candidate" in versions and "sha256:" in versions
+    refused = modelyard("models", "stage", name, "1", "production", "--actor", "ana",
+                        url=server.url)
+    assert refused.returncode == 2 and "needs an approval" in refused.stdout
+    assert "production, approved by ana" in run("approve", name, "1", "--user", "ana",
+                                                "--comment", "ok")
+    compared = run("compare", name, "2", "1")
+    assert "v2 (candidate)" in compared and "v1 (production)" in compared
+    assert "roc_auc" in compared
+    run("approve", name, "2", "--user", "bo", "--comment", "better")
+    assert "v1 is production again" in run("rollback", name, "--actor", "cy", "--reason", "oops")
+    trail = run("events", name)
+    assert "archived -> production  by cy: rollback: oops" in trail
+    policy = run("policy", name, "--auto-promote", "--min-improvement", "0.002", "--actor", "ops")
+    assert '"auto_promote": true' in policy and '"min_improvement": 0.002' in policy
+    exported = run("export", name, "1", str(tmp_path / "out"))
+    assert "exported to" in exported and (tmp_path / "out").is_dir()
