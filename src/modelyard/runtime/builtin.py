@@ -19,7 +19,9 @@ import importlib
 import inspect
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from modelyard.errors import WorkflowError
 from modelyard.runtime.workflow import Workflow
@@ -114,44 +116,83 @@ def _allows_nan(estimator: Any) -> bool:
         return False
 
 
+class CategoryCodes(BaseEstimator, TransformerMixin):  # type: ignore[misc]
+    """Features as one float matrix, categories as integer codes (-1: missing or unseen).
+
+    For estimators with native categorical support (histogram gradient boosting, LightGBM,
+    XGBoost). It replaces a ColumnTransformer of per-column encoders because serving calls it on
+    one row at a time, where that costs milliseconds; this costs microseconds (dict look-ups for
+    small batches, pandas' vectorised categorical codes for large ones).
+    """
+
+    _SMALL = 64
+
+    def __init__(self, features: list[str], categorical: list[str], impute: bool = False) -> None:
+        self.features = features
+        self.categorical = categorical
+        self.impute = impute
+
+    def fit(self, x: pd.DataFrame, y: Any = None) -> CategoryCodes:
+        self.categories_: dict[str, list[str]] = {}
+        self.codes_: dict[str, dict[str, int]] = {}
+        for c in self.categorical:
+            values = sorted({str(v) for v in x[c].dropna().unique()})
+            self.categories_[c] = values
+            self.codes_[c] = {v: i for i, v in enumerate(values)}
+        numeric = [c for c in self.features if c not in self.codes_]
+        self.medians_ = {c: float(pd.to_numeric(x[c], errors="coerce").median())
+                         for c in numeric} if self.impute else {}
+        self.n_features_in_ = len(self.features)
+        return self
+
+    def transform(self, x: pd.DataFrame) -> np.ndarray[Any, Any]:
+        out = np.empty((len(x), len(self.features)), dtype=np.float64)
+        small = len(x) <= self._SMALL
+        for j, c in enumerate(self.features):
+            codes = self.codes_.get(c)
+            column = x[c]
+            if codes is None:
+                if not pd.api.types.is_numeric_dtype(column.dtype):
+                    column = pd.to_numeric(column, errors="coerce")
+                values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                if c in self.medians_:
+                    values = np.where(np.isnan(values), self.medians_[c], values)
+                out[:, j] = values
+            elif small:
+                out[:, j] = [-1 if _missing(v) else codes.get(str(v), -1) for v in column]
+            else:
+                text = column.astype(object).where(column.notna(), None)
+                text = text.map(lambda v: None if v is None else str(v))
+                out[:, j] = pd.Index(self.categories_[c]).get_indexer(text)
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray[Any, Any]:
+        return np.asarray(self.features, dtype=object)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def _encoder(features: list[str], cats: list[str], *, native: bool, allow_nan: bool) -> Any:
-    """Encode categorical columns (ordinal for native support, one-hot otherwise), keep order."""
+    """Native categorical support: integer codes in feature order; else one-hot + scaling."""
+    if native:
+        return CategoryCodes(features, cats, impute=not allow_nan)
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import (
-        FunctionTransformer,
-        OneHotEncoder,
-        OrdinalEncoder,
-        StandardScaler,
-    )
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-    as_text = FunctionTransformer(_to_text, feature_names_out="one-to-one")
-    if native:
-        cat_step: Any = make_pipeline(
-            as_text,
-            OrdinalEncoder(
-                handle_unknown="use_encoded_value",
-                unknown_value=-1,
-                encoded_missing_value=-1,
-            ),
-        )
-    else:
-        cat_step = make_pipeline(
-            as_text,
-            OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=64,
-                          sparse_output=False),
-        )
+    cat_step = make_pipeline(
+        FunctionTransformer(_to_text, feature_names_out="one-to-one"),
+        OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=64,
+                      sparse_output=False),
+    )
     numeric = [c for c in features if c not in cats]
-    if native:
-        num_step: Any = "passthrough" if allow_nan else SimpleImputer(strategy="median")
-    else:  # linear models, SVMs, k-NN: scale numbers so solvers converge and no unit dominates
-        num_step = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-    # Native categorical support indexes columns by position, so keep the feature order.
-    transformers = [
-        (f"f{i}", cat_step if c in cats else num_step, [c]) for i, c in enumerate(features)
-    ] if native else [("categorical", cat_step, cats), ("numeric", num_step, numeric)]
-    transformers = [t for t in transformers if t[2]]
+    # Linear models, SVMs, k-NN: scale numbers so solvers converge and no unit dominates.
+    num_step = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    transformers = [t for t in (("categorical", cat_step, cats), ("numeric", num_step, numeric))
+                    if t[2]]
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.errors import ArtifactError, ModelyardError, NotFound, RequestError
 from modelyard.runtime.artifacts import ArtifactStore
-from modelyard.serving.batching import Batcher, Rows
+from modelyard.serving.batching import Batcher, Rows, single_threaded
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.routing import Router
 from modelyard.serving.shadow_log import ShadowLog
@@ -77,7 +77,7 @@ class ServingService:
             if len(self._batchers) > 2 * len(self.cache) + 16:  # drop batchers of evicted models
                 self._batchers = {k: b for k, b in self._batchers.items()
                                   if k in self.cache._models}
-            batcher = Batcher(loaded.predict, loaded.ref.features, self.pool)
+            batcher = Batcher(single_threaded(loaded.predict), loaded.ref.features, self.pool)
             self._batchers[loaded.ref.model_id] = batcher
         return batcher
 
