@@ -91,9 +91,12 @@ class Client:
         ).json()["status"]
         return status
 
-    def result(self, job_id: str, wait: float = 0) -> dict[str, Any]:
-        """``{"status", "result", "exception_info"}``; ``result`` is None until the job succeeds."""
-        params = {"wait": wait} if wait else {}
+    def result(self, job_id: str, wait: float = 0, *, until: str = "change") -> dict[str, Any]:
+        """``{"status", "result", "exception_info"}``; ``result`` is None until the job succeeds.
+
+        With ``wait``, answered at the job's next change (``until="done"``: when it ends).
+        """
+        params: dict[str, Any] = {"wait": wait, "until": until} if wait else {}
         return dict(self._call("GET", f"/jobs/{job_id}/result", params=params, wait=wait).json())
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -117,7 +120,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = 10.0 if deadline is None else max(0.0, min(10.0, deadline - time.monotonic()))
-            answer = self.result(job_id, wait=left)
+            answer = self.result(job_id, wait=left, until="change" if on_update else "done")
             state = answer["status"]["transition"]["job_state"]
             if on_update is not None:
                 on_update(answer["status"])

@@ -1,40 +1,31 @@
 """Local executor: one worker process per job, forked from a pre-imported fork server.
 
 A fresh Python that imports pandas and scikit-learn costs about a second; forking a server that
-has already imported them costs milliseconds. Each job still gets its own process: a workflow that
-raises, crashes, is killed or runs out of memory takes down only its own job.
+has already imported them (and run one warm-up job) costs milliseconds. Each job still gets its
+own process: a workflow that raises, crashes, is killed or runs out of memory takes down only its
+own job. See :mod:`modelyard.executors.forkserver` for why the fork server is our own.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.forkserver
+import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import IO, Any
 
+from modelyard.errors import ConfigurationError
+from modelyard.executors import forkserver
 from modelyard.executors.base import OnEvent
 from modelyard.runtime.events import JobErrored, JobFinished, WorkerSpec
 from modelyard.settings import Settings
 
-# Imported once by the fork server; every worker starts with them loaded.
-PRELOAD = [
-    "modelyard.runtime.worker",
-    "modelyard.runtime.builtin",
-    "numpy",
-    "pandas",
-    "pyarrow.dataset",
-    "pyarrow.parquet",
-    "sklearn.ensemble",
-    "sklearn.linear_model",
-    "sklearn.pipeline",
-    "sklearn.compose",
-    "sklearn.preprocessing",
-    "sklearn.impute",
-    "sklearn.metrics",
-    "fsspec.implementations.local",
-]
+log = logging.getLogger("modelyard.executors.local")
 
 
 def crash_record(exitcode: int | None) -> dict[str, Any]:
@@ -48,6 +39,8 @@ def crash_record(exitcode: int | None) -> dict[str, Any]:
             else ""
         )
         message = f"the worker process was killed by {sig} before it finished.{hint}"
+    elif exitcode is None:
+        message = "the fork server stopped while the job was running; resubmit the request"
     else:
         message = (
             f"the worker process exited with code {exitcode} before reporting a result "
@@ -59,19 +52,15 @@ def crash_record(exitcode: int | None) -> dict[str, Any]:
 
 
 class LocalRun:
-    def __init__(self, process: Any) -> None:
-        self.process = process
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
 
     def cancel(self) -> None:
-        pid = self.process.pid
-        try:
-            os.killpg(pid, signal.SIGKILL)  # the worker leads its own process group
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.process.kill()
-        except (ProcessLookupError, ValueError):
-            pass
+        for kill in (os.killpg, os.kill):  # the worker leads its own process group
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 class LocalExecutor:
@@ -79,35 +68,72 @@ class LocalExecutor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(PRELOAD)
         self._runs: dict[str, LocalRun] = {}
         self._lock = threading.Lock()
+        self._server: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
+        self._folder = tempfile.mkdtemp(prefix="modelyard-fs-")
+        self._socket = os.path.join(self._folder, "forkserver.sock")
 
     def warm_up(self) -> None:
-        multiprocessing.forkserver.ensure_running()
+        """Start the fork server now (it imports and warms up in the background)."""
+        with self._lock:
+            if self._server is not None and self._server.poll() is None:
+                return
+            if os.path.exists(self._socket):
+                os.unlink(self._socket)
+            self._ready.clear()
+            env = dict(os.environ)
+            # Workers import what this process can: same sys.path, whoever started us.
+            env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+            self._server = subprocess.Popen(
+                [sys.executable, "-m", "modelyard.executors.forkserver", self._socket],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            )
+            threading.Thread(target=self._await_ready, args=(self._server.stdout,),
+                             name="modelyard-forkserver-ready", daemon=True).start()
+
+    def _await_ready(self, stdout: IO[bytes] | None) -> None:
+        line = stdout.readline() if stdout is not None else b""
+        if line == forkserver.READY:
+            self._ready.set()
+        else:
+            log.error("the fork server failed to start; see the server log above")
+
+    def _ensure_server(self, timeout: float = 120.0) -> None:
+        if self._server is None or self._server.poll() is not None:
+            if self._server is not None:
+                log.warning("the fork server exited (code %s); starting a new one",
+                            self._server.returncode)
+            self.warm_up()
+        if not self._ready.wait(timeout):
+            raise ConfigurationError(
+                f"the fork server did not become ready within {timeout:g} s; check that "
+                "modelyard and its dependencies import (python -m modelyard.executors.forkserver)")
 
     def start(self, spec: WorkerSpec, on_event: OnEvent) -> LocalRun:
-        from modelyard.runtime.worker import process_main
-
-        receiver, sender = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=process_main, args=(spec, sender), name=f"modelyard-job-{spec.job_id}"
-        )
-        process.start()
-        sender.close()
-        run = LocalRun(process)
+        self._ensure_server()
+        read_fd, write_fd = os.pipe()
+        try:
+            sock, pid = forkserver.request_fork(self._socket, spec, write_fd)
+        except OSError:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        run = LocalRun(pid)
         with self._lock:
             self._runs[spec.job_id] = run
         threading.Thread(
             target=self._relay,
-            args=(spec.job_id, process, receiver, on_event),
+            args=(spec.job_id, Connection(read_fd, writable=False), sock, on_event),
             name=f"modelyard-relay-{spec.job_id[:8]}",
             daemon=True,
         ).start()
         return run
 
-    def _relay(self, job_id: str, process: Any, receiver: Any, on_event: OnEvent) -> None:
+    def _relay(self, job_id: str, receiver: Connection, sock: socket.socket,
+               on_event: OnEvent) -> None:
         ended = False
         try:
             while True:
@@ -126,14 +152,25 @@ class LocalExecutor:
                     ended = True
         finally:
             receiver.close()
-            process.join()
+            exitcode = forkserver.read_exit_code(sock)
             with self._lock:
                 self._runs.pop(job_id, None)
             if not ended:
-                on_event(JobErrored(job_id, crash_record(process.exitcode)))
+                on_event(JobErrored(job_id, crash_record(exitcode)))
 
     def close(self) -> None:
         with self._lock:
             runs = list(self._runs.values())
+            server = self._server
+            self._server = None
         for run in runs:
             run.cancel()
+        if server is not None:
+            if server.stdin is not None:
+                server.stdin.close()  # the fork server exits when its stdin closes
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            if server.stdout is not None:
+                server.stdout.close()

@@ -6,7 +6,6 @@ Regression: RMSE, MAE, R2. Multi-class: accuracy, log loss, macro F1.
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -58,6 +57,16 @@ def compute_metrics(
     task: Task, y_true: pd.Series, scores: np.ndarray[Any, Any], model: Any
 ) -> dict[str, Any]:
     """Metrics of ``scores`` against ``y_true``; an undefined metric is ``None``, with a note."""
+    import sklearn
+
+    # Inputs are ours and already checked: skip scikit-learn's per-call parameter validation.
+    with sklearn.config_context(skip_parameter_validation=True):
+        return _metrics(task, y_true, scores, model)
+
+
+def _metrics(
+    task: Task, y_true: pd.Series, scores: np.ndarray[Any, Any], model: Any
+) -> dict[str, Any]:
     from sklearn import metrics as skm
 
     scores = np.asarray(scores)
@@ -116,17 +125,16 @@ def scores_tsv(scores: np.ndarray[Any, Any], classes: Any = None) -> bytes:
     scores = np.asarray(scores)
     if scores.ndim == 2:
         names = [f"score_{c}" for c in (classes if classes is not None else range(scores.shape[1]))]
-        frame = pd.DataFrame(scores, columns=names)
+        lines = ["\t".join(names)] + ["\t".join(map(_num, row)) for row in scores.tolist()]
     else:
-        frame = pd.DataFrame({"score": scores})
-    return _tsv(frame)
+        lines = ["score", *map(_num, scores.tolist())]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def labels_tsv(labels: pd.Series) -> bytes:
-    return _tsv(pd.DataFrame({"label": labels.to_numpy()}))
+    return ("\n".join(["label", *map(str, labels.to_numpy().tolist())]) + "\n").encode()
 
 
-def _tsv(frame: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    frame.to_csv(buf, sep="\t", index=False, float_format="%.10g")
-    return buf.getvalue().encode()
+def _num(value: Any) -> str:
+    # String formatting per value is ~4x faster than DataFrame.to_csv for one column.
+    return "" if value is None or value != value else f"{value:.10g}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -269,6 +270,7 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
 
 
+@functools.cache
 def _package_versions() -> dict[str, str]:
     out = {}
     for name in _PACKAGES:

@@ -17,6 +17,7 @@ its stem, ``workflows:Class``), among the modules the server was started with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -127,7 +128,9 @@ def _import_module_or_file(spec: str) -> Any:
         ) from exc
 
 
+@functools.cache
 def entry_point_workflows() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed workflows by name (read once per process: installs need a server restart)."""
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
@@ -208,7 +211,8 @@ def workflow_source(cls: type[Workflow]) -> dict[str, Any]:
         return out
     with open(path, "rb") as fh:
         out["source_sha256"] = "sha256:" + hashlib.sha256(fh.read()).hexdigest()
-    out.update(_git_info(path))
+    if cls.__module__.split(".")[0] != "modelyard":  # ours: the package version says it all
+        out.update(_git_info(path))
     return out
 
 

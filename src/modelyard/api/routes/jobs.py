@@ -1,13 +1,15 @@
 """Jobs: list, status, result, logs, cancel; ``/job/{id}/...`` (Railyard) and ``/jobs/{id}/...``.
 
 ``status`` and ``result`` take ``?wait=SECONDS``: the answer comes as soon as the job changes
-(a state or a step) or ends, or when the time is up, so clients follow a job without busy polling.
+(a state or a step) or ends, or when the time is up, so clients follow a job without busy polling;
+``&until=done`` answers only when it ends.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
+import time
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
@@ -31,6 +33,9 @@ from modelyard.jobs.states import JobState
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token)])
 
 Wait = Annotated[float, Query(ge=0, le=300, description="long-poll up to this many seconds")]
+Until = Annotated[Literal["change", "done"], Query(
+    description="with wait: answer at the job's next change (a step or a state), or only when "
+                "it ends")]
 
 
 def _read_result(svc: Services, job_id: str) -> ResultResponse:
@@ -42,12 +47,19 @@ def _read_result(svc: Services, job_id: str) -> ResultResponse:
         )
 
 
-async def _wait_and_read(svc: Services, job_id: str, wait: float) -> ResultResponse:
+async def _wait_and_read(svc: Services, job_id: str, wait: float,
+                         until: str = "change") -> ResultResponse:
+    deadline = time.monotonic() + wait
     with svc.notifier.watch(job_id) as changed:
         answer = await run_in_threadpool(_read_result, svc, job_id)
-        if wait > 0 and not answer.status.transition.job_state.terminal:
-            if await wait_for(changed, wait):
-                answer = await run_in_threadpool(_read_result, svc, job_id)
+        while not answer.status.transition.job_state.terminal:
+            left = deadline - time.monotonic()
+            if left <= 0 or not await wait_for(changed, left):
+                break
+            changed.clear()
+            answer = await run_in_threadpool(_read_result, svc, job_id)
+            if until == "change":
+                break
         return answer
 
 
@@ -77,18 +89,20 @@ def show_job(job_id: str, svc: Annotated[Services, Depends(services)]) -> JobDet
 @router.get("/job/{job_id}/status")
 @router.get("/jobs/{job_id}/status")
 async def job_status(
-    job_id: str, svc: Annotated[Services, Depends(services)], wait: Wait = 0
+    job_id: str, svc: Annotated[Services, Depends(services)], wait: Wait = 0,
+    until: Until = "change",
 ) -> StatusResponse:
-    answer = await _wait_and_read(svc, job_id, wait)
+    answer = await _wait_and_read(svc, job_id, wait, until)
     return StatusResponse(status=answer.status)
 
 
 @router.get("/job/{job_id}/result")
 @router.get("/jobs/{job_id}/result")
 async def job_result(
-    job_id: str, svc: Annotated[Services, Depends(services)], wait: Wait = 0
+    job_id: str, svc: Annotated[Services, Depends(services)], wait: Wait = 0,
+    until: Until = "change",
 ) -> ResultResponse:
-    return await _wait_and_read(svc, job_id, wait)
+    return await _wait_and_read(svc, job_id, wait, until)
 
 
 @router.get("/job/{job_id}/logs", response_class=PlainTextResponse)
