@@ -36,6 +36,8 @@ class Settings:
     token: str | None = None
     serving_memory_budget: int = 2 * 2**30
     shadow_sample: float = 1.0
+    ray_address: str | None = None
+    executor_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def logs_dir(self) -> Path:
@@ -61,6 +63,8 @@ class Settings:
         token: str | None = None,
         serving_memory_budget: int | None = None,
         shadow_sample: float | None = None,
+        ray_address: str | None = None,
+        executor_options: Sequence[str] = (),
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -102,6 +106,8 @@ class Settings:
             or _env_int("MODELYARD_SERVING_MEMORY") or 2 * 2**30,
             shadow_sample=shadow_sample if shadow_sample is not None
             else (_env_float("MODELYARD_SHADOW_SAMPLE") or 1.0),
+            ray_address=ray_address or env.get("MODELYARD_RAY_ADDRESS") or None,
+            executor_options=tuple(_key_value(o) for o in executor_options),
         )
 
     def ensure_dirs(self) -> None:
@@ -114,6 +120,13 @@ class Settings:
         out["home"] = str(self.home)
         out["token"] = "***" if self.token else None
         return out
+
+
+def _key_value(option: str) -> tuple[str, str]:
+    key, sep, value = option.partition("=")
+    if not sep or not key:
+        raise ConfigurationError(f"executor option {option!r} must look like KEY=VALUE")
+    return key.strip(), value.strip()
 
 
 def _normalise_root(root: str) -> str:

@@ -74,7 +74,12 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
 
 @cli.command()
 @_server_options
-@click.option("--executor", default=None, help="Where jobs run: local (default).")
+@click.option("--executor", default=None,
+              help="Where jobs run: local (default), ray, kubernetes.")
+@click.option("--ray-address", default=None,
+              help="Ray cluster for --executor ray: auto, or ray://host:port.")
+@click.option("--executor-option", "executor_options", multiple=True,
+              help="KEY=VALUE for the executor (e.g. namespace=ml, image=...; repeatable).")
 @click.option("--concurrency", type=int, default=None, help="Jobs at once (default: CPU count).")
 @click.option("--job-timeout", type=float, default=None,
               help="Seconds before a job is killed (a request's timeout_seconds wins).")

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 EXECUTORS: dict[str, str] = {
     "local": "modelyard.executors.local:LocalExecutor",
+    "ray": "modelyard.executors.ray:RayExecutor",
+    "kubernetes": "modelyard.executors.kubernetes:KubernetesExecutor",
 }
 
 

@@ -213,6 +213,17 @@ class ComputeResource(enum.StrEnum):
     HIGH_MEMORY = "HIGH_MEMORY"
 
 
+class Resources(_Strict):
+    """What one job needs; executors translate it (Ray resources, Kubernetes requests/limits).
+
+    Unset fields take the executor's defaults for the request's ``compute_resource``.
+    """
+
+    num_cpus: Annotated[float | None, Field(gt=0)] = None
+    memory_gb: Annotated[float | None, Field(gt=0)] = None
+    num_gpus: Annotated[float | None, Field(ge=0)] = None
+
+
 class TrainRequest(_Strict):
     """A request to train one model; see DESIGN.md for the annotated example."""
 
@@ -222,6 +233,7 @@ class TrainRequest(_Strict):
     holdout_sampling: HoldoutSampling
     train: Train
     compute_resource: ComputeResource = ComputeResource.CPU
+    resources: Resources = Field(default_factory=Resources)
     timeout_seconds: Annotated[float | None, Field(gt=0)] = None
 
     @model_validator(mode="after")
