@@ -49,6 +49,9 @@ class JobStatus(BaseModel):
     elapsed_s: float
     worker_host: str | None
     worker_pid: int | None
+    kind: str
+    parent_id: str | None
+    tenant: str | None
 
 
 class StatusResponse(BaseModel):
@@ -83,6 +86,9 @@ class JobSummary(BaseModel):
     finished_at: dt.datetime | None
     model_id: str | None
     error: str | None
+    kind: str
+    parent_id: str | None
+    tenant: str | None
 
 
 class JobList(BaseModel):
@@ -130,12 +136,15 @@ def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow
         elapsed_s=round((end - job.created_at).total_seconds(), 3),
         worker_host=job.worker_host,
         worker_pid=job.worker_pid,
+        kind=job.kind,
+        parent_id=job.parent_id,
+        tenant=job.tenant,
     )
 
 
 def result_of(job: JobRow) -> JobResult | None:
-    if job.state != JobState.succeeded.value or not job.result:
-        return None
+    if job.state != JobState.succeeded.value or not job.result or "model_id" not in job.result:
+        return None  # not done, or a fleet parent (its models are its children's results)
     r = job.result
     return JobResult(
         evaluation_holdout_data_path=r["evaluation_holdout_data_path"],
@@ -162,4 +171,7 @@ def summary_of(job: JobRow) -> JobSummary:
         finished_at=job.finished_at,
         model_id=job.model_id,
         error=info.get("message"),
+        kind=job.kind,
+        parent_id=job.parent_id,
+        tenant=job.tenant,
     )

@@ -126,36 +126,37 @@ class LocalExecutor:
             self._runs[spec.job_id] = run
         threading.Thread(
             target=self._relay,
-            args=(spec.job_id, Connection(read_fd, writable=False), sock, on_event),
+            args=(spec, Connection(read_fd, writable=False), sock, on_event),
             name=f"modelyard-relay-{spec.job_id[:8]}",
             daemon=True,
         ).start()
         return run
 
-    def _relay(self, job_id: str, receiver: Connection, sock: socket.socket,
+    def _relay(self, spec: WorkerSpec, receiver: Connection, sock: socket.socket,
                on_event: OnEvent) -> None:
-        ended = False
+        pending = set(spec.job_ids())  # jobs still owed a terminal event
         try:
-            while True:
+            while pending:
                 try:
                     event = receiver.recv()
                 except (EOFError, OSError):
                     break
                 except Exception as exc:  # an event that cannot be unpickled
-                    on_event(JobErrored(job_id, {"type": "WorkerProtocolError",
-                                                 "message": f"bad message from worker: {exc}",
-                                                 "traceback": None, "step": None}))
-                    ended = True
+                    for job_id in sorted(pending):
+                        on_event(JobErrored(job_id, {
+                            "type": "WorkerProtocolError", "message": f"bad message from "
+                            f"worker: {exc}", "traceback": None, "step": None}))
+                    pending.clear()
                     break
                 on_event(event)
                 if isinstance(event, JobFinished | JobErrored):
-                    ended = True
+                    pending.discard(event.job_id)
         finally:
             receiver.close()
             exitcode = forkserver.read_exit_code(sock)
             with self._lock:
-                self._runs.pop(job_id, None)
-            if not ended:
+                self._runs.pop(spec.job_id, None)
+            for job_id in sorted(pending):
                 on_event(JobErrored(job_id, crash_record(exitcode)))
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ queued jobs simply run, and jobs whose worker vanished end ``failed`` with a rea
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -24,12 +25,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.errors import Conflict
 from modelyard.executors.base import Executor, RunHandle
-from modelyard.jobs import store
+from modelyard.jobs import fleet, store
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
 from modelyard.registry import store as registry_store
 from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.registry.tables import VersionRow
+from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import (
     JobErrored,
     JobFinished,
@@ -40,12 +42,15 @@ from modelyard.runtime.events import (
     WorkerStarted,
     exception_record,
 )
+from modelyard.runtime.fleet import partition_root as fleet_root
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.dispatcher")
 
 _WAKE = object()
 _RECONCILE_EVERY_S = 1.0
+PACK_MAX_ROWS = 50_000  # tenants at most this big are packed several to a worker
+PACK_MAX_JOBS = 64
 
 
 @dataclass
@@ -165,13 +170,29 @@ class Dispatcher:
         if not events:
             return
         touched: set[str] = set()
+        ended: set[str] = set()
         with self.sessions() as session:
             for event in events:
                 touched.add(event.job_id)
                 self._apply_one(session, event)
+                if isinstance(event, JobFinished | JobErrored):
+                    ended.add(event.job_id)
+            touched |= self._advance_fleets(session, ended)
             session.commit()
         for job_id in touched:
             self.on_change(job_id)
+
+    def _advance_fleets(self, session: Session, ended: set[str]) -> set[str]:
+        """After children ended: start a fleet's next wave, or finish it. Returns the parents."""
+        parents = {p for p in store.parents_of(session, sorted(ended)) if p}
+        for parent_id in parents:
+            created, finished = fleet.advance(session, parent_id)
+            parent = store.read_job(session, parent_id)
+            if created:
+                _append_log(parent.log_file, f"fleet: {len(created)} tenant models queued")
+            if finished:
+                _append_log(parent.log_file, "fleet: every child has ended")
+        return parents
 
     def _apply_one(self, session: Session, event: WorkerEvent) -> None:
         job_id = event.job_id
@@ -183,6 +204,15 @@ class Dispatcher:
         elif isinstance(event, StepFinished):
             store.finish_step(session, job_id, event.name, _utc(event.started_at),
                               event.duration_s, _jsonable(event.info))
+        elif isinstance(event, JobFinished) and "fleet" in event.result:
+            self._active.pop(job_id, None)
+            parent = store.read_job(session, job_id)
+            if parent.state == JobState.running.value:
+                parent.result = {"row_counts": event.result.get("row_counts", {})}
+                created = fleet.start_fleet(session, parent, event.result["fleet"])
+                _append_log(parent.log_file, f"fleet planned: {len(created)} models queued "
+                                             "first")
+                self.wake()
         elif isinstance(event, JobFinished):
             self._active.pop(job_id, None)
             result = event.result
@@ -214,10 +244,10 @@ class Dispatcher:
         """Register the job's model in the same transaction that marks the job succeeded."""
         job = store.read_job(session, job_id)
         request = job.request
-        return registry_store.register_version(
+        version = registry_store.register_version(
             session,
             model_name=job.model_name,
-            tenant=GLOBAL_TENANT,
+            tenant=job.tenant or GLOBAL_TENANT,
             model_id=result["model_id"],
             job_id=job_id,
             metrics=result["metrics"],
@@ -226,20 +256,43 @@ class Dispatcher:
                      "path": request["data"]["features"]["path"]},
             provenance_path=result.get("provenance_path"),
         )
+        if job.kind == "tenant":
+            fleet.promote_graduate(session, version, result.get("graduation"))
+        return version
 
     def _reconcile(self) -> None:
-        """Kill workers whose job was cancelled (through any server) since they started."""
-        if not self._active:
-            return
+        """Kill workers whose job was cancelled (through any server) since they started, and
+        move on fleets whose last children were cancelled."""
         with self.sessions() as session:
-            states = store.states_of(session, list(self._active))
-        for job_id, state in states.items():
-            if state != JobState.running.value:
-                active = self._active.pop(job_id, None)
-                if active is not None:
-                    active.handle.cancel()
-                    _append_log(active.log_file, f"job {state}: worker stopped")
+            stalled = store.fleets_waiting(session)
+            if stalled:
+                touched = self._advance_fleets(session, {
+                    c for p in stalled for c in store.child_ids(session, p)})
+                session.commit()
+                for job_id in touched:
                     self.on_change(job_id)
+            if not self._active:
+                return
+            states = store.states_of(session, list(self._active))
+            stopped = {j for j, state in states.items() if state != JobState.running.value}
+            # A cancelled job in a pack stops its pack; its pack-mates fail, to be retried.
+            handles = {id(self._active[j].handle) for j in stopped if j in self._active}
+            mates = [j for j, a in self._active.items()
+                     if id(a.handle) in handles and j not in stopped]
+            for job_id in mates:
+                reason = ("stopped with its pack: another job packed into the same worker was "
+                          "cancelled; retry it")
+                self._end(session, job_id, JobState.failed, reason, self._active.get(job_id),
+                          exception_info={"type": "PackStopped", "message": reason,
+                                          "traceback": None, "step": None})
+            session.commit()
+        for job_id in sorted(stopped | set(mates)):
+            active = self._active.pop(job_id, None)
+            if active is not None:
+                active.handle.cancel()
+                _append_log(active.log_file, f"job {states.get(job_id, 'failed')}: worker "
+                                             "stopped")
+                self.on_change(job_id)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -263,44 +316,78 @@ class Dispatcher:
         for job_id in expired:
             self.on_change(job_id)
 
+    @property
+    def _slots_used(self) -> int:
+        return len({id(a.handle) for a in self._active.values()})
+
     def _claim(self) -> None:
-        free = self.settings.concurrency - len(self._active)
+        free = self.settings.concurrency - self._slots_used
         if free <= 0 or self._stopping.is_set():
             return
         with self.sessions() as session:
             jobs = store.claim_jobs(session, free, server_id=self.server_id)
-        for job in jobs:
-            self._launch(job)
-            self.on_change(job.id)
+            groups: list[list[JobRow]] = []
+            for job in jobs:
+                group = [job]
+                if job.kind == "tenant" and (job.rows or 0) <= PACK_MAX_ROWS and job.parent_id:
+                    # Small tenants share a worker: process start-up and bookkeeping would
+                    # otherwise dominate their few-millisecond fits.
+                    waiting = store.count_small_siblings(session, job.parent_id, PACK_MAX_ROWS)
+                    size = min(PACK_MAX_JOBS, -(-waiting // self.settings.concurrency))
+                    group += store.claim_small_siblings(session, job.parent_id, size - 1,
+                                                        PACK_MAX_ROWS, server_id=self.server_id)
+                groups.append(group)
+        for group in groups:
+            self._launch(group)
+            for job in group:
+                self.on_change(job.id)
 
-    def _launch(self, job: JobRow) -> None:
-        spec = WorkerSpec(
+    def _spec(self, job: JobRow) -> WorkerSpec:
+        roots = self.settings.data_roots
+        if job.parent_id and job.fleet is not None:
+            roots = (*roots, fleet_root(ArtifactStore(self.settings.artifact_root),
+                                        job.parent_id))
+        return WorkerSpec(
             job_id=job.id,
             request=job.request,
-            data_roots=self.settings.data_roots,
+            data_roots=roots,
             artifact_root=self.settings.artifact_root,
             workflow_modules=self.settings.workflow_modules,
             log_path=job.log_file,
             memory_limit=self.settings.job_memory_limit,
+            fleet=job.fleet,
         )
-        timeout = job.timeout_seconds or self.settings.job_timeout
-        _append_log(job.log_file, f"job running on the {self.executor.name} executor "
-                                  f"(server {self.server_id})")
+
+    def _launch(self, jobs: list[JobRow]) -> None:
+        specs = [self._spec(job) for job in jobs]
+        spec = specs[0] if len(specs) == 1 else dataclasses.replace(
+            specs[0], job_id=f"pack-{specs[0].job_id}", pack=tuple(specs))
+        where = f"the {self.executor.name} executor (server {self.server_id})"
+        for job in jobs:
+            _append_log(job.log_file, f"job running on {where}" + (
+                f", packed with {len(jobs) - 1} other small jobs" if len(jobs) > 1 else ""))
         try:
             handle = self.executor.start(spec, self._on_event)
         except Exception as exc:
             info = exception_record(exc)
             reason = f"the {self.executor.name} executor could not start the job: {exc}"
             with self.sessions() as session:
-                self._end(session, job.id, JobState.failed, reason, None, exception_info=info)
+                for job in jobs:
+                    self._end(session, job.id, JobState.failed, reason, None,
+                              exception_info=info)
+                ended = self._advance_fleets(session, {j.id for j in jobs})
                 session.commit()
+            for job_id in ended:
+                self.on_change(job_id)
             return
-        self._active[job.id] = _Active(
-            handle=handle,
-            deadline=time.monotonic() + timeout if timeout else None,
-            timeout=timeout,
-            log_file=job.log_file,
-        )
+        for job in jobs:
+            timeout = job.timeout_seconds or self.settings.job_timeout
+            self._active[job.id] = _Active(
+                handle=handle,
+                deadline=time.monotonic() + timeout if timeout else None,
+                timeout=timeout,
+                log_file=job.log_file,
+            )
 
 
 def _utc(ts: float) -> dt.datetime:

@@ -27,9 +27,23 @@ def now() -> dt.datetime:
 
 
 def create_job(
-    session: Session, request: TrainRequest, *, executor: str, logs_dir: Path
+    session: Session,
+    request: TrainRequest,
+    *,
+    executor: str,
+    logs_dir: Path,
+    kind: str | None = None,
+    parent_id: str | None = None,
+    tenant: str | None = None,
+    rows: int | None = None,
+    fleet: dict[str, Any] | None = None,
+    commit: bool = True,
 ) -> JobRow:
-    """Store a new job for ``request`` and queue it (created -> queued, in one transaction)."""
+    """Store a new job for ``request`` and queue it (created -> queued, in one transaction).
+
+    A request with ``tenants`` becomes a fleet parent (kind ``fleet``); the fleet's children pass
+    their ``kind``, ``parent_id``, ``tenant`` and ``fleet`` details.
+    """
     job_id = uuid.uuid4().hex
     at = now()
     job = JobRow(
@@ -48,14 +62,27 @@ def create_job(
         created_at=at,
         updated_at=at,
         log_file=str(logs_dir / f"{job_id}.log"),
+        kind=kind or ("fleet" if request.tenants is not None else "train"),
+        parent_id=parent_id,
+        tenant=tenant,
+        rows=rows,
+        fleet=fleet,
     )
     session.add(job)
     session.add(TransitionRow(job_id=job_id, from_state=None, to_state="created", at=at,
                               reason="request accepted"))
     session.flush()
     transition(session, job_id, JobState.queued, "waiting for a worker slot")
-    session.commit()
+    if commit:
+        session.commit()
     return job
+
+
+def transition_fields(session: Session, job_id: str, **fields: Any) -> None:
+    """Update columns of a job without changing its state (does not commit)."""
+    session.execute(update(JobRow).where(JobRow.id == job_id)
+                    .values(updated_at=now(), **fields)
+                    .execution_options(synchronize_session=False))
 
 
 def read_job(session: Session, job_id: str, *, fresh: bool = False) -> JobRow:
@@ -92,11 +119,16 @@ def list_jobs(
     owner: str | None = None,
     project: str | None = None,
     model_name: str | None = None,
+    parent_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[JobRow], int]:
-    """Jobs newest first, filtered; also the total number matching (for pagination)."""
-    query = select(JobRow)
+    """Jobs newest first, filtered; also the total number matching (for pagination).
+
+    A fleet's children are listed only when ``parent_id`` asks for them.
+    """
+    query = select(JobRow).where(JobRow.parent_id == parent_id if parent_id
+                                 else JobRow.parent_id.is_(None))
     if state is not None:
         query = query.where(JobRow.state == state.value)
     if owner is not None:
@@ -160,6 +192,13 @@ def cancel_job(session: Session, job_id: str, reason: str) -> JobRow:
     if JobState(job.state).terminal:
         raise Conflict(f"job {job_id} has already ended ({job.state}); nothing to cancel")
     transition(session, job_id, JobState.cancelled, reason)
+    if job.kind == "fleet":  # a fleet's children go with it
+        for child_id in child_ids(session, job_id):
+            try:
+                transition(session, child_id, JobState.cancelled, f"its fleet {job_id} was "
+                                                                   "cancelled")
+            except Conflict:
+                continue  # already ended
     session.commit()
     session.refresh(job)
     return job
@@ -242,3 +281,51 @@ def steps_of(session: Session, job_id: str) -> list[StepRow]:
     return list(
         session.scalars(select(StepRow).where(StepRow.job_id == job_id).order_by(StepRow.id)).all()
     )
+
+
+def parents_of(session: Session, job_ids: Sequence[str]) -> set[str | None]:
+    if not job_ids:
+        return set()
+    return set(session.scalars(select(JobRow.parent_id).where(JobRow.id.in_(job_ids))).all())
+
+
+def child_ids(session: Session, parent_id: str) -> list[str]:
+    return list(session.scalars(select(JobRow.id).where(JobRow.parent_id == parent_id)).all())
+
+
+def fleets_waiting(session: Session) -> list[str]:
+    """Running fleet parents that wait on their children (checked in case a child was cancelled)."""
+    return list(session.scalars(select(JobRow.id).where(
+        JobRow.kind == "fleet", JobRow.state == JobState.running.value,
+        JobRow.current_step == "children")).all())
+
+
+def _small_siblings(parent_id: str, max_rows: int) -> Any:
+    return select(JobRow.id).where(
+        JobRow.parent_id == parent_id, JobRow.kind == "tenant",
+        JobRow.state == JobState.queued.value, JobRow.rows <= max_rows)
+
+
+def count_small_siblings(session: Session, parent_id: str, max_rows: int) -> int:
+    return int(session.scalar(select(func.count()).select_from(
+        _small_siblings(parent_id, max_rows).subquery())) or 0) + 1
+
+
+def claim_small_siblings(session: Session, parent_id: str, limit: int, max_rows: int, *,
+                         server_id: str) -> list[JobRow]:
+    """Claim up to ``limit`` more queued small tenants of the same fleet, to pack together."""
+    if limit <= 0:
+        return []
+    ids = session.scalars(_small_siblings(parent_id, max_rows)
+                          .order_by(JobRow.created_at, JobRow.id).limit(limit)).all()
+    claimed = []
+    for job_id in ids:
+        try:
+            transition(session, job_id, JobState.running, "packed with other small tenants",
+                       server_id=server_id, current_step="starting")
+        except Conflict:
+            continue
+        claimed.append(job_id)
+    session.commit()
+    return [read_job(session, j) for j in claimed]
+

@@ -39,6 +39,12 @@ class JobRow(Base):
     model_id: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     exception_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Fleets: kind is "train", "fleet" (a parent), or "tenant" / "segment" / "global" (children).
+    kind: Mapped[str] = mapped_column(String(16), default="train")
+    parent_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    tenant: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fleet: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class TransitionRow(Base):

@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import policy as gate
 from modelyard.registry.stages import ALLOWED, GLOBAL_TENANT, Stage
-from modelyard.registry.tables import ApprovalRow, PolicyRow, StageEventRow, VersionRow
+from modelyard.registry.tables import (
+    ApprovalRow,
+    FleetTenantRow,
+    PolicyRow,
+    StageEventRow,
+    VersionRow,
+)
 
 SYSTEM_ACTOR = "modelyard"
 
@@ -195,6 +201,14 @@ def rollback(session: Session, model_name: str, *, actor: str, reason: str,
     return target
 
 
+def promote(session: Session, row: VersionRow, *, actor: str, reason: str) -> None:
+    """Put a version in production for a rule that has already decided (fleet graduation).
+
+    Joins the caller's transaction.
+    """
+    _move(session, row, Stage.production, actor, reason)
+
+
 def approvals_of(session: Session, version_id: int) -> list[ApprovalRow]:
     return list(session.scalars(
         select(ApprovalRow).where(ApprovalRow.version_id == version_id).order_by(ApprovalRow.id)
@@ -293,9 +307,11 @@ def _event(session: Session, row: VersionRow, from_stage: Stage | None, to: Stag
     ))
 
 
-def generation(session: Session) -> tuple[Any, int]:
-    """Changes whenever any version is added or changes stage (serving polls it to swap)."""
-    row = session.execute(
-        select(func.max(VersionRow.updated_at), func.count(VersionRow.id))
-    ).one()
-    return (row[0], int(row[1]))
+def generation(session: Session) -> tuple[Any, ...]:
+    """Changes whenever a version is added or changes stage, or a fleet re-routes a tenant
+    (serving polls it to swap its routing table)."""
+    versions = session.execute(
+        select(func.max(VersionRow.updated_at), func.count(VersionRow.id))).one()
+    fleets = session.execute(
+        select(func.max(FleetTenantRow.updated_at), func.count())).one()
+    return (versions[0], int(versions[1]), fleets[0], int(fleets[1]))

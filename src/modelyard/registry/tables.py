@@ -74,3 +74,18 @@ class PolicyRow(Base):
     require_same_holdout: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_by: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class FleetTenantRow(Base):
+    """Which level serves a tenant of a fleet (tenant, segment or global) and why."""
+
+    __tablename__ = "fleet_tenants"
+
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(200), primary_key=True)
+    segment: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    level: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+

@@ -213,6 +213,21 @@ class ComputeResource(enum.StrEnum):
     HIGH_MEMORY = "HIGH_MEMORY"
 
 
+class Tenants(_Strict):
+    """Turn one request into a fleet: one model per tenant (customer), plus fallbacks.
+
+    Tenants with fewer than ``min_training_rows`` training rows get no model of their own and
+    are served by their fallback: the segment's model when ``segment_column`` is set, else the
+    global one.
+    """
+
+    column: Annotated[str, Field(min_length=1)]
+    include: Literal["all"] | Annotated[list[str], Field(min_length=1)] = "all"
+    min_training_rows: Annotated[int, Field(ge=1)] = 500
+    global_model: bool = True
+    segment_column: str | None = None
+
+
 class Resources(_Strict):
     """What one job needs; executors translate it (Ray resources, Kubernetes requests/limits).
 
@@ -234,6 +249,7 @@ class TrainRequest(_Strict):
     train: Train
     compute_resource: ComputeResource = ComputeResource.CPU
     resources: Resources = Field(default_factory=Resources)
+    tenants: Tenants | None = None
     timeout_seconds: Annotated[float | None, Field(gt=0)] = None
 
     @model_validator(mode="after")
@@ -262,6 +278,8 @@ class TrainRequest(_Strict):
         extra = [self.data.date_column]
         if self.holdout_sampling.date_range_sampling is not None:
             extra.append(self.holdout_sampling.date_range_sampling.date_column)
+        if self.tenants is not None:
+            extra += [self.tenants.column, self.tenants.segment_column]
         for c in extra:
             if c is not None and c not in cols:
                 cols.append(c)

@@ -46,6 +46,10 @@ class ArtifactStore:
     def _join(self, *parts: str) -> str:
         return "/".join([self._root_path.rstrip("/"), *parts])
 
+    def join(self, *parts: str) -> str:
+        """A path under the root, in the store's filesystem (for ``self.fs``)."""
+        return self._join(*parts)
+
     def url(self, path: str) -> str:
         """A path a user can open: a plain path locally, a full URL elsewhere."""
         return path if self._local else self.fs.unstrip_protocol(path)

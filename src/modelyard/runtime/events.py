@@ -24,6 +24,14 @@ class WorkerSpec:
     workflow_modules: tuple[str, ...] = ()
     log_path: str | None = None
     memory_limit: int | None = None
+    # A fleet child: its tenant, level and the fallback model it must beat (see runtime.fleet).
+    fleet: dict[str, Any] | None = None
+    # Several small jobs run one after another in one worker (fleets pack small tenants).
+    pack: tuple[WorkerSpec, ...] = ()
+
+    def job_ids(self) -> list[str]:
+        """The jobs this worker reports on: its own, or every packed one."""
+        return [s.job_id for s in self.pack] if self.pack else [self.job_id]
 
 
 @dataclasses.dataclass(frozen=True)

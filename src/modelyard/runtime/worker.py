@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from modelyard.errors import DataError, WorkflowError
 from modelyard.request.loading import parse_request
 from modelyard.runtime import data as datamod
-from modelyard.runtime import evaluation
+from modelyard.runtime import evaluation, fleet
 from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import (
     JobErrored,
@@ -144,6 +144,15 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         scanned_rows = table.num_rows
         info.update(rows=scanned_rows, filters=len(request.filters))
 
+    if request.tenants is not None:  # a fleet's plan job: partition, then the children train
+        with steps.step("partition") as info:
+            fleet_plan = fleet.plan(request, table, store, spec.job_id)
+            qualifying = sum(1 for t in fleet_plan["tenants"] if t["qualifies"])
+            info.update(tenants=len(fleet_plan["tenants"]), qualifying=qualifying,
+                        segments=len(fleet_plan["segments"]))
+        return {"fleet": fleet_plan, "row_counts": {"total": total_rows,
+                                                    "after_filters": scanned_rows}}
+
     with steps.step("split") as info:
         if drs is not None:
             train_t, holdout_t = datamod.split_date_range(
@@ -212,6 +221,13 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         metrics = evaluation.compute_metrics(task, label, scores, model)
         info.update({k: v for k, v in metrics.items() if isinstance(v, float)})
 
+    graduation = None
+    fallback = (spec.fleet or {}).get("fallback")
+    if fallback:
+        with steps.step("graduate") as info:
+            graduation = fleet.graduate(store, fallback, workflow, task, holdout_df, metrics)
+            info.update(graduated=graduation["graduated"], metric=graduation["metric"])
+
     # Artefacts are written as one atomic folder, after everything else succeeded.
     provenance = {
         "job_id": spec.job_id,
@@ -262,6 +278,7 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "workflow_class": source["class"],
         "data_digest": fingerprint["digest"],
         "model": model_meta,
+        "graduation": graduation,
         "request_hash": provenance["request_hash"],
     }
 
@@ -297,14 +314,6 @@ def execute(spec: WorkerSpec, report: Report) -> None:
 def process_main(spec: WorkerSpec, conn: Any) -> None:
     """Entry point of a local worker process (forked from the pre-imported fork server)."""
     os.setpgrp()  # cancel kills the whole group, including processes the workflow started
-    if spec.log_path:
-        _redirect_output(spec.log_path)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
     if spec.memory_limit:
         import resource
 
@@ -316,7 +325,10 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
         conn.send(event)
 
     try:
-        execute(spec, report)
+        for one in spec.pack or (spec,):  # a pack runs its small jobs one after another
+            if one.log_path:
+                _redirect_output(one.log_path)
+            execute(one, report)
     finally:
         done.set()
         sys.stdout.flush()
@@ -325,6 +337,7 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
 
 
 def _redirect_output(path: str) -> None:
+    """Send fds 1 and 2 (so C libraries and subprocesses too) and logging to the job's log."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -333,6 +346,12 @@ def _redirect_output(path: str) -> None:
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
 
 
 def _watch_server(conn: Any, done: threading.Event) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from modelyard.errors import NotFound
 from modelyard.registry import store as registry
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
-from modelyard.registry.tables import VersionRow
+from modelyard.registry.tables import FleetTenantRow, VersionRow
 from modelyard.serving.loading import VersionRef
 
 log = logging.getLogger("modelyard.serving")
@@ -34,6 +34,7 @@ class Route:
 @dataclass
 class Table:
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
+    segments: dict[tuple[str, str], str] = field(default_factory=dict)
     generation: Any = None
 
 
@@ -74,6 +75,10 @@ class Router:
                 return False
             rows = session.scalars(select(VersionRow).where(
                 VersionRow.stage.in_([Stage.production.value, Stage.shadow.value]))).all()
+            segments = {(r.model_name, r.tenant): r.segment
+                        for r in session.scalars(select(FleetTenantRow).where(
+                            FleetTenantRow.segment.is_not(None))).all()
+                        if r.segment is not None}
         production: dict[tuple[str, str], VersionRef] = {}
         shadows: dict[tuple[str, str], list[VersionRef]] = {}
         for row in rows:
@@ -84,20 +89,27 @@ class Router:
                 shadows.setdefault(key, []).append(_ref(row))
         routes = {key: Route(ref, tuple(sorted(shadows.get(key, []), key=lambda r: r.version)))
                   for key, ref in production.items()}
-        self._table = Table(routes=routes, generation=gen)  # the atomic swap
+        self._table = Table(routes=routes, segments=segments, generation=gen)  # atomic swap
         return True
 
     def resolve(self, model_name: str, tenant: str | None) -> tuple[Route, str]:
-        """The route for ``tenant`` (falling back to the global model) and the tenant answering.
+        """The route for ``tenant`` (falling back to its segment's model, then the global one)
+        and the registry tenant that answers.
 
         Raises:
             NotFound: the model has no production version for the tenant nor a global one.
         """
-        routes = self._table.routes
+        table = self._table
+        routes = table.routes
         if tenant and tenant != GLOBAL_TENANT:
             route = routes.get((model_name, tenant))
             if route is not None:
                 return route, tenant
+            segment = table.segments.get((model_name, tenant))
+            if segment is not None:  # a fleet's middle level: tenant -> segment -> global
+                route = routes.get((model_name, f"segment:{segment}"))
+                if route is not None:
+                    return route, f"segment:{segment}"
         route = routes.get((model_name, GLOBAL_TENANT))
         if route is not None:
             return route, GLOBAL_TENANT

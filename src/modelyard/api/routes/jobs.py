@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +28,8 @@ from modelyard.api.schemas import (
     status_of,
     summary_of,
 )
-from modelyard.jobs import store
+from modelyard.errors import Conflict
+from modelyard.jobs import fleet, store
 from modelyard.jobs.states import JobState
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token)])
@@ -70,11 +72,14 @@ def list_jobs(
     owner: str | None = None,
     project: str | None = None,
     model_name: str | None = None,
+    parent_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobList:
+    """Jobs, newest first; a fleet's children only with ``parent_id``."""
     rows, total = store.list_jobs(session, state=state, owner=owner, project=project,
-                                  model_name=model_name, limit=limit, offset=offset)
+                                  model_name=model_name, parent_id=parent_id, limit=limit,
+                                  offset=offset)
     return JobList(jobs=[summary_of(j) for j in rows], total=total, limit=limit, offset=offset)
 
 
@@ -137,4 +142,27 @@ def cancel_job(
     return StatusResponse(status=status_of(*store.snapshot_job(session, job_id)))
 
 
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenants: list[str] | None = None
+
+
+@router.get("/jobs/{job_id}/fleet")
+def fleet_status(job_id: str, session: Annotated[Session, Depends(db_session)]
+                 ) -> dict[str, Any]:
+    """A fleet's progress: counts by state (and skipped tenants) and one line per tenant with
+    its metrics, the level that serves it and why."""
+    job = store.read_job(session, job_id)
+    if job.kind != "fleet":
+        raise Conflict(f"job {job_id} is a {job.kind} job, not a fleet")
+    return fleet.fleet_summary(session, job)
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_fleet(job_id: str, body: RetryRequest, svc: Annotated[Services, Depends(services)],
+                session: Annotated[Session, Depends(db_session)]) -> dict[str, Any]:
+    """Retrain a subset of a finished fleet's tenants (default: those that did not succeed)."""
+    created = fleet.retry_children(session, job_id, body.tenants)
+    svc.wake_dispatcher()
+    return {"job_ids": [c.id for c in created], "tenants": [c.tenant for c in created]}
 

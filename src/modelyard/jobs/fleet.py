@@ -1,0 +1,273 @@
+"""Fleets in the job store: a parent job, its children, and how the fleet advances.
+
+1. The parent runs a *plan* (runtime.fleet.plan): one scan, one parquet file per tenant.
+2. Wave one: the global model and one model per segment (the fallbacks).
+3. Wave two: one child per qualifying tenant, each told which fallback model it must beat.
+4. When every child has ended, the parent succeeds with counts, and each tenant's serving level
+   (its own model, its segment's, or the global one) is recorded with the reason.
+
+One tenant's failure never fails the others; :func:`retry_children` reruns a subset.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from modelyard.errors import Conflict
+from modelyard.jobs import store
+from modelyard.jobs.states import TERMINAL, JobState
+from modelyard.jobs.tables import JobRow
+from modelyard.registry.stages import GLOBAL_TENANT, Stage
+from modelyard.registry.tables import FleetTenantRow, VersionRow
+from modelyard.request.loading import parse_request
+
+CHILD_KINDS = ("global", "segment", "tenant")
+
+
+def segment_tenant(segment: str) -> str:
+    """The registry tenant name of a segment's model."""
+    return f"segment:{segment}"
+
+
+def children_of(session: Session, parent_id: str) -> list[JobRow]:
+    return list(session.scalars(
+        select(JobRow).where(JobRow.parent_id == parent_id).order_by(JobRow.created_at,
+                                                                       JobRow.id)).all())
+
+
+def latest_by_key(children: list[JobRow]) -> dict[tuple[str, str], JobRow]:
+    """The newest child per (kind, tenant): retries replace earlier attempts."""
+    out: dict[tuple[str, str], JobRow] = {}
+    for child in children:
+        out[(child.kind, child.tenant or "")] = child
+    return out
+
+
+def _child_request(parent: JobRow, path: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    request = copy.deepcopy(parent.request)
+    request.pop("tenants", None)
+    request["data"]["features"]["path"] = path
+    request["filters"] = filters
+    return request
+
+
+def _create_child(session: Session, parent: JobRow, *, kind: str, tenant: str, path: str,
+                  filters: list[dict[str, Any]], rows: int | None,
+                  fleet: dict[str, Any]) -> JobRow:
+    request = parse_request(_child_request(parent, path, filters))
+    return store.create_job(
+        session, request, executor=parent.executor, logs_dir=Path(parent.log_file or ".").parent,
+        kind=kind, parent_id=parent.id, tenant=tenant, rows=rows,
+        fleet={"level": kind, "tenant": tenant, **fleet}, commit=False,
+    )
+
+
+def start_fleet(session: Session, parent: JobRow, plan: dict[str, Any]) -> list[JobRow]:
+    """The plan is done: store it and create the first wave of children (does not commit)."""
+    parent.fleet = plan
+    created: list[JobRow] = []
+    if plan["global_model"]:
+        created.append(_create_child(session, parent, kind="global", tenant=GLOBAL_TENANT,
+                                     path=plan["all_path"], filters=[], rows=None, fleet={}))
+    for segment in plan["segments"]:
+        created.append(_create_child(
+            session, parent, kind="segment", tenant=segment_tenant(segment),
+            path=plan["all_path"], rows=None, fleet={"segment": segment},
+            filters=[{"feature_name": plan["segment_column"], "predicate": "Equals",
+                      "feature_value": {"string_val": segment}}]))
+    if not created:
+        created = _tenant_wave(session, parent, plan)
+    store.transition_fields(session, parent.id, current_step="children")
+    return created
+
+
+def _fallbacks(children: list[JobRow]) -> dict[str, dict[str, Any]]:
+    """Model ids of the succeeded global and segment children, by registry tenant."""
+    out = {}
+    for child in latest_by_key(children).values():
+        if child.kind in ("global", "segment") and child.state == JobState.succeeded.value:
+            out[child.tenant or ""] = {"model_id": child.model_id, "level": child.kind,
+                                       "job_id": child.id}
+    return out
+
+
+def _tenant_wave(session: Session, parent: JobRow, plan: dict[str, Any],
+                 only: set[str] | None = None) -> list[JobRow]:
+    fallbacks = _fallbacks(children_of(session, parent.id))
+    created = []
+    for entry in plan["tenants"]:
+        if not entry["qualifies"] or (only is not None and entry["tenant"] not in only):
+            continue
+        fallback = None
+        if entry.get("segment") is not None:
+            fallback = fallbacks.get(segment_tenant(entry["segment"]))
+        fallback = fallback or fallbacks.get(GLOBAL_TENANT)
+        created.append(_create_child(
+            session, parent, kind="tenant", tenant=entry["tenant"], path=entry["path"],
+            filters=[], rows=entry["train_rows"] + entry["holdout_rows"],
+            fleet={"fallback": fallback, "segment": entry.get("segment")}))
+    return created
+
+
+def advance(session: Session, parent_id: str) -> tuple[list[JobRow], bool]:
+    """Move a fleet on after a child ended: start the tenant wave, or finish the parent.
+
+    Returns the children it created and whether the fleet just finished. Does not commit.
+    """
+    parent = store.read_job(session, parent_id, fresh=True)
+    if parent.kind != "fleet" or not parent.fleet:
+        return [], False
+    children = children_of(session, parent_id)
+    if any(c.state not in {s.value for s in TERMINAL} for c in children):
+        return [], False
+    plan = parent.fleet
+    if not any(c.kind == "tenant" for c in children) and not plan.get("tenant_wave_started"):
+        plan = {**plan, "tenant_wave_started": True}
+        parent.fleet = plan
+        created = _tenant_wave(session, parent, plan)
+        if created:
+            return created, False
+    _record_serving_levels(session, parent, children_of(session, parent_id))
+    summary = fleet_summary(session, parent)
+    if parent.state == JobState.running.value:
+        all_failed = summary["counts"]["succeeded"] == 0 and summary["counts"]["failed"] > 0
+        reason = (f"fleet done: {summary['counts']['succeeded']} models, "
+                  f"{summary['counts']['failed']} failed, {summary['counts']['skipped']} "
+                  "tenants served by a fallback")
+        try:
+            store.transition(session, parent_id,
+                             JobState.failed if all_failed else JobState.succeeded, reason,
+                             result={**(parent.result or {}), "fleet": summary["counts"]},
+                             exception_info={"type": "FleetFailed", "message": reason,
+                                             "traceback": None, "step": None}
+                             if all_failed else None)
+        except Conflict:
+            pass
+    return [], True
+
+
+def _record_serving_levels(session: Session, parent: JobRow, children: list[JobRow]) -> None:
+    """Write, per tenant, which level serves it (own model, segment, global) and why."""
+    plan = parent.fleet or {}
+    latest = latest_by_key(children)
+    fallbacks = _fallbacks(children)
+    at = store.now()
+    model_name = parent.model_name
+    for entry in plan.get("tenants", []):
+        tenant = entry["tenant"]
+        segment = entry.get("segment")
+        child = latest.get(("tenant", tenant))
+        level, reason = None, entry["reason"]
+        if child is not None:
+            graduation = (child.result or {}).get("graduation")
+            if child.state != JobState.succeeded.value:
+                info = child.exception_info or {}
+                reason = f"its own model {child.state}: {info.get('message', '')}"[:500]
+            elif graduation is None or graduation.get("graduated"):
+                level = "tenant"
+                reason = graduation["reason"] if graduation else "no fallback model to beat"
+            else:
+                reason = graduation["reason"]
+        if level is None:
+            if segment is not None and segment_tenant(segment) in fallbacks:
+                level, reason = "segment", f"{reason}; served by segment {segment}"
+            elif GLOBAL_TENANT in fallbacks:
+                level, reason = "global", f"{reason}; served by the global model"
+            else:
+                level, reason = "none", f"{reason}; no fallback model succeeded"
+        row = session.get(FleetTenantRow, (model_name, tenant))
+        if row is None:
+            row = FleetTenantRow(model_name=model_name, tenant=tenant)
+            session.add(row)
+        row.segment, row.level, row.reason = segment, level, reason
+        row.job_id, row.updated_at = child.id if child else None, at
+
+
+def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
+    """Counts by state (plus skipped tenants) and one line per tenant with its metrics."""
+    plan = parent.fleet or {}
+    children = children_of(session, parent.id)
+    latest = latest_by_key(children)
+    counts = Counter(c.state for c in latest.values())
+    skipped = [t for t in plan.get("tenants", []) if not t["qualifies"]]
+    levels = {r.tenant: r for r in session.scalars(
+        select(FleetTenantRow).where(FleetTenantRow.model_name == parent.model_name)).all()}
+    tenants = []
+    for entry in plan.get("tenants", []):
+        child = latest.get(("tenant", entry["tenant"]))
+        level = levels.get(entry["tenant"])
+        metrics = ((child.result or {}).get("metrics") or {}) if child else {}
+        tenants.append({
+            "tenant": entry["tenant"], "segment": entry.get("segment"),
+            "rows": entry["rows"], "train_rows": entry["train_rows"],
+            "job_id": child.id if child else None,
+            "state": child.state if child else "skipped",
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
+            "graduation": (child.result or {}).get("graduation") if child else None,
+            "level": level.level if level else None,
+            "reason": level.reason if level else entry["reason"],
+        })
+    fallbacks = [{"kind": c.kind, "tenant": c.tenant, "job_id": c.id, "state": c.state,
+                  "metrics": {k: v for k, v in ((c.result or {}).get("metrics") or {}).items()
+                              if isinstance(v, float)}}
+                 for c in latest.values() if c.kind in ("global", "segment")]
+    total = len(latest) + len(skipped)
+    return {
+        "parent_id": parent.id,
+        "state": parent.state,
+        "counts": {
+            "total": total,
+            "queued": counts.get("queued", 0) + counts.get("created", 0),
+            "running": counts.get("running", 0),
+            "succeeded": counts.get("succeeded", 0),
+            "failed": counts.get("failed", 0),
+            "cancelled": counts.get("cancelled", 0),
+            "skipped": len(skipped),
+            "planned": bool(plan),
+        },
+        "fallbacks": fallbacks,
+        "tenants": tenants,
+    }
+
+
+def retry_children(session: Session, parent_id: str, tenants: list[str] | None) -> list[JobRow]:
+    """Run the given tenants again (default: every tenant whose latest attempt did not succeed)."""
+    parent = store.read_job(session, parent_id)
+    if parent.kind != "fleet" or not parent.fleet:
+        raise Conflict(f"job {parent_id} is not a fleet that has been planned")
+    latest = latest_by_key(children_of(session, parent_id))
+    if not all(JobState(c.state).terminal for c in latest.values()):
+        raise Conflict(f"fleet {parent_id} is still running; retry once it has ended")
+    if tenants is None:
+        chosen = {t for (kind, t), c in latest.items()
+                  if kind == "tenant" and c.state != JobState.succeeded.value}
+    else:
+        known = {t["tenant"] for t in parent.fleet["tenants"] if t["qualifies"]}
+        unknown = sorted(set(tenants) - known)
+        if unknown:
+            raise Conflict(f"tenants {unknown} have no model in fleet {parent_id} (unknown or "
+                           "skipped for too few rows)")
+        chosen = set(tenants)
+    if not chosen:
+        raise Conflict(f"fleet {parent_id} has no failed tenants to retry")
+    created = _tenant_wave(session, parent, parent.fleet, only=chosen)
+    session.commit()
+    return created
+
+
+def promote_graduate(session: Session, version: VersionRow, graduation: dict[str, Any] | None
+                     ) -> None:
+    """A tenant model that beat its fallback (or had none) goes to production."""
+    from modelyard.registry import store as registry
+
+    if graduation is not None and not graduation.get("graduated"):
+        return
+    reason = graduation["reason"] if graduation else "graduated: no fallback model to beat"
+    if version.stage != Stage.production.value:
+        registry.promote(session, version, actor="fleet", reason=reason)

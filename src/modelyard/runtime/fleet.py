@@ -1,0 +1,154 @@
+"""Fleets in the worker: plan (scan once, partition by tenant) and graduate (tenant vs fallback).
+
+A fleet request (``tenants:``) first runs as a *plan* job: the data is scanned once with the
+filters and the holdout window pushed down, sorted by tenant and written as one parquet file per
+tenant under ``<artifacts>/fleets/<job id>/``. The plan says, per tenant, how many training and
+holdout rows it has, its segment, and whether it qualifies for a model of its own. The children
+(global, segments, tenants) then read only their own partition.
+
+A tenant child also scores its fallback model (segment's or global) on the tenant's own holdout:
+the tenant's model *graduates* only if it beats the fallback there.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modelyard.errors import DataError
+from modelyard.request.models import TrainRequest
+from modelyard.runtime import data as datamod
+from modelyard.runtime import evaluation
+from modelyard.runtime.artifacts import ArtifactStore
+from modelyard.runtime.workflow import Task, Workflow
+
+# The metric a tenant's model must beat its fallback on, per task, and whether higher is better.
+GRADUATION_METRIC: dict[str, tuple[str, bool]] = {
+    "binary": ("roc_auc", True),
+    "multiclass": ("accuracy", True),
+    "regression": ("rmse", False),
+}
+
+
+def partition_root(store: ArtifactStore, parent_id: str) -> str:
+    return store.url(store.join("fleets", parent_id))
+
+
+def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id: str
+         ) -> dict[str, Any]:
+    """Partition ``table`` (filtered, within the holdout window) by tenant; say who qualifies."""
+    spec = request.tenants
+    if spec is None:
+        raise DataError("not a fleet request: it has no tenants block")
+    column = spec.column
+    tenant_col = pc.cast(table[column], pa.string())
+    table = table.set_column(table.schema.get_field_index(column), column, tenant_col)
+    table = table.take(pc.sort_indices(table[column]))
+    tenants = table[column].to_numpy(zero_copy_only=False)
+    if len(tenants) and any(t is None for t in tenants[:1]):
+        raise DataError(f"tenants.column {column!r} has empty values; filter them out "
+                        f"(predicate IsNotNull on {column!r})")
+    starts = np.flatnonzero(np.r_[True, tenants[1:] != tenants[:-1]]) if len(tenants) else (
+        np.array([], dtype=int))
+    ends = np.r_[starts[1:], len(tenants)]
+    train_mask = _train_mask(request, table)
+    label = table[request.train.label].to_numpy(zero_copy_only=False)
+    segments = (table[spec.segment_column].to_numpy(zero_copy_only=False)
+                if spec.segment_column else None)
+    wanted = None if spec.include == "all" else set(spec.include)
+    root = partition_root(store, parent_id)
+    fs = store.fs
+    fs.makedirs(f"{_strip(store, root)}/tenants", exist_ok=True)
+    out: list[dict[str, Any]] = []
+    for index, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        tenant = str(tenants[start])
+        if wanted is not None and tenant not in wanted:
+            continue
+        train_rows = int(train_mask[start:end].sum())
+        holdout_rows = int(end - start - train_rows)
+        entry: dict[str, Any] = {"tenant": tenant, "rows": int(end - start),
+                                 "train_rows": train_rows, "holdout_rows": holdout_rows}
+        if segments is not None:
+            values, counts = np.unique(segments[start:end].astype(str), return_counts=True)
+            entry["segment"] = str(values[int(np.argmax(counts))])
+        distinct = len(set(label[start:end][train_mask[start:end]].tolist()))
+        if train_rows < spec.min_training_rows:
+            entry["qualifies"], entry["reason"] = False, (
+                f"too few training rows ({train_rows:,} < min_training_rows "
+                f"{spec.min_training_rows:,})")
+        elif holdout_rows == 0:
+            entry["qualifies"], entry["reason"] = False, "no holdout rows to evaluate a model on"
+        elif distinct < 2:
+            entry["qualifies"], entry["reason"] = False, (
+                f"label {request.train.label!r} has a single value in its training rows")
+        else:
+            entry["qualifies"], entry["reason"] = True, "enough rows for a model of its own"
+            path = f"{_strip(store, root)}/tenants/t{index:06d}.parquet"
+            with fs.open(path, "wb") as fh:
+                pq.write_table(table.slice(start, end - start), fh)
+            entry["path"] = store.url(path)
+        out.append(entry)
+    if wanted is not None:
+        missing = sorted(wanted - {e["tenant"] for e in out})
+        out += [{"tenant": t, "rows": 0, "train_rows": 0, "holdout_rows": 0, "qualifies": False,
+                 "reason": "no rows for this tenant after the filters"} for t in missing]
+    everything = f"{_strip(store, root)}/all.parquet"
+    with fs.open(everything, "wb") as fh:
+        pq.write_table(table, fh, row_group_size=128 * 1024)
+    seg_names = sorted({e["segment"] for e in out if e.get("segment")}) if segments is not None \
+        else []
+    return {
+        "root": root,
+        "all_path": store.url(everything),
+        "column": column,
+        "segment_column": spec.segment_column,
+        "global_model": spec.global_model,
+        "segments": seg_names,
+        "tenants": out,
+    }
+
+
+def _train_mask(request: TrainRequest, table: pa.Table) -> np.ndarray[Any, Any]:
+    drs = request.holdout_sampling.date_range_sampling
+    if request.holdout_sampling.sampling_function == "DATE_RANGE" and drs is not None:
+        lo = datamod.scalar_for(drs.start_date, table.schema.field(drs.date_column))
+        mask: np.ndarray[Any, Any] = np.asarray(
+            pc.less(table[drs.date_column], lo).to_numpy(zero_copy_only=False), dtype=bool)
+        return mask
+    rfs = request.holdout_sampling.random_fraction_sampling
+    fraction = rfs.fraction if rfs else 0.2
+    draws: np.ndarray[Any, Any] = np.random.default_rng(0).random(table.num_rows)
+    return draws >= fraction
+
+
+def _strip(store: ArtifactStore, url: str) -> str:
+    return str(store.fs._strip_protocol(url))
+
+
+def graduate(store: ArtifactStore, fallback: dict[str, Any], workflow: Workflow, task: Task,
+             holdout_df: Any, own_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Score the fallback model on this tenant's holdout; does the tenant's own model beat it?"""
+    metric, higher = GRADUATION_METRIC[task]
+    model = pickle.loads(store.get_bytes(fallback["model_id"]))  # noqa: S301 - hash verified
+    scores = workflow.predict(model, holdout_df)
+    theirs = evaluation.compute_metrics(task, holdout_df[workflow.label], scores, model)
+    own, other = own_metrics.get(metric), theirs.get(metric)
+    out: dict[str, Any] = {"metric": metric, "own": own, "fallback": other,
+                           "fallback_level": fallback["level"],
+                           "fallback_model_id": fallback["model_id"]}
+    if own is None:
+        out.update(graduated=False, reason=f"its own {metric} is undefined on its holdout")
+    elif other is None:
+        out.update(graduated=True, reason=f"the fallback's {metric} is undefined on its holdout")
+    else:
+        better = own > other if higher else own < other
+        word = "beats" if better else "does not beat"
+        out.update(graduated=bool(better),
+                   reason=f"own {metric} {own:.4f} {word} {fallback['level']}'s {other:.4f} on "
+                          "its holdout")
+    return out
