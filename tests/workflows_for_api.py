@@ -74,3 +74,13 @@ class Chatty(Workflow):
         print("hello from stderr", file=sys.stderr, flush=True)
         os.system("echo hello from a subprocess")
         return Tiny(self.request).train(train_df, holdout_df)
+
+
+class FailsForOne(Workflow):
+    """Fails for one tenant while a marker file exists (to test partial failure and retry)."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        marker, tenant = self.custom_params["fail_marker"], self.custom_params["fail_tenant"]
+        if os.path.exists(marker) and (train_df["merchant_id"] == tenant).all():
+            raise RuntimeError(f"tenant {tenant} fails on purpose")
+        return Tiny(self.request).train(train_df, holdout_df)

@@ -1,0 +1,149 @@
+"""Per-tenant fleets through the real server: one scan partitioned by tenant, skip rules,
+graduation against the fallback, partial failure, retry of a subset, packing, serving levels."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from modelyard.client import Client
+from tests.conftest import ServerProcess, with_workflow
+
+START, END = pd.Timestamp("2018-10-01"), pd.Timestamp("2019-01-01")
+
+
+def fleet_request(base: dict[str, Any], **tenants: Any) -> dict[str, Any]:
+    request = copy.deepcopy(base)
+    request["metadata"]["model_name"] = f"fleet-{uuid.uuid4().hex[:8]}"
+    request["data"]["features"]["names"].append("merchant_id")
+    request["train"]["custom_params"] = {"max_iter": 15}
+    request["tenants"] = {"column": "merchant_id", "min_training_rows": 400, **tenants}
+    return request
+
+
+def run_fleet(client: Client, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    job_id = client.train(request)
+    answer = client.wait(job_id, timeout=300, raise_on_failure=False)
+    assert answer["status"]["kind"] == "fleet"
+    return job_id, client._call("GET", f"/jobs/{job_id}/fleet").json()
+
+
+def expected_rows(server: ServerProcess, request: dict[str, Any]) -> pd.DataFrame:
+    """Per tenant: training and holdout rows computed directly with pandas."""
+    frame = pd.read_parquet(server.home / "data" / "payments.parquet")
+    keep = frame["charge_country"].isin(request["filters"][0]["feature_value"]["string_vals"])
+    frame = frame[keep & (frame["created_at"] < END)]
+    return frame.assign(train=frame["created_at"] < START).groupby("merchant_id")["train"].agg(
+        train_rows="sum", rows="size")
+
+
+def test_fleet_partitions_once_and_trains_each_tenant_on_exactly_its_rows(
+    server: ServerProcess, client: Client, fraud_request: dict[str, Any]
+) -> None:
+    request = fleet_request(fraud_request)
+    parent, fleet = run_fleet(client, request)
+    expected = expected_rows(server, request)
+    counts = fleet["counts"]
+    qualifying = expected[expected["train_rows"] >= 400]
+    assert counts["succeeded"] == len(qualifying) + 1  # plus the global model
+    assert counts["skipped"] == len(expected) - len(qualifying)
+    assert counts["failed"] == counts["queued"] == counts["running"] == 0
+
+    by_tenant = {t["tenant"]: t for t in fleet["tenants"]}
+    for tenant, row in expected.iterrows():
+        entry = by_tenant[tenant]
+        assert (entry["rows"], entry["train_rows"]) == (row["rows"], row["train_rows"])
+        if row["train_rows"] < 400:
+            assert entry["state"] == "skipped"
+            assert "too few training rows" in entry["reason"]
+            assert entry["level"] == "global"
+            continue
+        job = client.result(entry["job_id"])["result"]
+        assert job["row_counts"]["train"] == row["train_rows"]
+        assert job["row_counts"]["holdout"] == row["rows"] - row["train_rows"]
+        detail = client.job(entry["job_id"])
+        assert detail["status"]["parent_id"] == parent and detail["status"]["tenant"] == tenant
+        assert "/fleets/" in detail["request"]["data"]["features"]["path"]  # its partition only
+        graduation = entry["graduation"]
+        assert graduation["metric"] == "roc_auc" and graduation["fallback_level"] == "global"
+        assert entry["level"] == ("tenant" if graduation["graduated"] else "global")
+
+    plan_steps = [s["name"] for s in client.status(parent)["steps"]]
+    assert plan_steps.count("filter") == 1 and "partition" in plan_steps  # one scan
+    children = client.jobs(parent_id=parent, limit=1000)["jobs"]
+    assert len(children) == len(qualifying) + 1
+    assert client.jobs(project=request["metadata"]["project"])["total"] == 1  # children hidden
+
+
+def test_small_tenants_are_packed_into_shared_workers(
+    server: ServerProcess, client: Client, fraud_request: dict[str, Any]
+) -> None:
+    request = fleet_request(fraud_request, min_training_rows=50, global_model=False)
+    parent, fleet = run_fleet(client, request)
+    pids = [client.status(t["job_id"])["worker_pid"] for t in fleet["tenants"] if t["job_id"]]
+    assert len(pids) > 4 and len(set(pids)) < len(pids)  # several tenants per worker process
+    log, _ = client.logs(fleet["tenants"][0]["job_id"])
+    assert "packed with" in log
+    assert all(t["graduation"] is None and t["level"] == "tenant" for t in fleet["tenants"]
+               if t["job_id"])  # no fallback to beat: each tenant serves its own model
+
+
+def test_one_tenant_failing_spares_the_others_and_can_be_retried(
+    server: ServerProcess, client: Client, fraud_request: dict[str, Any], tmp_path: Path
+) -> None:
+    marker = tmp_path / "fail"
+    marker.write_text("x")
+    request = with_workflow(fleet_request(fraud_request), "FailsForOne",
+                            fail_marker=str(marker), fail_tenant="m00001")
+    request["tenants"] = fleet_request(fraud_request)["tenants"]
+    parent, fleet = run_fleet(client, request)
+    failed = [t for t in fleet["tenants"] if t["state"] == "failed"]
+    assert [t["tenant"] for t in failed] == ["m00001"]
+    assert "fails on purpose" in failed[0]["reason"] and failed[0]["level"] == "global"
+    assert fleet["counts"]["succeeded"] > 3
+    assert client.status(parent)["transition"]["job_state"] == "succeeded"
+
+    marker.unlink()
+    retried = httpx.post(f"{server.url}/jobs/{parent}/retry", json={}).json()
+    assert retried["tenants"] == ["m00001"]
+    for job_id in retried["job_ids"]:
+        client.wait(job_id, timeout=120)
+    fleet = client._call("GET", f"/jobs/{parent}/fleet").json()
+    assert fleet["counts"]["failed"] == 0
+    again = next(t for t in fleet["tenants"] if t["tenant"] == "m00001")
+    assert again["state"] == "succeeded" and again["job_id"] == retried["job_ids"][0]
+    unknown = httpx.post(f"{server.url}/jobs/{parent}/retry", json={"tenants": ["nobody"]})
+    assert unknown.status_code == 409 and "nobody" in unknown.json()["message"]
+
+
+def test_serving_routes_tenants_to_the_level_the_fleet_chose(
+    server: ServerProcess, client: Client, fraud_request: dict[str, Any]
+) -> None:
+    request = fleet_request(fraud_request, segment_column="charge_country")
+    parent, fleet = run_fleet(client, request)
+    name = request["metadata"]["model_name"]
+    assert {f["kind"] for f in fleet["fallbacks"]} == {"global", "segment"}
+    graduated = [t for t in fleet["tenants"] if t["level"] == "tenant"]
+    by_segment = [t for t in fleet["tenants"] if t["level"] == "segment"]
+    assert graduated and by_segment
+    for fallback in fleet["fallbacks"]:  # fallbacks pass the approval gate like any model
+        version = next(v for v in client.versions(name, tenant=fallback["tenant"])
+                       if v["job_id"] == fallback["job_id"])
+        client.approve(name, version["version"], user="ops", comment="fleet fallbacks",
+                       tenant=fallback["tenant"])
+    row = {"charge_type": "wallet", "charge_amount": 12.5, "charge_country": "US",
+           "card_age_days": 30, "hour_of_day": 3}
+
+    def served_by(tenant: str) -> str:
+        r = httpx.post(f"{server.url}/predict/{name}", json={"tenant": tenant, "rows": [row]})
+        assert r.status_code == 200, r.text
+        return str(r.json()["served_by_tenant"])
+
+    assert served_by(graduated[0]["tenant"]) == graduated[0]["tenant"]
+    assert served_by(by_segment[0]["tenant"]) == f"segment:{by_segment[0]['segment']}"
+    assert served_by("a-brand-new-merchant") == "*"
