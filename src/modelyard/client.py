@@ -139,6 +139,15 @@ class Client:
         params = {k: v for k, v in filters.items() if v is not None}
         return dict(self._call("GET", "/jobs", params=params).json())
 
+    def fleet(self, job_id: str) -> dict[str, Any]:
+        """A fleet's counts (queued, running, succeeded, failed, skipped) and its tenants."""
+        return dict(self._call("GET", f"/jobs/{job_id}/fleet").json())
+
+    def retry(self, job_id: str, tenants: list[str] | None = None) -> dict[str, Any]:
+        """Retrain some tenants of a finished fleet (default: those that did not succeed)."""
+        return dict(self._call("POST", f"/jobs/{job_id}/retry", json={"tenants": tenants}
+                               ).json())
+
     def logs(self, job_id: str, offset: int = 0) -> tuple[str, int]:
         """The job's log from byte ``offset``; returns the text and the offset to continue from."""
         response = self._call("GET", f"/jobs/{job_id}/logs", params={"offset": offset})

@@ -99,3 +99,19 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                  "holdout scores"):
         assert text in run.stdout
     assert (tmp_path / "demo" / "fraud-request.yaml").is_file()
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_fleet_wait_shows_a_progress_bar(server: ServerProcess, tmp_path: Path,
+                                         fraud_request: dict[str, object]) -> None:
+    request = json.loads(json.dumps(fraud_request))
+    request["data"]["features"]["names"].append("merchant_id")
+    request["train"]["custom_params"] = {"max_iter": 10}
+    request["tenants"] = {"column": "merchant_id", "min_training_rows": 400}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(request))
+    run = modelyard("train", str(path), "--wait", url=server.url, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "fleet" in run.stdout and "ETA" in run.stdout
+    assert "served by:" in run.stdout and "global" in run.stdout
+    assert "too few training rows" in run.stdout

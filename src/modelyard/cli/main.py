@@ -115,7 +115,7 @@ def validate(request_file: str) -> None:
 @url_option
 def train(request_file: str, wait: bool, url: str | None) -> None:
     """Submit a train request (YAML or JSON)."""
-    from modelyard.cli.progress import follow, print_result
+    from modelyard.cli.progress import follow, follow_fleet, print_result
     from modelyard.request import load_request
 
     request = load_request(request_file)
@@ -124,8 +124,11 @@ def train(request_file: str, wait: bool, url: str | None) -> None:
         console.print(f"submitted job [bold]{job_id}[/]")
         if not wait:
             return
-        answer = follow(client, job_id, console)
-        print_result(answer, console)
+        if request.tenants is not None:
+            answer = follow_fleet(client, job_id, console)
+        else:
+            answer = follow(client, job_id, console)
+            print_result(answer, console)
         if answer["status"]["transition"]["job_state"] != "succeeded":
             sys.exit(1)
 

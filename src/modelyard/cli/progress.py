@@ -74,3 +74,54 @@ def print_result(answer: dict[str, Any], console: Console) -> None:
     console.print(f"holdout labels  {result['evaluation_holdout_label_path']}")
     console.print(f"provenance      {result.get('provenance_path')}")
     console.print(f"log             {status.get('log_file')}")
+
+
+def follow_fleet(client: Client, job_id: str, console: Console) -> dict[str, Any]:
+    """A progress bar of the fleet (done/total, failures, ETA) until every child has ended."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("planning", total=None, detail="")
+        while True:
+            status = client.status(job_id, wait=1.0)
+            state = status["transition"]["job_state"]
+            fleet = client.fleet(job_id)
+            c = fleet["counts"]
+            done = c["succeeded"] + c["failed"] + c["cancelled"] + c["skipped"]
+            if c["planned"]:
+                progress.update(task, description="fleet", total=c["total"], completed=done,
+                                detail=f"[green]{c['succeeded']} ok[/] [red]{c['failed']} "
+                                       f"failed[/] {c['running']} running {c['skipped']} "
+                                       "skipped")
+            if state in TERMINAL:
+                break
+    print_fleet(fleet, console)
+    return client.result(job_id)
+
+
+def print_fleet(fleet: dict[str, Any], console: Console) -> None:
+    levels: dict[str, int] = {}
+    for t in fleet["tenants"]:
+        levels[t["level"] or "-"] = levels.get(t["level"] or "-", 0) + 1
+    console.print(f"fleet {fleet['parent_id']}: {fleet['state']}  counts {fleet['counts']}")
+    console.print("served by: " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())))
+    table = Table(title="tenants (first 15)")
+    for col in ("tenant", "rows", "state", "roc_auc", "level", "why"):
+        table.add_column(col)
+    for t in fleet["tenants"][:15]:
+        auc = t["metrics"].get("roc_auc")
+        table.add_row(t["tenant"], str(t["rows"]), t["state"],
+                      f"{auc:.3f}" if isinstance(auc, float) else "-", t["level"] or "-",
+                      t["reason"] or "")
+    console.print(table)
+
