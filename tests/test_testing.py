@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard import Workflow
 from modelyard.runtime.builtin import LightGBMWorkflow, SklearnWorkflow, XGBoostWorkflow
+from modelyard.runtime.torch_workflow import TorchWorkflow
 from modelyard.synthetic import example_request
 from modelyard.testing import WorkflowCheckFailed, check_workflow
 
@@ -32,8 +33,10 @@ def _request(workflow: str, **params: Any) -> dict[str, Any]:
         (LightGBMWorkflow, {"n_estimators": 20}),
         pytest.param(XGBoostWorkflow, {"n_estimators": 20}, marks=pytest.mark.skipif(
             importlib.util.find_spec("xgboost") is None, reason="xgboost not installed")),
+        (TorchWorkflow, {"epochs": 2, "hidden": [16]}),
     ],
-    ids=["sklearn-default", "sklearn-onehot-logreg", "sklearn-forest", "lightgbm", "xgboost"],
+    ids=["sklearn-default", "sklearn-onehot-logreg", "sklearn-forest", "lightgbm", "xgboost",
+         "torch"],
 )
 def test_builtin_workflows_pass_the_contract(workflow: type[Workflow], params: dict[str, Any]
                                              ) -> None:
