@@ -66,8 +66,9 @@ def main() -> None:
     per_epoch = {k: statistics.median(float(e[2]) for e in v["epochs"][1:] or v["epochs"])
                  for k, v in results.items() if v["epochs"]}
     if len(per_epoch) == 2:
-        print(f"\nmedian time per epoch (after the first): GPU {per_epoch['GPU']:.3f} s, "
-              f"CPU {per_epoch['CPU']:.3f} s, GPU speed-up {per_epoch['CPU'] / per_epoch['GPU']:.1f}x")
+        gpu, cpu = per_epoch["GPU"], per_epoch["CPU"]
+        print(f"\nmedian time per epoch (after the first): GPU {gpu:.3f} s, CPU {cpu:.3f} s, "
+              f"GPU speed-up {cpu / gpu:.1f}x")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ class TabularNet:
         if self.task != "binary":
             raise AttributeError("predict_proba is for binary models")
         p = 1.0 / (1.0 + np.exp(-self._raw(x)))
-        return np.column_stack([1.0 - p, p])
+        proba: np.ndarray[Any, Any] = np.column_stack([1.0 - p, p])
+        return proba
 
     def predict(self, x: pd.DataFrame) -> np.ndarray[Any, Any]:
         raw = self._raw(x)
