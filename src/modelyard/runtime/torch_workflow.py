@@ -70,7 +70,8 @@ class TabularNet:
     def predict(self, x: pd.DataFrame) -> np.ndarray[Any, Any]:
         raw = self._raw(x)
         if self.task == "binary" and self.classes_ is not None:
-            return np.asarray(self.classes_)[(raw > 0).astype(int)]
+            labels: np.ndarray[Any, Any] = np.asarray(self.classes_)[(raw > 0).astype(int)]
+            return labels
         return raw
 
 
