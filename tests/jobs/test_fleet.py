@@ -89,8 +89,9 @@ def test_small_tenants_are_packed_into_shared_workers(
     assert len(pids) > 4 and len(set(pids)) < len(pids)  # several tenants per worker process
     log, _ = client.logs(fleet["tenants"][0]["job_id"])
     assert "packed with" in log
-    assert all(t["graduation"] is None and t["level"] == "tenant" for t in fleet["tenants"]
-               if t["job_id"])  # no fallback to beat: each tenant serves its own model
+    # No fallback to beat: each tenant graduates and serves its own model.
+    assert all(t["graduation"]["graduated"] and t["graduation"]["fallback_level"] is None
+               and t["level"] == "tenant" for t in fleet["tenants"] if t["job_id"])
 
 
 def test_one_tenant_failing_spares_the_others_and_can_be_retried(

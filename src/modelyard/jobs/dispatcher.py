@@ -35,6 +35,7 @@ from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import (
     JobErrored,
     JobFinished,
+    LogLines,
     StepFinished,
     StepStarted,
     WorkerEvent,
@@ -49,7 +50,8 @@ log = logging.getLogger("modelyard.dispatcher")
 
 _WAKE = object()
 _RECONCILE_EVERY_S = 1.0
-PACK_MAX_ROWS = 50_000  # tenants at most this big are packed several to a worker
+PACK_MAX_ROWS = 20_000  # tenants at most this big are packed several to a worker
+PACK_ROWS_BUDGET = 40_000  # rows per pack, so packs take similar time and slots stay busy
 PACK_MAX_JOBS = 64
 
 
@@ -204,6 +206,14 @@ class Dispatcher:
         elif isinstance(event, StepFinished):
             store.finish_step(session, job_id, event.name, _utc(event.started_at),
                               event.duration_s, _jsonable(event.info))
+        elif isinstance(event, LogLines):
+            # A remote worker's output: appended as it came, like a local worker's own writes.
+            if active is not None and active.log_file:
+                try:
+                    with open(active.log_file, "a") as fh:
+                        fh.write(event.text)
+                except OSError:
+                    log.warning("cannot write to job log %s", active.log_file)
         elif isinstance(event, JobFinished) and "fleet" in event.result:
             self._active.pop(job_id, None)
             parent = store.read_job(session, job_id)
@@ -256,8 +266,6 @@ class Dispatcher:
                      "path": request["data"]["features"]["path"]},
             provenance_path=result.get("provenance_path"),
         )
-        if job.kind == "tenant":
-            fleet.promote_graduate(session, version, result.get("graduation"))
         return version
 
     def _reconcile(self) -> None:
@@ -334,8 +342,9 @@ class Dispatcher:
                     # otherwise dominate their few-millisecond fits.
                     waiting = store.count_small_siblings(session, job.parent_id, PACK_MAX_ROWS)
                     size = min(PACK_MAX_JOBS, -(-waiting // self.settings.concurrency))
-                    group += store.claim_small_siblings(session, job.parent_id, size - 1,
-                                                        PACK_MAX_ROWS, server_id=self.server_id)
+                    group += store.claim_small_siblings(
+                        session, job.parent_id, size - 1, PACK_MAX_ROWS,
+                        server_id=self.server_id, rows_budget=PACK_ROWS_BUDGET - (job.rows or 0))
                 groups.append(group)
         for group in groups:
             self._launch(group)

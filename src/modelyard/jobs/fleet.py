@@ -1,10 +1,11 @@
 """Fleets in the job store: a parent job, its children, and how the fleet advances.
 
 1. The parent runs a *plan* (runtime.fleet.plan): one scan, one parquet file per tenant.
-2. Wave one: the global model and one model per segment (the fallbacks).
-3. Wave two: one child per qualifying tenant, each told which fallback model it must beat.
-4. When every child has ended, the parent succeeds with counts, and each tenant's serving level
-   (its own model, its segment's, or the global one) is recorded with the reason.
+2. All children at once: the global model, one per segment, one per qualifying tenant. The
+   global and segment children also score their holdout per tenant.
+3. When every child has ended, each tenant's model graduates if it beats its fallback on its
+   own holdout (then it goes to production), each tenant's serving level (its own model, its
+   segment's, or the global one) is recorded with the reason, and the parent succeeds.
 
 One tenant's failure never fails the others; :func:`retry_children` reruns a subset.
 """
@@ -51,7 +52,11 @@ def latest_by_key(children: list[JobRow]) -> dict[tuple[str, str], JobRow]:
 
 def _child_request(parent: JobRow, path: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
     request = copy.deepcopy(parent.request)
-    request.pop("tenants", None)
+    tenants = request.pop("tenants", None) or {}
+    names = request["data"]["features"]["names"]
+    for column in (tenants.get("column"), tenants.get("segment_column")):
+        if column and column not in names:
+            names.append(column)  # fallbacks score per tenant (and segment)
     request["data"]["features"]["path"] = path
     request["filters"] = filters
     return request
@@ -69,56 +74,53 @@ def _create_child(session: Session, parent: JobRow, *, kind: str, tenant: str, p
 
 
 def start_fleet(session: Session, parent: JobRow, plan: dict[str, Any]) -> list[JobRow]:
-    """The plan is done: store it and create the first wave of children (does not commit)."""
+    """The plan is done: store it and queue every child at once (does not commit).
+
+    The global model is queued first: it is the longest, and runs beside the tenants' packs.
+    """
     parent.fleet = plan
+    column = plan["column"]
     created: list[JobRow] = []
     if plan["global_model"]:
         created.append(_create_child(session, parent, kind="global", tenant=GLOBAL_TENANT,
-                                     path=plan["all_path"], filters=[], rows=None, fleet={}))
+                                     path=plan["all_path"], filters=[], rows=None,
+                                     fleet={"tenant_column": column}))
     for segment in plan["segments"]:
         created.append(_create_child(
             session, parent, kind="segment", tenant=segment_tenant(segment),
-            path=plan["all_path"], rows=None, fleet={"segment": segment},
+            path=plan["all_path"], rows=None,
+            fleet={"segment": segment, "tenant_column": column},
             filters=[{"feature_name": plan["segment_column"], "predicate": "Equals",
                       "feature_value": {"string_val": segment}}]))
-    if not created:
-        created = _tenant_wave(session, parent, plan)
+    created += _tenant_children(session, parent, plan)
     store.transition_fields(session, parent.id, current_step="children")
     return created
 
 
-def _fallbacks(children: list[JobRow]) -> dict[str, dict[str, Any]]:
-    """Model ids of the succeeded global and segment children, by registry tenant."""
-    out = {}
-    for child in latest_by_key(children).values():
-        if child.kind in ("global", "segment") and child.state == JobState.succeeded.value:
-            out[child.tenant or ""] = {"model_id": child.model_id, "level": child.kind,
-                                       "job_id": child.id}
-    return out
+def _fallbacks(children: list[JobRow]) -> dict[str, JobRow]:
+    """The succeeded global and segment children, by registry tenant."""
+    return {child.tenant or "": child for child in latest_by_key(children).values()
+            if child.kind in ("global", "segment") and child.state == JobState.succeeded.value}
 
 
-def _tenant_wave(session: Session, parent: JobRow, plan: dict[str, Any],
-                 only: set[str] | None = None) -> list[JobRow]:
-    fallbacks = _fallbacks(children_of(session, parent.id))
+def _tenant_children(session: Session, parent: JobRow, plan: dict[str, Any],
+                     only: set[str] | None = None) -> list[JobRow]:
     created = []
     for entry in plan["tenants"]:
         if not entry["qualifies"] or (only is not None and entry["tenant"] not in only):
             continue
-        fallback = None
-        if entry.get("segment") is not None:
-            fallback = fallbacks.get(segment_tenant(entry["segment"]))
-        fallback = fallback or fallbacks.get(GLOBAL_TENANT)
         created.append(_create_child(
             session, parent, kind="tenant", tenant=entry["tenant"], path=entry["path"],
             filters=[], rows=entry["train_rows"] + entry["holdout_rows"],
-            fleet={"fallback": fallback, "segment": entry.get("segment")}))
+            fleet={"segment": entry.get("segment")}))
     return created
 
 
 def advance(session: Session, parent_id: str) -> tuple[list[JobRow], bool]:
-    """Move a fleet on after a child ended: start the tenant wave, or finish the parent.
+    """Finish a fleet once every child has ended: graduate, route, count. Does not commit.
 
-    Returns the children it created and whether the fleet just finished. Does not commit.
+    Returns the children it created (none; kept for symmetry with retries) and whether the
+    fleet just finished.
     """
     parent = store.read_job(session, parent_id, fresh=True)
     if parent.kind != "fleet" or not parent.fleet:
@@ -126,30 +128,58 @@ def advance(session: Session, parent_id: str) -> tuple[list[JobRow], bool]:
     children = children_of(session, parent_id)
     if any(c.state not in {s.value for s in TERMINAL} for c in children):
         return [], False
-    plan = parent.fleet
-    if not any(c.kind == "tenant" for c in children) and not plan.get("tenant_wave_started"):
-        plan = {**plan, "tenant_wave_started": True}
-        parent.fleet = plan
-        created = _tenant_wave(session, parent, plan)
-        if created:
-            return created, False
-    _record_serving_levels(session, parent, children_of(session, parent_id))
+    _graduate(session, parent, children)
+    _record_serving_levels(session, parent, children)
     summary = fleet_summary(session, parent)
     if parent.state == JobState.running.value:
-        all_failed = summary["counts"]["succeeded"] == 0 and summary["counts"]["failed"] > 0
-        reason = (f"fleet done: {summary['counts']['succeeded']} models, "
-                  f"{summary['counts']['failed']} failed, {summary['counts']['skipped']} "
-                  "tenants served by a fallback")
+        counts = summary["counts"]
+        all_failed = counts["succeeded"] == 0 and counts["failed"] > 0
+        reason = (f"fleet done: {counts['succeeded']} models, {counts['failed']} failed, "
+                  f"{counts['skipped']} tenants served by a fallback")
         try:
             store.transition(session, parent_id,
                              JobState.failed if all_failed else JobState.succeeded, reason,
-                             result={**(parent.result or {}), "fleet": summary["counts"]},
+                             result={**(parent.result or {}), "fleet": counts},
                              exception_info={"type": "FleetFailed", "message": reason,
                                              "traceback": None, "step": None}
                              if all_failed else None)
         except Conflict:
             pass
     return [], True
+
+
+def _graduate(session: Session, parent: JobRow, children: list[JobRow]) -> None:
+    """Compare each tenant's model with its fallback on its own holdout; promote the winners."""
+    from modelyard.registry import store as registry
+    from modelyard.runtime.fleet import GRADUATION_METRIC, compare
+
+    fallbacks = _fallbacks(children)
+    for child in latest_by_key(children).values():
+        if child.kind != "tenant" or child.state != JobState.succeeded.value:
+            continue
+        if (child.fleet or {}).get("graduation") is not None:
+            continue  # decided when it ran (a retry keeps earlier decisions of others)
+        metrics = (child.result or {}).get("metrics") or {}
+        metric = GRADUATION_METRIC.get(str(metrics.get("task")), ("roc_auc", True))[0]
+        segment = (child.fleet or {}).get("segment")
+        fallback = fallbacks.get(segment_tenant(segment)) if segment else None
+        fallback = fallback or fallbacks.get(GLOBAL_TENANT)
+        if fallback is None:
+            graduation: dict[str, Any] = {"metric": metric, "own": metrics.get(metric),
+                                          "fallback": None, "fallback_level": None,
+                                          "graduated": True,
+                                          "reason": "no fallback model succeeded to beat"}
+        else:
+            by_tenant = (fallback.result or {}).get("by_tenant") or {}
+            graduation = compare(metrics, metric, by_tenant.get(child.tenant or ""),
+                                 fallback.kind)
+            graduation["fallback_job_id"] = fallback.id
+        child.fleet = {**(child.fleet or {}), "graduation": graduation}
+        version = session.scalar(select(VersionRow).where(VersionRow.job_id == child.id))
+        if graduation["graduated"] and version is not None and (
+                version.stage != Stage.production.value):
+            registry.promote(session, version, actor="fleet",
+                             reason=f"graduated: {graduation['reason']}")
 
 
 def _record_serving_levels(session: Session, parent: JobRow, children: list[JobRow]) -> None:
@@ -165,7 +195,7 @@ def _record_serving_levels(session: Session, parent: JobRow, children: list[JobR
         child = latest.get(("tenant", tenant))
         level, reason = None, entry["reason"]
         if child is not None:
-            graduation = (child.result or {}).get("graduation")
+            graduation = (child.fleet or {}).get("graduation")
             if child.state != JobState.succeeded.value:
                 info = child.exception_info or {}
                 reason = f"its own model {child.state}: {info.get('message', '')}"[:500]
@@ -209,7 +239,7 @@ def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
             "job_id": child.id if child else None,
             "state": child.state if child else "skipped",
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
-            "graduation": (child.result or {}).get("graduation") if child else None,
+            "graduation": (child.fleet or {}).get("graduation") if child else None,
             "level": level.level if level else None,
             "reason": level.reason if level else entry["reason"],
         })
@@ -256,18 +286,6 @@ def retry_children(session: Session, parent_id: str, tenants: list[str] | None) 
         chosen = set(tenants)
     if not chosen:
         raise Conflict(f"fleet {parent_id} has no failed tenants to retry")
-    created = _tenant_wave(session, parent, parent.fleet, only=chosen)
+    created = _tenant_children(session, parent, parent.fleet, only=chosen)
     session.commit()
     return created
-
-
-def promote_graduate(session: Session, version: VersionRow, graduation: dict[str, Any] | None
-                     ) -> None:
-    """A tenant model that beat its fallback (or had none) goes to production."""
-    from modelyard.registry import store as registry
-
-    if graduation is not None and not graduation.get("graduated"):
-        return
-    reason = graduation["reason"] if graduation else "graduated: no fallback model to beat"
-    if version.stage != Stage.production.value:
-        registry.promote(session, version, actor="fleet", reason=reason)

@@ -312,20 +312,25 @@ def count_small_siblings(session: Session, parent_id: str, max_rows: int) -> int
 
 
 def claim_small_siblings(session: Session, parent_id: str, limit: int, max_rows: int, *,
-                         server_id: str) -> list[JobRow]:
-    """Claim up to ``limit`` more queued small tenants of the same fleet, to pack together."""
+                         server_id: str, rows_budget: int) -> list[JobRow]:
+    """Claim up to ``limit`` more queued small tenants of the same fleet, to pack together,
+    while their rows add up to at most ``rows_budget`` (so packs stay balanced)."""
     if limit <= 0:
         return []
-    ids = session.scalars(_small_siblings(parent_id, max_rows)
-                          .order_by(JobRow.created_at, JobRow.id).limit(limit)).all()
-    claimed = []
-    for job_id in ids:
+    candidates = session.execute(
+        select(JobRow.id, JobRow.rows).where(JobRow.id.in_(_small_siblings(parent_id, max_rows)))
+        .order_by(JobRow.created_at, JobRow.id).limit(limit)).all()
+    claimed: list[str] = []
+    total = 0
+    for job_id, rows in candidates:
+        if total + (rows or 0) > rows_budget and claimed:
+            break
         try:
             transition(session, job_id, JobState.running, "packed with other small tenants",
                        server_id=server_id, current_step="starting")
         except Conflict:
             continue
         claimed.append(job_id)
+        total += rows or 0
     session.commit()
     return [read_job(session, j) for j in claimed]
-

@@ -6,13 +6,13 @@ tenant under ``<artifacts>/fleets/<job id>/``. The plan says, per tenant, how ma
 holdout rows it has, its segment, and whether it qualifies for a model of its own. The children
 (global, segments, tenants) then read only their own partition.
 
-A tenant child also scores its fallback model (segment's or global) on the tenant's own holdout:
-the tenant's model *graduates* only if it beats the fallback there.
+Every child trains at once. The global and segment children also score their holdout per tenant,
+so each tenant's model can be compared with its fallback on exactly its own holdout rows: the
+tenant's model *graduates* only if it beats the fallback there (decided when the fleet ends).
 """
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,8 @@ import pyarrow.parquet as pq
 from modelyard.errors import DataError
 from modelyard.request.models import TrainRequest
 from modelyard.runtime import data as datamod
-from modelyard.runtime import evaluation
 from modelyard.runtime.artifacts import ArtifactStore
-from modelyard.runtime.workflow import Task, Workflow
+from modelyard.runtime.workflow import Task
 
 # The metric a tenant's model must beat its fallback on, per task, and whether higher is better.
 GRADUATION_METRIC: dict[str, tuple[str, bool]] = {
@@ -130,25 +129,51 @@ def _strip(store: ArtifactStore, url: str) -> str:
     return str(store.fs._strip_protocol(url))
 
 
-def graduate(store: ArtifactStore, fallback: dict[str, Any], workflow: Workflow, task: Task,
-             holdout_df: Any, own_metrics: dict[str, Any]) -> dict[str, Any]:
-    """Score the fallback model on this tenant's holdout; does the tenant's own model beat it?"""
-    metric, higher = GRADUATION_METRIC[task]
-    model = pickle.loads(store.get_bytes(fallback["model_id"]))  # noqa: S301 - hash verified
-    scores = workflow.predict(model, holdout_df)
-    theirs = evaluation.compute_metrics(task, holdout_df[workflow.label], scores, model)
-    own, other = own_metrics.get(metric), theirs.get(metric)
-    out: dict[str, Any] = {"metric": metric, "own": own, "fallback": other,
-                           "fallback_level": fallback["level"],
-                           "fallback_model_id": fallback["model_id"]}
+def per_tenant_metrics(task: Task, holdout_df: Any, label: str, tenant_column: str,
+                       scores: Any) -> dict[str, float | None]:
+    """The fallback's graduation metric on each tenant's holdout rows, in one pass.
+
+    A global or segment model scores every holdout row once; grouping by tenant gives, for each
+    tenant, the number its own model must beat, on exactly the rows that model is tested on.
+    """
+    import pandas as pd
+    from sklearn import metrics as skm
+
+    metric, _ = GRADUATION_METRIC[task]
+    frame = pd.DataFrame({"tenant": holdout_df[tenant_column].astype(str).to_numpy(),
+                          "y": holdout_df[label].to_numpy(),
+                          "s": np.asarray(scores).reshape(len(holdout_df), -1)[:, -1]})
+    out: dict[str, float | None] = {}
+    for tenant, part in frame.groupby("tenant", sort=False):
+        y = part["y"]
+        if metric == "roc_auc":
+            positive = sorted(frame["y"].dropna().unique().tolist())[-1]
+            truth = (y == positive).to_numpy(int)
+            out[str(tenant)] = (float(skm.roc_auc_score(truth, part["s"]))
+                                if len(set(truth.tolist())) == 2 else None)
+        elif metric == "rmse":
+            out[str(tenant)] = float(np.sqrt(np.mean((y.to_numpy(float) - part["s"]) ** 2)))
+        else:
+            out[str(tenant)] = None  # multi-class graduation needs the full probability matrix
+    return out
+
+
+def compare(own_metrics: dict[str, Any], metric: str, fallback_value: float | None,
+            fallback_level: str) -> dict[str, Any]:
+    """Does a tenant's own model beat its fallback on the tenant's holdout?"""
+    higher = next((h for m, h in GRADUATION_METRIC.values() if m == metric), True)
+    own = own_metrics.get(metric)
+    out: dict[str, Any] = {"metric": metric, "own": own, "fallback": fallback_value,
+                           "fallback_level": fallback_level}
     if own is None:
         out.update(graduated=False, reason=f"its own {metric} is undefined on its holdout")
-    elif other is None:
-        out.update(graduated=True, reason=f"the fallback's {metric} is undefined on its holdout")
+    elif fallback_value is None:
+        out.update(graduated=True,
+                   reason=f"the {fallback_level} model's {metric} is undefined on its holdout")
     else:
-        better = own > other if higher else own < other
+        better = own > fallback_value if higher else own < fallback_value
         word = "beats" if better else "does not beat"
         out.update(graduated=bool(better),
-                   reason=f"own {metric} {own:.4f} {word} {fallback['level']}'s {other:.4f} on "
-                          "its holdout")
+                   reason=f"own {metric} {own:.4f} {word} {fallback_level}'s "
+                          f"{fallback_value:.4f} on its holdout")
     return out

@@ -221,12 +221,13 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         metrics = evaluation.compute_metrics(task, label, scores, model)
         info.update({k: v for k, v in metrics.items() if isinstance(v, float)})
 
-    graduation = None
-    fallback = (spec.fleet or {}).get("fallback")
-    if fallback:
-        with steps.step("graduate") as info:
-            graduation = fleet.graduate(store, fallback, workflow, task, holdout_df, metrics)
-            info.update(graduated=graduation["graduated"], metric=graduation["metric"])
+    by_tenant = None
+    tenant_column = (spec.fleet or {}).get("tenant_column")
+    if tenant_column and (spec.fleet or {}).get("level") in ("global", "segment"):
+        with steps.step("score_tenants") as info:
+            by_tenant = fleet.per_tenant_metrics(task, holdout_df, request.train.label,
+                                                 tenant_column, scores)
+            info.update(tenants=len(by_tenant))
 
     # Artefacts are written as one atomic folder, after everything else succeeded.
     provenance = {
@@ -278,7 +279,7 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "workflow_class": source["class"],
         "data_digest": fingerprint["digest"],
         "model": model_meta,
-        "graduation": graduation,
+        "by_tenant": by_tenant,
         "request_hash": provenance["request_hash"],
     }
 
