@@ -77,7 +77,8 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
 @click.option("--executor", default=None,
               help="Where jobs run: local (default), ray, kubernetes.")
 @click.option("--ray-address", default=None,
-              help="Ray cluster for --executor ray: auto, or ray://host:port.")
+              help="Ray cluster for --executor ray: auto, HOST:PORT of its head node, or "
+                   "ray://HOST:10001 (Ray Client). --artifacts must reach every node.")
 @click.option("--executor-option", "executor_options", multiple=True,
               help="KEY=VALUE for the executor (e.g. namespace=ml, image=...; repeatable).")
 @click.option("--concurrency", type=int, default=None, help="Jobs at once (default: CPU count).")

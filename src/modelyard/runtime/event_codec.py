@@ -110,9 +110,13 @@ def _build(cls: type[T], obj: dict[str, Any]) -> T:
         raise EventDecodeError(f"cannot rebuild {cls.__name__} from {sorted(obj)}: {exc}") from None
 
 
-@functools.cache
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
 def _hints(cls: type[Any]) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(events))
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls, vars(events))
+    return _HINTS[cls]
 
 
 def _convert(hint: Any, value: Any) -> Any:

@@ -3,7 +3,8 @@
 The worker never touches the job store. It reports a :class:`WorkerStarted`, then a
 :class:`StepStarted`/:class:`StepFinished` pair per step, and ends with exactly one
 :class:`JobFinished` or :class:`JobErrored`. An executor that loses its worker (killed, crashed,
-out of memory) reports a :class:`JobErrored` on its behalf.
+out of memory) reports a :class:`JobErrored` on its behalf. An executor whose worker cannot write
+the job's log file itself (a remote node) sends the worker's output as :class:`LogLines`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,15 @@ class JobErrored:
     exception_info: dict[str, Any]
 
 
-WorkerEvent = WorkerStarted | StepStarted | StepFinished | JobFinished | JobErrored
+@dataclasses.dataclass(frozen=True)
+class LogLines:
+    """Output of a remote worker, to append to the job's log as it is (whole lines)."""
+
+    job_id: str
+    text: str
+
+
+WorkerEvent = WorkerStarted | StepStarted | StepFinished | LogLines | JobFinished | JobErrored
 
 
 def exception_record(exc: BaseException, *, step: str | None = None) -> dict[str, Any]:
