@@ -34,8 +34,15 @@ from modelyard.settings import Settings
 from modelyard.synthetic import example_request, write_payments
 
 START, END = pd.Timestamp("2018-10-01"), pd.Timestamp("2019-01-01")
-PARAMS = {"estimator": "sklearn.tree.DecisionTreeClassifier", "max_depth": 6,
-          "min_samples_leaf": 20}
+MODELS = {
+    # A small boosted model per merchant: what teams typically fit.
+    "hgb": {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier", "max_iter": 30,
+            "max_depth": 4},
+    # The smallest useful model: fits in milliseconds, so fixed per-model costs show most.
+    "tree": {"estimator": "sklearn.tree.DecisionTreeClassifier", "max_depth": 6,
+             "min_samples_leaf": 20},
+}
+PARAMS: dict[str, Any] = dict(MODELS["hgb"])
 
 
 def request(min_rows: int) -> dict[str, Any]:
@@ -100,6 +107,8 @@ def bare(frame: pd.DataFrame, tenants: list[str], cores: int) -> tuple[float, in
     holdout = frame[(frame["created_at"] >= START) & (frame["created_at"] < END)]
     parts = [(train[train["merchant_id"] == t], holdout[holdout["merchant_id"] == t])
              for t in tenants] + [(train, holdout)]
+    # Warm the worker pool first (imports, first fits), as Modelyard's fork server is warm.
+    Parallel(n_jobs=cores)(delayed(workflow.train)(a, b) for a, b in parts[:cores])
     started = time.perf_counter()
     Parallel(n_jobs=cores)(delayed(workflow.train)(a, b) for a, b in parts)
     return time.perf_counter() - started, len(parts)
@@ -130,7 +139,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--merchants", type=int, default=1_000)
     parser.add_argument("--min-rows", type=int, default=500)
+    parser.add_argument("--model", choices=sorted(MODELS), default="hgb")
     args = parser.parse_args()
+    PARAMS.clear()
+    PARAMS.update(MODELS[args.model])
     cores = os.cpu_count() or 1
     home = Path(tempfile.mkdtemp(prefix="modelyard-fleet-"))
     data = write_payments(home / "data" / "payments.parquet", rows=args.rows,
@@ -169,7 +181,10 @@ def main() -> None:
           f"{bare_models} models in {seconds:.2f} s = {bare_models / seconds:.1f} models/s")
     ratio = (models / elapsed) / (bare_models / seconds)
     print(f"modelyard / bare throughput: {ratio:.2f}  (target >= 0.90: "
-          f"{'PASS' if ratio >= 0.9 else 'MISS'})")
+          f"{'PASS' if ratio >= 0.9 else 'MISS'}); model {args.model}: {PARAMS}")
+    overhead = (elapsed - seconds) * cores / models * 1000
+    print(f"  fixed cost per model beyond the fit (read, split, evaluate, store, register): "
+          f"~{overhead:.0f} ms of a core")
     tracked = mlflow_loop(frame, tenants)
     if tracked is None:
         print("mlflow-tracked loop: skipped (mlflow not installed)")

@@ -364,8 +364,16 @@ class Dispatcher:
             workflow_modules=self.settings.workflow_modules,
             log_path=job.log_file,
             memory_limit=self.settings.job_memory_limit,
+            threads=self._threads(job),
             fleet=job.fleet,
         )
+
+    def _threads(self, job: JobRow) -> int:
+        """A job's share of the cores: its resources.num_cpus, else cores / concurrency."""
+        asked = ((job.request.get("resources") or {}).get("num_cpus"))
+        if asked:
+            return max(1, int(asked))
+        return max(1, (os.cpu_count() or 1) // self.settings.concurrency)
 
     def _launch(self, jobs: list[JobRow]) -> None:
         specs = [self._spec(job) for job in jobs]

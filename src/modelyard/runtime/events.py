@@ -25,7 +25,9 @@ class WorkerSpec:
     workflow_modules: tuple[str, ...] = ()
     log_path: str | None = None
     memory_limit: int | None = None
-    # A fleet child: its tenant, level and the fallback model it must beat (see runtime.fleet).
+    # Native threads (OpenMP, BLAS) the job may use; None leaves the libraries' defaults.
+    threads: int | None = None
+    # A fleet child: its tenant, level and what it scores for graduation (see runtime.fleet).
     fleet: dict[str, Any] | None = None
     # Several small jobs run one after another in one worker (fleets pack small tenants).
     pack: tuple[WorkerSpec, ...] = ()

@@ -131,31 +131,35 @@ def _strip(store: ArtifactStore, url: str) -> str:
 
 def per_tenant_metrics(task: Task, holdout_df: Any, label: str, tenant_column: str,
                        scores: Any) -> dict[str, float | None]:
-    """The fallback's graduation metric on each tenant's holdout rows, in one pass.
+    """The fallback's graduation metric on each tenant's holdout rows, in one vectorised pass.
 
     A global or segment model scores every holdout row once; grouping by tenant gives, for each
     tenant, the number its own model must beat, on exactly the rows that model is tested on.
+    ROC AUC per group comes from within-group ranks (the Mann-Whitney form), so a thousand
+    tenants cost one sort rather than a thousand metric calls.
     """
     import pandas as pd
-    from sklearn import metrics as skm
 
     metric, _ = GRADUATION_METRIC[task]
     frame = pd.DataFrame({"tenant": holdout_df[tenant_column].astype(str).to_numpy(),
                           "y": holdout_df[label].to_numpy(),
-                          "s": np.asarray(scores).reshape(len(holdout_df), -1)[:, -1]})
-    out: dict[str, float | None] = {}
-    for tenant, part in frame.groupby("tenant", sort=False):
-        y = part["y"]
-        if metric == "roc_auc":
-            positive = sorted(frame["y"].dropna().unique().tolist())[-1]
-            truth = (y == positive).to_numpy(int)
-            out[str(tenant)] = (float(skm.roc_auc_score(truth, part["s"]))
-                                if len(set(truth.tolist())) == 2 else None)
-        elif metric == "rmse":
-            out[str(tenant)] = float(np.sqrt(np.mean((y.to_numpy(float) - part["s"]) ** 2)))
-        else:
-            out[str(tenant)] = None  # multi-class graduation needs the full probability matrix
-    return out
+                          "s": np.asarray(scores, dtype=float).reshape(len(holdout_df), -1)[:, -1]})
+    if metric == "rmse":
+        err = (frame["y"].astype(float) - frame["s"]) ** 2
+        rmse = np.sqrt(err.groupby(frame["tenant"]).mean())
+        return {str(t): float(v) for t, v in rmse.items()}
+    if metric != "roc_auc":
+        return {}  # multi-class graduation would need the full probability matrix
+    positive = sorted(frame["y"].dropna().unique().tolist())[-1]
+    frame["pos"] = (frame["y"] == positive).astype(float)
+    frame["rank"] = frame.groupby("tenant")["s"].rank(method="average")
+    groups = frame.groupby("tenant")
+    n_pos = groups["pos"].sum()
+    n = groups.size()
+    rank_pos = (frame["rank"] * frame["pos"]).groupby(frame["tenant"]).sum()
+    n_neg = n - n_pos
+    auc = (rank_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return {str(t): (float(v) if n_pos[t] > 0 and n_neg[t] > 0 else None) for t, v in auc.items()}
 
 
 def compare(own_metrics: dict[str, Any], metric: str, fallback_value: float | None,
