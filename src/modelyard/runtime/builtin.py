@@ -161,9 +161,10 @@ class CategoryCodes(BaseEstimator, TransformerMixin):  # type: ignore[misc]
             elif small:
                 out[:, j] = [-1 if _missing(v) else codes.get(str(v), -1) for v in column]
             else:
-                text = column.astype(object).where(column.notna(), None)
-                text = text.map(lambda v: None if v is None else str(v))
-                out[:, j] = pd.Index(self.categories_[c]).get_indexer(text)
+                missing = column.isna().to_numpy()
+                codes_j = pd.Index(self.categories_[c]).get_indexer(column.astype(str))
+                codes_j[missing] = -1
+                out[:, j] = codes_j
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray[Any, Any]:

@@ -105,19 +105,44 @@ def _metrics(
     out["positive_class"] = pos.item() if hasattr(pos, "item") else pos
     out["positive_rate"] = float(y.mean()) if len(y) else None
     out["accuracy"] = float(((p >= 0.5).astype(int) == y).mean())
+    # The binary metrics in numpy: the same numbers as sklearn's (tests check), without its
+    # per-call input checks, which cost more than the metrics on the small holdouts of a fleet.
     if np.all((p >= 0) & (p <= 1)):
+        q = np.clip(p, 1e-15, 1 - 1e-15)
         out["brier"] = float(np.mean((p - y) ** 2))
-        out["log_loss"] = float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        out["log_loss"] = float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
     else:
         out["brier"] = out["log_loss"] = None
         out["notes"].append("scores are not probabilities: brier and log_loss not computed")
     if len(np.unique(y)) == 2:
-        out["roc_auc"] = float(skm.roc_auc_score(y, p))
-        out["pr_auc"] = float(skm.average_precision_score(y, p))
+        out["roc_auc"] = roc_auc(y, p)
+        out["pr_auc"] = average_precision(y, p)
     else:
         out["roc_auc"] = out["pr_auc"] = None
         out["notes"].append("the holdout holds one class only: roc_auc and pr_auc are undefined")
     return out
+
+
+def roc_auc(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties share their average rank)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(p)
+    n_pos = float(y.sum())
+    n_neg = float(len(y) - n_pos)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> float:
+    """Average precision: sum over score thresholds of (recall step) x precision, as sklearn."""
+    order = np.argsort(-p, kind="mergesort")
+    y_sorted, p_sorted = y[order], p[order]
+    last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # end of each tie run
+    tp = np.cumsum(y_sorted)[last]
+    fp = (last + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def scores_tsv(scores: np.ndarray[Any, Any], classes: Any = None) -> bytes:
