@@ -14,7 +14,7 @@ from modelyard.errors import ArtifactError
 from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import JobFinished, WorkerSpec
 from modelyard.runtime.worker import execute
-from modelyard.serving.loading import ModelCache, VersionRef
+from modelyard.serving.loading import RESIDENT_FACTOR, ModelCache, VersionRef
 from modelyard.synthetic import example_request, write_payments
 
 FEATURES = ("charge_amount", "card_age_days", "hour_of_day")
@@ -47,7 +47,7 @@ def _ref(model_id: str, n: int) -> VersionRef:
 def test_lru_stays_within_the_memory_budget(trained: tuple[ArtifactStore, str, list[str]]
                                             ) -> None:
     store, _, ids = trained
-    size = len(store.get_bytes(ids[0]))
+    size = int(len(store.get_bytes(ids[0])) * RESIDENT_FACTOR)  # budgeted as resident size
     cache = ModelCache(store, budget_bytes=int(size * 2.5))
     for n, model_id in enumerate(ids):
         cache.get(_ref(model_id, n))

@@ -28,18 +28,23 @@ class Services:
             self.dispatcher.wake()
 
 
-def services(request: Request) -> Services:
+def app_services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
 
+async def services(request: Request) -> Services:
+    """The app's services (async: FastAPI runs it without a thread hop)."""
+    return app_services(request)
+
+
 def db_session(request: Request) -> Iterator[Session]:
-    with services(request).sessions() as session:
+    with app_services(request).sessions() as session:
         yield session
 
 
-def require_token(request: Request) -> None:
-    token = services(request).settings.token
+async def require_token(request: Request) -> None:
+    token = app_services(request).settings.token
     if not token:
         return
     header = request.headers.get("authorization", "")

@@ -72,7 +72,8 @@ class Workflow:
         """Score rows: one score per row (or one row of class probabilities, for multi-class)."""
         import numpy as np
 
-        x = df[self.features]
+        # Serving builds frames with exactly these columns: skip the copy a selection makes.
+        x = df if list(df.columns) == self.features else df[self.features]
         if hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(x))
             if proba.ndim == 2 and proba.shape[1] == 2:

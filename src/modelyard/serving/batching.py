@@ -21,15 +21,15 @@ Rows = Sequence[dict[str, Any]]
 
 class Batcher:
     def __init__(self, predict: Callable[[pd.DataFrame], np.ndarray[Any, Any]],
-                 columns: Sequence[str], pool: Executor, max_rows: int = 2048) -> None:
+                 columns: Sequence[str], pool: Executor, max_rows: int = 2048,
+                 counters: dict[str, int] | None = None) -> None:
         self._predict = predict
         self._columns = list(columns)
         self._pool = pool
         self._max_rows = max_rows
         self._pending: list[tuple[Rows, asyncio.Future[np.ndarray[Any, Any]]]] = []
         self._running = False
-        self.calls = 0
-        self.rows = 0
+        self.counters = counters if counters is not None else {}
 
     async def predict(self, rows: Rows) -> np.ndarray[Any, Any]:
         loop = asyncio.get_running_loop()
@@ -70,8 +70,8 @@ class Batcher:
     def _run(self, records: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
         frame = pd.DataFrame.from_records(records, columns=self._columns)
         scores = self._predict(frame)
-        self.calls += 1
-        self.rows += len(records)
+        self.counters["predict_calls"] = self.counters.get("predict_calls", 0) + 1
+        self.counters["predicted_rows"] = self.counters.get("predicted_rows", 0) + len(records)
         if len(scores) != len(records):
             raise ValueError(f"predict returned {len(scores)} scores for {len(records)} rows")
         return scores

@@ -44,7 +44,7 @@ class LabelsIn(BaseModel):
     labels: list[Label] = Field(min_length=1)
 
 
-def serving(request: Request) -> ServingService:
+async def serving(request: Request) -> ServingService:
     svc: ServingService = request.app.state.serving
     return svc
 

@@ -50,6 +50,7 @@ class ShadowLog:
         self.label_root = home / "labels"
         self.flush_rows = flush_rows
         self._buffer: list[dict[str, Any]] = []
+        self._tables: list[pa.Table] = []
         self._lock = threading.Lock()
 
     def append(self, records: list[dict[str, Any]]) -> None:
@@ -59,19 +60,33 @@ class ShadowLog:
         if full:
             self.flush()
 
+    def append_columns(self, columns: dict[str, Any]) -> None:
+        """Append records given column-wise (one list or array per schema field)."""
+        table = pa.table({f.name: pa.array(columns[f.name], type=f.type)
+                          for f in SHADOW_SCHEMA})
+        with self._lock:
+            self._tables.append(table)
+            rows = sum(t.num_rows for t in self._tables) + len(self._buffer)
+        if rows >= self.flush_rows:
+            self.flush()
+
     def flush(self) -> int:
         """Write buffered records; return how many."""
         with self._lock:
             records, self._buffer = self._buffer, []
-        if not records:
+            tables, self._tables = self._tables, []
+        if records:
+            tables.append(pa.Table.from_pylist(records, schema=SHADOW_SCHEMA))
+        if not tables:
             return 0
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for r in records:
-            groups.setdefault((r["model_name"], r["at"].date().isoformat()), []).append(r)
-        for (model_name, day), rows in groups.items():
-            table = pa.Table.from_pylist(rows, schema=SHADOW_SCHEMA)
-            write_part(model_dir(self.shadow_root, model_name) / f"date={day}", table)
-        return len(records)
+        table = pa.concat_tables(tables)
+        frame = table.select(["model_name", "at"]).to_pandas()
+        keys = frame["model_name"].astype(str) + "\x00" + frame["at"].dt.strftime("%Y-%m-%d")
+        for key in keys.unique():
+            model_name, day = key.split("\x00")
+            part = table.filter(pa.array((keys == key).to_numpy()))
+            write_part(model_dir(self.shadow_root, model_name) / f"date={day}", part)
+        return int(table.num_rows)
 
     def add_labels(self, model_name: str, labels: list[dict[str, Any]]) -> int:
         at = dt.datetime.now(dt.UTC)
