@@ -249,6 +249,9 @@ def run(home: Path, args: argparse.Namespace) -> None:
 
     big_request = example_request("data/payments.parquet")
     tiny_request = example_request("data/tiny.parquet", custom_params=TINY_PARAMS)
+    if args.threads > 0:  # the same thread budget for Modelyard's worker as for the bare fit
+        for req in (big_request, tiny_request):
+            req["resources"] = {"num_cpus": args.threads}
     bare_out = home / "bare"
     bare_out.mkdir(exist_ok=True)
 

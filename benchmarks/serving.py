@@ -507,10 +507,10 @@ def wait_for_shadows(server: Server, sample: list[dict[str, Any]], shadows: int)
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        before = stats(server)["predicted_rows"]
+        before = stats(server)["shadow_rows"]
         httpx.post(f"{server.url}/predict/{MODEL_NAME}", json={"rows": sample}, timeout=30)
-        time.sleep(0.3)
-        if stats(server)["predicted_rows"] - before == len(sample) * (1 + shadows):
+        time.sleep(0.6)  # the shadow scorer batches every 0.2 s
+        if stats(server)["shadow_rows"] - before == len(sample) * shadows:
             return True
     return False
 
@@ -731,8 +731,9 @@ def run(home: Path, args: argparse.Namespace, gen: LoadGen) -> None:
         cells(my, "modelyard+2 shadows", [(one, 16), (hundred, 16)])
         time.sleep(1.5)  # let the shadow backlog drain before reading the stats
         st = stats(server)
-        print(f"  shadows after the cells: tasks still in flight {st['shadow_tasks_in_flight']},"
-              f" shadow errors {st['shadow_errors']}")
+        print(f"  shadows after the cells: rows scored {st['shadow_rows']:,}, queued "
+              f"{st['shadow_queue']}, dropped (queue full) {st['shadow_dropped']}, errors "
+              f"{st['shadow_errors']}")
     finally:
         server.stop()
 

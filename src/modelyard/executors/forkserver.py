@@ -78,7 +78,9 @@ def serve(socket_path: str) -> None:
     except Exception as exc:  # a failed warm-up only costs speed
         print(f"modelyard fork server: warm-up failed ({exc}); continuing", file=sys.stderr)
         warm = 0.0
-    from modelyard.runtime.worker import process_main
+    from modelyard.runtime.worker import process_main, thread_controller
+
+    thread_controller()  # scan the native libraries once, not in every worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owning server decides when we stop
     sig_r, sig_w = os.pipe()

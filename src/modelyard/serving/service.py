@@ -59,7 +59,7 @@ class ServingService:
         # Cold loads get their own thread, so they never queue ahead of hot predicts.
         self.load_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-load")
         self.shadow_log = ShadowLog(settings.home)
-        self.counters = {"predict_calls": 0, "predicted_rows": 0}
+        self.counters = {"predict_calls": 0, "predicted_rows": 0, "shadow_rows": 0}
         self._last_good: dict[tuple[str, str], VersionRef] = {}
         self._shadow_queue: queue.Queue[_ShadowWork] = queue.Queue(maxsize=SHADOW_QUEUE)
         self._stop = threading.Event()
@@ -189,6 +189,7 @@ class ServingService:
                 log.exception("shadow version %s of %s failed", ref.version, ref.model_name)
                 continue
             sizes = [len(w.rows) for w in works]
+            self.counters["shadow_rows"] = self.counters.get("shadow_rows", 0) + len(records)
             self.shadow_log.append_columns({
                 "request_id": [w.request_id for w, n in zip(works, sizes, strict=True)
                                for _ in range(n)],
