@@ -39,7 +39,7 @@ class ArtifactStore:
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/")
         self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
-        self._local = "file" in _protocols(self.fs)
+        self._local = "file" in protocols(self.fs)
         if self._local:
             os.makedirs(self._root_path, exist_ok=True)
 
@@ -144,6 +144,7 @@ class ArtifactStore:
         return json.loads(self.read_job_file(job_id, name))
 
 
-def _protocols(fs: Any) -> set[str]:
+def protocols(fs: Any) -> set[str]:
+    """The names an fsspec filesystem answers to (``{"file", "local"}`` for a local one)."""
     proto = fs.protocol
     return set(proto) if isinstance(proto, tuple | list) else {proto}

@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 
 from modelyard.errors import DataAccessDenied, DataError
 from modelyard.request.models import Filter, Predicate, TrainRequest
+from modelyard.runtime.artifacts import protocols
 
 _GLOB_CHARS = "*?["
 
@@ -44,13 +45,6 @@ class Source:
     files: list[str]
     fsspec_fs: Any
     base_dir: str | None = None
-
-
-@dataclasses.dataclass
-class Split:
-    train: pa.Table
-    holdout: pa.Table
-    row_counts: dict[str, int]
 
 
 def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
@@ -118,7 +112,7 @@ def _resolve_url(url: str, data_roots: Sequence[str]) -> Source:
         fs, fs_path = fsspec.core.url_to_fs(url)
     except (OSError, ValueError, ImportError) as exc:
         raise DataError(f"cannot open data URL {url}: {exc}") from None
-    local = "file" in _protocols(fs)
+    local = "file" in protocols(fs)
     # '..' (and on a local disk, a symlink) is resolved before comparing whole path segments.
     fs_path = _normalise(fs_path, local)
     roots = [_normalise(fs._strip_protocol(r), local) for r in url_roots]
@@ -143,11 +137,6 @@ def _resolve_url(url: str, data_roots: Sequence[str]) -> Source:
     if local:
         _check_files_inside(url, files, roots)
     return Source(url, pafs.PyFileSystem(pafs.FSSpecHandler(fs)), files, fs, base)
-
-
-def _protocols(fs: Any) -> set[str]:
-    proto = fs.protocol
-    return set(proto) if isinstance(proto, tuple | list) else {proto}
 
 
 def _normalise(path: str, local: bool) -> str:
