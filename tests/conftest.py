@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +147,24 @@ def fraud_request() -> dict[str, object]:
     req["metadata"] = {**req["metadata"], "project": f"test-{uuid.uuid4().hex[:8]}"}  # type: ignore[dict-item]
     req["train"] = {**req["train"], "custom_params": {"max_iter": 30}}  # type: ignore[dict-item]
     return req
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def with_workflow(req: dict[str, object], name: str, **params: object) -> dict[str, object]:

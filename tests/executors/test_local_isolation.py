@@ -3,7 +3,6 @@ affect only that job, and the server stays up."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
@@ -11,28 +10,7 @@ import pytest
 
 from modelyard.client import Client
 from modelyard.errors import Conflict, JobFailed
-from tests.conftest import with_workflow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+from tests.conftest import process_alive, wait_until, with_workflow
 
 
 def _pids(client: Client, job_id: str, what: str) -> list[int]:
@@ -70,13 +48,13 @@ def test_cancel_kills_the_worker_and_its_children(
     client: Client, fraud_request: dict[str, object]
 ) -> None:
     job_id = client.train(with_workflow(fraud_request, "Sleeps", seconds=120, child=True))
-    _wait_until(lambda: len(_pids(client, job_id, "child")) == 1
+    wait_until(lambda: len(_pids(client, job_id, "child")) == 1
                 and len(_pids(client, job_id, "worker")) == 1)
     worker, child = _pids(client, job_id, "worker")[0], _pids(client, job_id, "child")[0]
-    assert _alive(worker) and _alive(child)
+    assert process_alive(worker) and process_alive(child)
     status = client.cancel(job_id)
     assert status["transition"]["job_state"] == "cancelled"
-    _wait_until(lambda: not _alive(worker) and not _alive(child), timeout=10)
+    wait_until(lambda: not process_alive(worker) and not process_alive(child), timeout=10)
     with pytest.raises(JobFailed, match="cancelled"):
         client.wait(job_id, timeout=10)
     with pytest.raises(Conflict, match="already ended"):
@@ -88,7 +66,7 @@ def test_cancel_a_queued_job_before_it_runs(
 ) -> None:
     sleepers = [client.train(with_workflow(fraud_request, "Sleeps", seconds=120))
                 for _ in range(2)]  # the test server has two slots
-    _wait_until(lambda: all(client.status(j)["transition"]["job_state"] == "running"
+    wait_until(lambda: all(client.status(j)["transition"]["job_state"] == "running"
                             for j in sleepers))
     queued = client.train(with_workflow(fraud_request, "Tiny"))
     time.sleep(0.3)
@@ -113,4 +91,4 @@ def test_timeout_kills_a_job_that_runs_too_long(
     assert time.monotonic() - started < 30
     worker = _pids(client, job_id, "worker")
     if worker:
-        _wait_until(lambda: not _alive(worker[0]), timeout=10)
+        wait_until(lambda: not process_alive(worker[0]), timeout=10)

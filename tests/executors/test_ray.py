@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,13 @@ import pytest
 from modelyard.client import Client
 from modelyard.errors import JobFailed
 from modelyard.server import free_port
-from tests.conftest import ServerProcess, start_server, with_workflow
+from tests.conftest import (
+    ServerProcess,
+    process_alive,
+    start_server,
+    wait_until,
+    with_workflow,
+)
 
 if importlib.util.find_spec("ray") is None:
     pytest.skip("ray is not installed (pip install 'modelyard[ray]')", allow_module_level=True)
@@ -112,21 +118,8 @@ def client(ray_server: ServerProcess) -> Iterator[Client]:
         yield c
 
 
-def _wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_job_runs_on_the_worker_node_with_logs_and_artefacts(
@@ -181,10 +174,10 @@ def test_cancel_kills_the_ray_task(client: Client, fraud_request: dict[str, obje
         pids[:] = [int(p) for p in re.findall(r"^(?:worker|child) pid (\d+)$", text, re.M)]
         return len(pids) == 2
 
-    _wait_until(started, timeout=60)
-    assert all(_alive(p) for p in pids)
+    wait_until(started, timeout=60)
+    assert all(process_alive(p) for p in pids)
     assert client.cancel(job_id)["transition"]["job_state"] == "cancelled"
-    _wait_until(lambda: not any(_alive(p) for p in pids), timeout=15)
+    wait_until(lambda: not any(process_alive(p) for p in pids), timeout=15)
     with pytest.raises(JobFailed, match="cancelled"):
         client.wait(job_id, timeout=10)
     # The worker node's only CPU is free again: the next job runs.
