@@ -188,12 +188,9 @@ class Dispatcher:
         """After children ended: start a fleet's next wave, or finish it. Returns the parents."""
         parents = {p for p in store.parents_of(session, sorted(ended)) if p}
         for parent_id in parents:
-            created, finished = fleet.advance(session, parent_id)
-            parent = store.read_job(session, parent_id)
-            if created:
-                _append_log(parent.log_file, f"fleet: {len(created)} tenant models queued")
-            if finished:
-                _append_log(parent.log_file, "fleet: every child has ended")
+            if fleet.advance(session, parent_id):
+                _append_log(store.read_job(session, parent_id).log_file,
+                            "fleet: every child has ended")
         return parents
 
     def _apply_one(self, session: Session, event: WorkerEvent) -> None:

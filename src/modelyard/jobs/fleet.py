@@ -116,18 +116,17 @@ def _tenant_children(session: Session, parent: JobRow, plan: dict[str, Any],
     return created
 
 
-def advance(session: Session, parent_id: str) -> tuple[list[JobRow], bool]:
+def advance(session: Session, parent_id: str) -> bool:
     """Finish a fleet once every child has ended: graduate, route, count. Does not commit.
 
-    Returns the children it created (none; kept for symmetry with retries) and whether the
-    fleet just finished.
+    Returns whether the fleet just finished.
     """
     parent = store.read_job(session, parent_id, fresh=True)
     if parent.kind != "fleet" or not parent.fleet:
-        return [], False
+        return False
     children = children_of(session, parent_id)
     if any(c.state not in {s.value for s in TERMINAL} for c in children):
-        return [], False
+        return False
     _graduate(session, parent, children)
     _record_serving_levels(session, parent, children)
     summary = fleet_summary(session, parent)
@@ -145,7 +144,7 @@ def advance(session: Session, parent_id: str) -> tuple[list[JobRow], bool]:
                              if all_failed else None)
         except Conflict:
             pass
-    return [], True
+    return True
 
 
 def _graduate(session: Session, parent: JobRow, children: list[JobRow]) -> None:
