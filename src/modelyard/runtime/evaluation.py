@@ -115,27 +115,43 @@ def _metrics(
         out["brier"] = out["log_loss"] = None
         out["notes"].append("scores are not probabilities: brier and log_loss not computed")
     if len(np.unique(y)) == 2:
-        out["roc_auc"] = roc_auc(y, p)
-        out["pr_auc"] = average_precision(y, p)
+        order, ranks = ranked(p)  # one sort serves both
+        out["roc_auc"] = roc_auc(y, p, ranks)
+        out["pr_auc"] = average_precision(y, p, order)
     else:
         out["roc_auc"] = out["pr_auc"] = None
         out["notes"].append("the holdout holds one class only: roc_auc and pr_auc are undefined")
     return out
 
 
-def roc_auc(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> float:
-    """ROC AUC as the Mann-Whitney statistic (ties share their average rank)."""
-    from scipy.stats import rankdata
+def ranked(p: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """One stable sort of the scores: the ascending order, and tie-averaged ranks (1-based)."""
+    order = np.argsort(p, kind="mergesort")
+    sorted_p = p[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_p)) + 1]
+    ends = np.r_[starts[1:], len(p)]
+    average = (starts + ends + 1) / 2.0  # the mean of ranks start+1 .. end
+    ranks = np.empty(len(p), dtype=float)
+    ranks[order] = np.repeat(average, ends - starts)
+    return order, ranks
 
-    ranks = rankdata(p)
+
+def roc_auc(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any],
+            ranks: np.ndarray[Any, Any] | None = None) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties share their average rank)."""
+    if ranks is None:
+        ranks = ranked(p)[1]
     n_pos = float(y.sum())
     n_neg = float(len(y) - n_pos)
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def average_precision(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> float:
+def average_precision(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any],
+                      order: np.ndarray[Any, Any] | None = None) -> float:
     """Average precision: sum over score thresholds of (recall step) x precision, as sklearn."""
-    order = np.argsort(-p, kind="mergesort")
+    if order is None:
+        order = np.argsort(p, kind="mergesort")
+    order = order[::-1]  # descending; the order within a tie does not matter below
     y_sorted, p_sorted = y[order], p[order]
     last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # end of each tie run
     tp = np.cumsum(y_sorted)[last]
@@ -151,9 +167,17 @@ def scores_tsv(scores: np.ndarray[Any, Any], classes: Any = None) -> bytes:
     if scores.ndim == 2:
         names = [f"score_{c}" for c in (classes if classes is not None else range(scores.shape[1]))]
         lines = ["\t".join(names)] + ["\t".join(map(_num, row)) for row in scores.tolist()]
-    else:
-        lines = ["score", *map(_num, scores.tolist())]
-    return ("\n".join(lines) + "\n").encode()
+        return ("\n".join(lines) + "\n").encode()
+    # One column: pyarrow's CSV writer (shortest round-trip floats), ~4x faster than formatting
+    # each value in Python on a large holdout.
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(pa.table({"score": scores.astype(float)}), buf,
+                    pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    body: bytes = buf.getvalue().to_pybytes()
+    return b"score\n" + body
 
 
 def labels_tsv(labels: pd.Series) -> bytes:
