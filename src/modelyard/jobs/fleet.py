@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict
 from modelyard.jobs import store
-from modelyard.jobs.states import TERMINAL, JobState
+from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
 from modelyard.registry.tables import FleetTenantRow, VersionRow
@@ -121,12 +121,12 @@ def advance(session: Session, parent_id: str) -> bool:
 
     Returns whether the fleet just finished.
     """
+    if store.count_unfinished_children(session, parent_id):
+        return False  # the common case, answered by one COUNT instead of loading every child
     parent = store.read_job(session, parent_id, fresh=True)
     if parent.kind != "fleet" or not parent.fleet:
         return False
     children = children_of(session, parent_id)
-    if any(c.state not in {s.value for s in TERMINAL} for c in children):
-        return False
     _graduate(session, parent, children)
     _record_serving_levels(session, parent, children)
     summary = fleet_summary(session, parent)

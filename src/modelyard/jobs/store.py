@@ -334,3 +334,10 @@ def claim_small_siblings(session: Session, parent_id: str, limit: int, max_rows:
         total += rows or 0
     session.commit()
     return [read_job(session, j) for j in claimed]
+
+
+def count_unfinished_children(session: Session, parent_id: str) -> int:
+    unfinished = [s.value for s in JobState if not s.terminal]
+    return int(session.scalar(select(func.count()).select_from(JobRow).where(
+        JobRow.parent_id == parent_id, JobRow.state.in_(unfinished))) or 0)
+

@@ -49,6 +49,11 @@ def _read_result(svc: Services, job_id: str) -> ResultResponse:
         )
 
 
+def _has_ended(svc: Services, job_id: str) -> bool:
+    with svc.sessions() as session:
+        return JobState(store.read_job(session, job_id).state).terminal
+
+
 async def _wait_and_read(svc: Services, job_id: str, wait: float,
                          until: str = "change") -> ResultResponse:
     deadline = time.monotonic() + wait
@@ -59,6 +64,8 @@ async def _wait_and_read(svc: Services, job_id: str, wait: float,
             if left <= 0 or not await wait_for(changed, left):
                 break
             changed.clear()
+            if until == "done" and not await run_in_threadpool(_has_ended, svc, job_id):
+                continue  # a step or a child moved; only the end is wanted: skip the full read
             answer = await run_in_threadpool(_read_result, svc, job_id)
             if until == "change":
                 break
