@@ -16,6 +16,7 @@ import pandas as pd
 from modelyard.request.loading import parse_request
 from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.workflow import Workflow, resolve_workflow
+from modelyard.serving.fastpath import accelerate
 
 log = logging.getLogger("modelyard.serving")
 RESIDENT_FACTOR = 3.5
@@ -62,6 +63,9 @@ def load_model(store: ArtifactStore, ref: VersionRef,
     if request is None:
         raise LookupError(f"version {ref.version} of {ref.model_name!r} has no training request")
     cls = resolve_workflow(request.train.workflow_name, workflow_modules)
+    if accelerate(model):
+        log.info("%s v%s: fast categorical path verified and enabled", ref.model_name,
+                 ref.version)
     # Budgeted as resident size: unpickled models take more memory than their bytes (measured
     # about 3.4x for boosted trees).
     return LoadedModel(ref=ref, model=model, workflow=cls(request),
