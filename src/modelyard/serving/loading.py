@@ -20,6 +20,7 @@ from modelyard.serving.fastpath import accelerate
 
 log = logging.getLogger("modelyard.serving")
 RESIDENT_FACTOR = 3.5
+ACCELERATE_AFTER = 3  # predict calls before a model gets its verified fast path
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,14 @@ class LoadedModel:
     workflow: Workflow
     nbytes: int
     batcher: Any = None  # the serving layer's micro-batcher; goes when the model is evicted
+    calls: int = 0
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        self.calls += 1
+        if self.calls == ACCELERATE_AFTER and accelerate(self.model):
+            # Only models that are used: verifying costs a few ms, too much for every cold load.
+            log.info("%s v%s: fast categorical path verified and enabled", self.ref.model_name,
+                     self.ref.version)
         return np.asarray(self.workflow.predict(self.model, frame))
 
 
@@ -63,9 +70,6 @@ def load_model(store: ArtifactStore, ref: VersionRef,
     if request is None:
         raise LookupError(f"version {ref.version} of {ref.model_name!r} has no training request")
     cls = resolve_workflow(request.train.workflow_name, workflow_modules)
-    if accelerate(model):
-        log.info("%s v%s: fast categorical path verified and enabled", ref.model_name,
-                 ref.version)
     # Budgeted as resident size: unpickled models take more memory than their bytes (measured
     # about 3.4x for boosted trees).
     return LoadedModel(ref=ref, model=model, workflow=cls(request),
