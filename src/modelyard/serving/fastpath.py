@@ -3,11 +3,11 @@
 HistGradientBoosting with native categorical features re-encodes its input on every predict
 with an internal ColumnTransformer + OrdinalEncoder. For the one-row calls of online serving
 that costs about 1.3 ms of a 1.6 ms predict (profiled). :func:`accelerate` (called on a served
-model's third predict) swaps it for a numpy look-up over the same fitted categories — but only
-after checking, on probe rows built from every
-known category, unseen values and missing values, that both give identical output. Anything
-unexpected (another sklearn layout, a check that differs) leaves the model untouched: the fast
-path is an optimisation, never a behaviour change. The stored bytes are never modified.
+model's third predict) swaps it for a numpy look-up over the same fitted categories, but only
+after checking, on probe rows built from every known category, unseen values and missing
+values, that both give identical output. Anything unexpected (another sklearn layout, a check
+that differs) leaves the model untouched: the fast path is an optimisation, never a behaviour
+change. The stored bytes are never modified.
 """
 
 from __future__ import annotations
