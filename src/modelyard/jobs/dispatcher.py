@@ -79,6 +79,7 @@ class Dispatcher:
         self.on_change = on_change
         self.host = socket.gethostname()
         self.server_id = f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self._artifacts = ArtifactStore(settings.artifact_root)  # for fleets' partition roots
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._active: dict[str, _Active] = {}
         self._stopping = threading.Event()
@@ -185,8 +186,11 @@ class Dispatcher:
             self.on_change(job_id)
 
     def _advance_fleets(self, session: Session, ended: set[str]) -> set[str]:
-        """After children ended: start a fleet's next wave, or finish it. Returns the parents."""
+        """After children ended: finish their fleets if nothing is left. Returns the parents."""
         parents = {p for p in store.parents_of(session, sorted(ended)) if p}
+        return self._advance_parents(session, parents)
+
+    def _advance_parents(self, session: Session, parents: set[str]) -> set[str]:
         for parent_id in parents:
             if fleet.advance(session, parent_id):
                 _append_log(store.read_job(session, parent_id).log_file,
@@ -271,8 +275,7 @@ class Dispatcher:
         with self.sessions() as session:
             stalled = store.fleets_waiting(session)
             if stalled:
-                touched = self._advance_fleets(session, {
-                    c for p in stalled for c in store.child_ids(session, p)})
+                touched = self._advance_parents(session, set(stalled))
                 session.commit()
                 for job_id in touched:
                     self.on_change(job_id)
@@ -351,8 +354,7 @@ class Dispatcher:
     def _spec(self, job: JobRow) -> WorkerSpec:
         roots = self.settings.data_roots
         if job.parent_id and job.fleet is not None:
-            roots = (*roots, fleet_root(ArtifactStore(self.settings.artifact_root),
-                                        job.parent_id))
+            roots = (*roots, fleet_root(self._artifacts, job.parent_id))
         return WorkerSpec(
             job_id=job.id,
             request=job.request,
