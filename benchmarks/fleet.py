@@ -129,7 +129,7 @@ def mlflow_loop(frame: pd.DataFrame, tenants: list[str]) -> tuple[float, int] | 
         with mlflow.start_run():
             part = train[train["merchant_id"] == tenant]
             model = workflow.train(part, part)
-            mlflow.sklearn.log_model(model, name="model",
+            mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle",
                                      registered_model_name=f"fleet-{tenant}")
     return time.perf_counter() - started, len(tenants)
 

@@ -148,3 +148,25 @@ def test_serving_routes_tenants_to_the_level_the_fleet_chose(
     assert served_by(graduated[0]["tenant"]) == graduated[0]["tenant"]
     assert served_by(by_segment[0]["tenant"]) == f"segment:{by_segment[0]['segment']}"
     assert served_by("a-brand-new-merchant") == "*"
+
+
+def test_global_model_trains_beside_the_plan_and_stops_if_the_plan_fails(
+    server: ServerProcess, client: Client, fraud_request: dict[str, Any]
+) -> None:
+    frame = pd.read_parquet(server.home / "data" / "payments.parquet")
+    frame.loc[frame.index[::50], "merchant_id"] = None  # the plan refuses empty tenant ids
+    name = f"nulls-{uuid.uuid4().hex[:8]}.parquet"
+    frame.to_parquet(server.home / "data" / name)
+    request = with_workflow(fleet_request(fraud_request), "Sleeps", seconds=60)
+    request["tenants"] = fleet_request(fraud_request)["tenants"]
+    request["data"]["features"]["path"] = name
+
+    parent = client.train(request)
+    children = client.jobs(parent_id=parent)["jobs"]  # queued with the plan, not after it
+    assert [(c["kind"], c["tenant"]) for c in children] == [("global", "*")]
+    answer = client.wait(parent, timeout=120, raise_on_failure=False)
+    assert answer["status"]["transition"]["job_state"] == "failed"
+    assert "empty values" in answer["exception_info"]["message"]
+    glob = client.wait(children[0]["job_id"], timeout=60, raise_on_failure=False)
+    assert glob["status"]["transition"]["job_state"] == "cancelled"
+    assert f"its fleet {parent} failed" in glob["status"]["transition"]["reason"]

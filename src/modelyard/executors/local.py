@@ -138,7 +138,7 @@ class LocalExecutor:
         try:
             while pending:
                 try:
-                    event = receiver.recv()
+                    received = receiver.recv()  # an event, or a packed worker's list of them
                 except (EOFError, OSError):
                     break
                 except Exception as exc:  # an event that cannot be unpickled
@@ -148,9 +148,10 @@ class LocalExecutor:
                             f"worker: {exc}", "traceback": None, "step": None}))
                     pending.clear()
                     break
-                on_event(event)
-                if isinstance(event, JobFinished | JobErrored):
-                    pending.discard(event.job_id)
+                for event in received if isinstance(received, list) else [received]:
+                    on_event(event)
+                    if isinstance(event, JobFinished | JobErrored):
+                        pending.discard(event.job_id)
         finally:
             receiver.close()
             exitcode = forkserver.read_exit_code(sock)

@@ -1,8 +1,10 @@
 """Fleets in the job store: a parent job, its children, and how the fleet advances.
 
-1. The parent runs a *plan* (runtime.fleet.plan): one scan, one parquet file per tenant.
-2. All children at once: the global model, one per segment, one per qualifying tenant. The
-   global and segment children also score their holdout per tenant.
+1. At submission the parent and the global model are queued together: the parent runs a
+   *plan* (runtime.fleet.plan: one scan, one parquet file per tenant) while the global model
+   trains on the source data.
+2. When the plan is done: one child per segment and one per qualifying tenant. The global and
+   segment children also score their holdout per tenant.
 3. When every child has ended, each tenant's model graduates if it beats its fallback on its
    own holdout (then it goes to production), each tenant's serving level (its own model, its
    segment's, or the global one) is recorded with the reason, and the parent succeeds.
@@ -50,22 +52,29 @@ def latest_by_key(children: list[JobRow]) -> dict[tuple[str, str], JobRow]:
     return out
 
 
-def _child_request(parent: JobRow, path: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
+def _child_request(parent: JobRow, path: str | None,
+                   extra_filters: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The parent's request for one child: no tenants block, the tenant (and segment) column
+    among the features, and either the tenant's partition (``path``, no filters: the plan
+    applied them) or the parent's data with its filters plus ``extra_filters``."""
     request = copy.deepcopy(parent.request)
     tenants = request.pop("tenants", None) or {}
     names = request["data"]["features"]["names"]
     for column in (tenants.get("column"), tenants.get("segment_column")):
         if column and column not in names:
             names.append(column)  # fallbacks score per tenant (and segment)
-    request["data"]["features"]["path"] = path
-    request["filters"] = filters
+    if path is not None:
+        request["data"]["features"]["path"] = path
+        request["filters"] = []
+    else:
+        request["filters"] = [*request.get("filters", []), *(extra_filters or [])]
     return request
 
 
-def _create_child(session: Session, parent: JobRow, *, kind: str, tenant: str, path: str,
-                  filters: list[dict[str, Any]], rows: int | None,
-                  fleet: dict[str, Any]) -> JobRow:
-    request = parse_request(_child_request(parent, path, filters))
+def _create_child(session: Session, parent: JobRow, *, kind: str, tenant: str,
+                  path: str | None, rows: int | None, fleet: dict[str, Any],
+                  extra_filters: list[dict[str, Any]] | None = None) -> JobRow:
+    request = parse_request(_child_request(parent, path, extra_filters))
     return store.create_job(
         session, request, executor=parent.executor, logs_dir=Path(parent.log_file or ".").parent,
         kind=kind, parent_id=parent.id, tenant=tenant, rows=rows,
@@ -73,25 +82,35 @@ def _create_child(session: Session, parent: JobRow, *, kind: str, tenant: str, p
     )
 
 
-def start_fleet(session: Session, parent: JobRow, plan: dict[str, Any]) -> list[JobRow]:
-    """The plan is done: store it and queue every child at once (does not commit).
+def queue_global(session: Session, parent: JobRow) -> JobRow | None:
+    """At submission: queue the fleet's global model beside its plan (does not commit).
 
-    The global model is queued first: it is the longest, and runs beside the tenants' packs.
+    The global model reads the source data with the fleet's filters, as a plain job would, so
+    it needs nothing from the plan and trains while the plan partitions: the longest fit of
+    the fleet starts at once instead of after the scan.
+    """
+    spec = (parent.request or {}).get("tenants") or {}
+    if not spec.get("global_model", True):
+        return None
+    return _create_child(session, parent, kind="global", tenant=GLOBAL_TENANT, path=None,
+                         rows=None, fleet={"tenant_column": spec["column"]})
+
+
+def start_fleet(session: Session, parent: JobRow, plan: dict[str, Any]) -> list[JobRow]:
+    """The plan is done: store it and queue the segments' and tenants' models (does not commit).
+
+    Segment models read the source data with the fleet's filters and their segment's; tenant
+    models read their own partition.
     """
     parent.fleet = plan
     column = plan["column"]
     created: list[JobRow] = []
-    if plan["global_model"]:
-        created.append(_create_child(session, parent, kind="global", tenant=GLOBAL_TENANT,
-                                     path=plan["all_path"], filters=[], rows=None,
-                                     fleet={"tenant_column": column}))
     for segment in plan["segments"]:
         created.append(_create_child(
-            session, parent, kind="segment", tenant=segment_tenant(segment),
-            path=plan["all_path"], rows=None,
-            fleet={"segment": segment, "tenant_column": column},
-            filters=[{"feature_name": plan["segment_column"], "predicate": "Equals",
-                      "feature_value": {"string_val": segment}}]))
+            session, parent, kind="segment", tenant=segment_tenant(segment), path=None,
+            rows=None, fleet={"segment": segment, "tenant_column": column},
+            extra_filters=[{"feature_name": plan["segment_column"], "predicate": "Equals",
+                            "feature_value": {"string_val": segment}}]))
     created += _tenant_children(session, parent, plan)
     store.transition_fields(session, parent.id, current_step="children")
     return created
@@ -111,7 +130,7 @@ def _tenant_children(session: Session, parent: JobRow, plan: dict[str, Any],
             continue
         created.append(_create_child(
             session, parent, kind="tenant", tenant=entry["tenant"], path=entry["path"],
-            filters=[], rows=entry["train_rows"] + entry["holdout_rows"],
+            rows=entry["train_rows"] + entry["holdout_rows"],
             fleet={"segment": entry.get("segment")}))
     return created
 
@@ -153,11 +172,13 @@ def _graduate(session: Session, parent: JobRow, children: list[JobRow]) -> None:
     from modelyard.runtime.fleet import GRADUATION_METRIC, compare
 
     fallbacks = _fallbacks(children)
-    for child in latest_by_key(children).values():
-        if child.kind != "tenant" or child.state != JobState.succeeded.value:
-            continue
-        if (child.fleet or {}).get("graduation") is not None:
-            continue  # decided when it ran (a retry keeps earlier decisions of others)
+    undecided = [c for c in latest_by_key(children).values()
+                 if c.kind == "tenant" and c.state == JobState.succeeded.value
+                 # decided when it ran (a retry keeps earlier decisions of others)
+                 and (c.fleet or {}).get("graduation") is None]
+    versions = {v.job_id: v for v in session.scalars(select(VersionRow).where(
+        VersionRow.job_id.in_([c.id for c in undecided])))} if undecided else {}
+    for child in undecided:
         metrics = (child.result or {}).get("metrics") or {}
         metric = GRADUATION_METRIC.get(str(metrics.get("task")), ("roc_auc", True))[0]
         segment = (child.fleet or {}).get("segment")
@@ -174,7 +195,7 @@ def _graduate(session: Session, parent: JobRow, children: list[JobRow]) -> None:
                                  fallback.kind)
             graduation["fallback_job_id"] = fallback.id
         child.fleet = {**(child.fleet or {}), "graduation": graduation}
-        version = session.scalar(select(VersionRow).where(VersionRow.job_id == child.id))
+        version = versions.get(child.id)
         if graduation["graduated"] and version is not None and (
                 version.stage != Stage.production.value):
             registry.promote(session, version, actor="fleet",
@@ -188,6 +209,8 @@ def _record_serving_levels(session: Session, parent: JobRow, children: list[JobR
     fallbacks = _fallbacks(children)
     at = store.now()
     model_name = parent.model_name
+    rows = {r.tenant: r for r in session.scalars(  # one query, not one per tenant
+        select(FleetTenantRow).where(FleetTenantRow.model_name == model_name)).all()}
     for entry in plan.get("tenants", []):
         tenant = entry["tenant"]
         segment = entry.get("segment")
@@ -210,7 +233,7 @@ def _record_serving_levels(session: Session, parent: JobRow, children: list[JobR
                 level, reason = "global", f"{reason}; served by the global model"
             else:
                 level, reason = "none", f"{reason}; no fallback model succeeded"
-        row = session.get(FleetTenantRow, (model_name, tenant))
+        row = rows.get(tenant)
         if row is None:
             row = FleetTenantRow(model_name=model_name, tenant=tenant)
             session.add(row)

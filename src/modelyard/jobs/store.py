@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict, NotFound
@@ -193,15 +193,25 @@ def cancel_job(session: Session, job_id: str, reason: str) -> JobRow:
         raise Conflict(f"job {job_id} has already ended ({job.state}); nothing to cancel")
     transition(session, job_id, JobState.cancelled, reason)
     if job.kind == "fleet":  # a fleet's children go with it
-        for child_id in child_ids(session, job_id):
-            try:
-                transition(session, child_id, JobState.cancelled, f"its fleet {job_id} was "
-                                                                   "cancelled")
-            except Conflict:
-                continue  # already ended
+        cancel_children(session, job_id, f"its fleet {job_id} was cancelled")
     session.commit()
     session.refresh(job)
     return job
+
+
+def cancel_children(session: Session, parent_id: str, reason: str) -> list[str]:
+    """Cancel the children of a fleet that have not ended (does not commit); returns them.
+
+    Their workers are stopped by the dispatcher, which sees the state change.
+    """
+    cancelled = []
+    for child_id in child_ids(session, parent_id):
+        try:
+            transition(session, child_id, JobState.cancelled, reason)
+        except Conflict:
+            continue  # already ended
+        cancelled.append(child_id)
+    return cancelled
 
 
 def claim_jobs(session: Session, limit: int, *, server_id: str) -> list[JobRow]:
@@ -248,25 +258,24 @@ def set_worker(session: Session, job_id: str, *, pid: int, host: str) -> None:
     )
 
 
-def start_step(session: Session, job_id: str, name: str, started_at: dt.datetime) -> None:
-    session.execute(
-        update(JobRow)
-        .where(JobRow.id == job_id, JobRow.state == JobState.running.value)
-        .values(current_step=name, updated_at=now())
-    )
+def record_steps(session: Session, finished: list[dict[str, Any]],
+                 current: dict[str, str]) -> None:
+    """Store finished steps (StepRow column values) in one statement, and each job's current step.
 
-
-def finish_step(
-    session: Session,
-    job_id: str,
-    name: str,
-    started_at: dt.datetime,
-    duration_s: float,
-    info: dict[str, Any],
-) -> None:
-    session.add(StepRow(job_id=job_id, name=name, started_at=started_at, duration_s=duration_s,
-                        info=info))
-    session.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=now()))
+    Every job touched gets its ``updated_at`` bumped, as :func:`snapshot_job` relies on.
+    """
+    at = now()
+    if finished:
+        session.execute(insert(StepRow), finished)
+    for job_id, name in current.items():
+        session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.state == JobState.running.value)
+            .values(current_step=name, updated_at=at)
+        )
+    rest = sorted({f["job_id"] for f in finished} - set(current))
+    if rest:
+        session.execute(update(JobRow).where(JobRow.id.in_(rest)).values(updated_at=at))
 
 
 def transitions_of(session: Session, job_id: str) -> list[TransitionRow]:

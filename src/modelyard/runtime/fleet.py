@@ -45,13 +45,13 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
     if spec is None:
         raise DataError("not a fleet request: it has no tenants block")
     column = spec.column
+    if table[column].null_count:
+        raise DataError(f"tenants.column {column!r} has {table[column].null_count:,} empty "
+                        f"values; filter them out (predicate IsNotNull on {column!r})")
     tenant_col = pc.cast(table[column], pa.string())
     table = table.set_column(table.schema.get_field_index(column), column, tenant_col)
     table = table.take(pc.sort_indices(table[column]))
     tenants = table[column].to_numpy(zero_copy_only=False)
-    if len(tenants) and any(t is None for t in tenants[:1]):
-        raise DataError(f"tenants.column {column!r} has empty values; filter them out "
-                        f"(predicate IsNotNull on {column!r})")
     starts = np.flatnonzero(np.r_[True, tenants[1:] != tenants[:-1]]) if len(tenants) else (
         np.array([], dtype=int))
     ends = np.r_[starts[1:], len(tenants)]
@@ -96,14 +96,10 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
         missing = sorted(wanted - {e["tenant"] for e in out})
         out += [{"tenant": t, "rows": 0, "train_rows": 0, "holdout_rows": 0, "qualifies": False,
                  "reason": "no rows for this tenant after the filters"} for t in missing]
-    everything = f"{_strip(store, root)}/all.parquet"
-    with fs.open(everything, "wb") as fh:
-        pq.write_table(table, fh, row_group_size=128 * 1024)
     seg_names = sorted({e["segment"] for e in out if e.get("segment")}) if segments is not None \
         else []
     return {
         "root": root,
-        "all_path": store.url(everything),
         "column": column,
         "segment_column": spec.segment_column,
         "global_model": spec.global_model,

@@ -322,8 +322,9 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
     done = threading.Event()
     _watch_server(conn, done)
 
-    def report(event: WorkerEvent) -> None:
-        conn.send(event)
+    report: Report = conn.send
+    if spec.pack:
+        report = _Batched(conn.send)
 
     if spec.threads:
         # Jobs share the machine: N concurrent jobs each spinning up every core's worth of
@@ -339,6 +340,31 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         conn.close()
+
+
+class _Batched:
+    """A packed worker's reports, sent a job's worth at a time.
+
+    Packed jobs are small and report a dozen events within milliseconds; sending each on its
+    own made the server apply them one by one. Events go in one message when a job ends, or
+    once the oldest waiting one is a quarter of a second old (so slower jobs still show steps).
+    """
+
+    MAX_DELAY_S = 0.25
+
+    def __init__(self, send: Callable[[Any], None]) -> None:
+        self.send = send
+        self.waiting: list[WorkerEvent] = []
+        self.since = 0.0
+
+    def __call__(self, event: WorkerEvent) -> None:
+        if not self.waiting:
+            self.since = time.monotonic()
+        self.waiting.append(event)
+        if isinstance(event, JobFinished | JobErrored) or (
+                time.monotonic() - self.since >= self.MAX_DELAY_S):
+            self.send(self.waiting)
+            self.waiting = []
 
 
 _controller: Any = None

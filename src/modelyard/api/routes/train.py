@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.api.deps import Services, db_session, require_token, services
 from modelyard.api.schemas import TrainResponse
-from modelyard.jobs import store
+from modelyard.jobs import fleet, store
 from modelyard.request.models import TrainRequest
 
 router = APIRouter(tags=["train"], dependencies=[Depends(require_token)])
@@ -22,8 +22,10 @@ def train(
     session: Annotated[Session, Depends(db_session)],
 ) -> TrainResponse:
     """Queue a training job; poll ``/job/{id}/status`` or long-poll with ``?wait=SECONDS``."""
-    job = store.create_job(
-        session, request, executor=svc.settings.executor, logs_dir=svc.settings.logs_dir
-    )
+    job = store.create_job(session, request, executor=svc.settings.executor,
+                           logs_dir=svc.settings.logs_dir, commit=False)
+    if job.kind == "fleet":
+        fleet.queue_global(session, job)
+    session.commit()
     svc.wake_dispatcher()
     return TrainResponse(job_id=job.id)
