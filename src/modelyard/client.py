@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -214,17 +214,42 @@ class Client:
         return dict(self._call("PUT", f"/models/{model_name}/policy", json=body).json())
 
     def export(self, model_name: str, version: int, dest: str | Path, *,
-               tenant: str = "*") -> Path:
-        """Download a version as a self-contained folder under ``dest``; return the folder."""
+               tenant: str = "*", format: Literal["folder", "mlflow"] = "folder") -> Path:
+        """Download a version under ``dest`` as a folder that loads without Modelyard running.
+
+        Args:
+            model_name: the registered model.
+            version: its version number.
+            dest: the parent folder; the export is ``dest/NAME-vVERSION``.
+            tenant: the version's tenant, default the global model.
+            format: ``"folder"`` (``predict.py`` and the model, needs only its
+                ``requirements.txt``) or ``"mlflow"`` (an MLflow pyfunc model for
+                ``mlflow.pyfunc.load_model``; needs ``pip install 'modelyard[mlflow]'`` here,
+                not on the server: the folder is converted locally).
+
+        Returns:
+            The export folder.
+        """
         import io
         import tarfile
+        import tempfile
 
+        if format not in ("folder", "mlflow"):
+            raise RequestError(f"format must be 'folder' or 'mlflow', got {format!r} instead")
+        if format == "mlflow":
+            from modelyard.serving.mlflow_model import import_mlflow, save_mlflow_model
+
+            import_mlflow()  # fail before the download when mlflow is missing
         data = self._call("GET", f"/models/{model_name}/versions/{version}/export",
                           params={"tenant": tenant}).content
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(dest, filter="data")
             top = tar.getnames()[0].split("/")[0]
-        return dest / top
+            if format == "folder":
+                tar.extractall(dest, filter="data")
+                return dest / top
+            with tempfile.TemporaryDirectory() as tmp:
+                tar.extractall(tmp, filter="data")
+                return save_mlflow_model(Path(tmp) / top, dest / top)
 

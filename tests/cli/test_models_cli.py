@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -47,3 +50,34 @@ def test_registry_from_the_command_line(server: ServerProcess, client: Client,
     assert '"auto_promote": true' in policy and '"min_improvement": 0.002' in policy
     exported = run("export", name, "1", str(tmp_path / "out"))
     assert "exported to" in exported and (tmp_path / "out").is_dir()
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_export_in_mlflow_format_from_the_command_line(
+    server: ServerProcess, client: Client, fraud_request: dict[str, Any], tmp_path: Path
+) -> None:
+    pytest.importorskip("mlflow")
+    request = copy.deepcopy(fraud_request)
+    name = f"cli-mlflow-{uuid.uuid4().hex[:8]}"
+    request["metadata"]["model_name"] = name
+    client.wait(client.train(with_workflow(request, "sklearn", max_iter=5)), 120)
+    out = modelyard("models", "export", name, "1", str(tmp_path / "out"), "--format", "mlflow",
+                    url=server.url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    folder = tmp_path / "out" / f"{name}-v1"
+    assert f"exported to {folder} (mlflow.pyfunc.load_model('{folder}'))" in out.stdout
+    assert (folder / "MLmodel").is_file() and not (folder / "predict.py").exists()
+
+
+def test_mlflow_export_without_mlflow_says_how_to_install_it(tmp_path: Path) -> None:
+    # A real interpreter where mlflow cannot be imported, and no server: the check comes first.
+    code = ("import sys; sys.modules['mlflow'] = None; from modelyard.cli.main import main; "
+            "sys.argv = ['modelyard', *sys.argv[1:]]; main()")
+    out = subprocess.run(
+        [sys.executable, "-c", code, "models", "export", "any", "1", str(tmp_path / "out"),
+         "--format", "mlflow"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "200", "MODELYARD_URL": "http://127.0.0.1:9"})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "exporting in MLflow format needs mlflow: pip install 'modelyard[mlflow]'" in out.stdout
+    assert not (tmp_path / "out").exists()

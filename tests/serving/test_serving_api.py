@@ -217,6 +217,50 @@ def test_export_loads_and_predicts_without_modelyard_running(
     assert tampered.returncode != 0 and "it was altered" in tampered.stderr
 
 
+def test_mlflow_export_loads_without_modelyard_and_scores_like_the_registered_version(
+    server: ServerProcess, client: Client, model: dict[str, Any], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("mlflow")
+    from modelyard.errors import Conflict
+
+    folder = client.export(model["name"], 1, tmp_path / "mlflow", format="mlflow")
+    assert (folder / "MLmodel").is_file() and (folder / "code" / "modelyard_pyfunc.py").is_file()
+    assert "scikit-learn==" in (folder / "requirements.txt").read_text().lower()
+    rows = pd.DataFrame(_rows(server, 25, seed=3))  # the label column too: extra columns pass
+    rows.to_parquet(tmp_path / "rows.parquet")
+    # A fresh interpreter: MLflow's loader and the loader module copied into the model; of
+    # Modelyard only what model.pkl itself references (the built-in workflow's encoder).
+    code = ("import json, sys, mlflow.pyfunc, pandas as pd\n"
+            "m = mlflow.pyfunc.load_model(sys.argv[1])\n"
+            "print(json.dumps([float(s) for s in m.predict(pd.read_parquet(sys.argv[2]))]))\n"
+            "print(json.dumps(m.metadata.get_input_schema().to_dict()))\n"
+            "print(json.dumps(sorted(k for k in sys.modules if k.startswith('modelyard'))))\n")
+    run = subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "rows.parquet")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=90)
+    assert run.returncode == 0, run.stderr
+    scores, schema, modules = (json.loads(line) for line in run.stdout.splitlines()[-3:])
+    served = _predict(server.url, model["name"], rows.to_dict("records")).json()["scores"]
+    np.testing.assert_allclose(scores, served, rtol=1e-9, atol=1e-9)
+    assert {c["name"]: c["type"] for c in schema} == {
+        "charge_type": "string", "charge_amount": "double", "charge_country": "string",
+        "card_age_days": "long", "hour_of_day": "long"}
+    assert "modelyard_pyfunc" in modules  # the loader copied into the model, not ours
+    assert "modelyard.serving.mlflow_model" not in modules and "modelyard.api" not in modules
+
+    with pytest.raises(Conflict, match="already exists and is not empty"):
+        client.export(model["name"], 1, tmp_path / "mlflow", format="mlflow")
+    pkl = folder / "data" / "export" / "model.pkl"
+    pkl.write_bytes(pkl.read_bytes()[:-1] + b"x")
+    import mlflow.pyfunc
+
+    with pytest.raises(ValueError, match="it was altered"):
+        mlflow.pyfunc.load_model(str(folder))
+
+
 def test_a_serving_replica_serves_what_the_training_server_promotes(
     server: ServerProcess, client: Client, model: dict[str, Any]
 ) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from modelyard.client import Client
+from modelyard.errors import ModelyardError
 
 console = Console(soft_wrap=True)
 url_option = click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
@@ -170,13 +173,27 @@ def policy(model_name: str, auto_promote: bool | None, metric: str | None,
 @click.argument("model_name")
 @click.argument("version", type=int)
 @click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["folder", "mlflow"]), default="folder",
+              show_default=True,
+              help="folder: predict.py and the model; mlflow: an MLflow pyfunc model "
+                   "(needs pip install 'modelyard[mlflow]' here, not on the server).")
 @tenant_option
 @url_option
-def export(model_name: str, version: int, dest: str, tenant: str, url: str | None) -> None:
+def export(model_name: str, version: int, dest: str, fmt: str, tenant: str,
+           url: str | None) -> None:
     """Write a version as a folder that loads without Modelyard running."""
-    with Client(url) as client:
-        folder = client.export(model_name, version, dest, tenant=tenant)
-    console.print(f"exported to {folder} (python {folder}/predict.py rows.parquet)")
+    try:
+        with Client(url) as client:
+            folder = client.export(model_name, version, dest, tenant=tenant,
+                                   format="mlflow" if fmt == "mlflow" else "folder")
+    except ModelyardError as exc:
+        # Printed here, escaped: main() prints errors as rich markup, which would swallow the
+        # "[mlflow]" of "pip install 'modelyard[mlflow]'".
+        console.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    how = (f"mlflow.pyfunc.load_model('{folder}')" if fmt == "mlflow"
+           else f"python {folder}/predict.py rows.parquet")
+    console.print(f"exported to {folder} ({how})", highlight=False)
 
 
 def _fmt(value: Any, sign: bool = False) -> str:

@@ -3,7 +3,8 @@
 ::
 
     model.pkl          the model bytes, exactly as registered (their sha256 is the model id)
-    model.json         id, version, stage, features, label, task, workflow, holdout metrics
+    model.json         id, version, stage, features (with their training data types), label,
+                       task, workflow, holdout metrics
     request.json       the train request that produced it
     requirements.txt   the distributions the pickle references, pinned to the training versions
     predict.py         load() verifies the hash and unpickles; predict(frame) scores rows
@@ -97,13 +98,18 @@ def pickle_requirements(data: bytes) -> list[str]:
 def export_files(store: ArtifactStore, version: VersionRow) -> dict[str, bytes]:
     """The export folder's files for ``version`` (the model bytes verified on the way)."""
     data = store.get_bytes(version.model_id)
-    request: dict[str, Any] = {}
+    provenance: dict[str, Any] = {}
     if version.job_id:
-        request = store.read_job_json(version.job_id, "provenance.json")["request"]
+        provenance = store.read_job_json(version.job_id, "provenance.json")
+    request = provenance.get("request", {})
+    schema = provenance.get("data", {}).get("schema", {})
+    features = version.model_meta.get("features", [])
     meta = {
         "model_name": version.model_name, "tenant": version.tenant, "version": version.version,
         "stage": version.stage, "model_id": version.model_id, "job_id": version.job_id,
         **version.model_meta, "metrics": version.metrics,
+        # Arrow type names in the training data; the MLflow signature is built from them.
+        "feature_types": {name: schema[name] for name in features if name in schema},
         "exported_at": dt.datetime.now(dt.UTC).isoformat(),
         "exported_by": f"modelyard {__version__}",
     }
