@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from modelyard import __version__
@@ -243,10 +244,11 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except JobFailed as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         sys.exit(1)
     except ModelyardError as exc:
-        console.print(f"[red]error[/]: {exc}", highlight=False)
+        # Escaped: messages carry brackets, e.g. "pip install 'modelyard[postgres]'".
+        console.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from modelyard.client import Client
-from modelyard.errors import ModelyardError
 
 console = Console(soft_wrap=True)
 url_option = click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
@@ -182,15 +179,9 @@ def policy(model_name: str, auto_promote: bool | None, metric: str | None,
 def export(model_name: str, version: int, dest: str, fmt: str, tenant: str,
            url: str | None) -> None:
     """Write a version as a folder that loads without Modelyard running."""
-    try:
-        with Client(url) as client:
-            folder = client.export(model_name, version, dest, tenant=tenant,
-                                   format="mlflow" if fmt == "mlflow" else "folder")
-    except ModelyardError as exc:
-        # Printed here, escaped: main() prints errors as rich markup, which would swallow the
-        # "[mlflow]" of "pip install 'modelyard[mlflow]'".
-        console.print(f"[red]error[/]: {escape(str(exc))}", highlight=False)
-        sys.exit(2)
+    with Client(url) as client:
+        folder = client.export(model_name, version, dest, tenant=tenant,
+                               format="mlflow" if fmt == "mlflow" else "folder")
     how = (f"mlflow.pyfunc.load_model('{folder}')" if fmt == "mlflow"
            else f"python {folder}/predict.py rows.parquet")
     console.print(f"exported to {folder} ({how})", highlight=False)

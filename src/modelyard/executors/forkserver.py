@@ -18,6 +18,7 @@ The server exits when its standard input closes, i.e. when the process that star
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pickle
@@ -81,6 +82,10 @@ def serve(socket_path: str) -> None:
     from modelyard.runtime.worker import process_main, thread_controller
 
     thread_controller()  # scan the native libraries once, not in every worker
+    # Keep the garbage collector's hands off everything imported so far: a collection in a
+    # worker would otherwise write to every object's header and copy each page on write.
+    gc.collect()
+    gc.freeze()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owning server decides when we stop
     sig_r, sig_w = os.pipe()

@@ -125,7 +125,8 @@ def _fallbacks(children: list[JobRow]) -> dict[str, JobRow]:
 def _tenant_children(session: Session, parent: JobRow, plan: dict[str, Any],
                      only: set[str] | None = None) -> list[JobRow]:
     created = []
-    for entry in plan["tenants"]:
+    # Largest first: the long fits start early and small ones fill the gaps at the end.
+    for entry in sorted(plan["tenants"], key=lambda t: -t["rows"]):
         if not entry["qualifies"] or (only is not None and entry["tenant"] not in only):
             continue
         created.append(_create_child(
