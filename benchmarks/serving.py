@@ -254,15 +254,39 @@ class Server:
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: workers it may have left
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the server has used: all its threads and its live child processes (the
+        shadow scorer, the training fork server), so work moved to a helper still counts."""
+        total = 0
+        for pid in _process_tree(self.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+
+def _process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -298,7 +322,8 @@ def mlflow_server(home: Path, port: int, model: Any, env: dict[str, str]) -> Ser
 
     path = home / "mlflow-model"
     try:
-        mlflow.sklearn.save_model(model, str(path), pyfunc_predict_fn="predict_proba")
+        mlflow.sklearn.save_model(model, str(path), pyfunc_predict_fn="predict_proba",
+                                  serialization_format="cloudpickle")
     except TypeError:  # an mlflow without pyfunc_predict_fn: it will serve predict()
         mlflow.sklearn.save_model(model, str(path))
     exe = shutil.which("mlflow")
@@ -664,7 +689,8 @@ def run(home: Path, args: argparse.Namespace, gen: LoadGen) -> None:
     threads = args.threads if args.threads > 0 else "library default"
     print(f"OpenMP/BLAS threads in the servers: {threads}")
     print(f"cells: {args.warmup:g} s warm-up + {args.duration:g} s measured, closed loop over "
-          "loopback; srv cpu, cli cpu, others = % of one core used by the server, the load "
+          "loopback; srv cpu, cli cpu, others = % of one core used by the server (with its "
+          "child processes, e.g. the shadow scorer), the load "
           "generator, and every other process on the machine (cells with others above ~20% are "
           "disturbed); ms/req = server CPU per request")
 

@@ -6,11 +6,12 @@ import pickle
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modelyard.request import parse_request
 from modelyard.runtime.builtin import SklearnWorkflow
-from modelyard.serving.fastpath import accelerate
+from modelyard.serving.fastpath import accelerate, records_predictor
 from modelyard.synthetic import example_request, payments_table
 
 
@@ -39,3 +40,52 @@ def test_other_models_are_left_untouched(estimator: str) -> None:
     before = pickle.dumps(model)
     assert not accelerate(model)
     assert pickle.dumps(model) == before
+
+
+def _frame_predict(workflow: SklearnWorkflow, model: Any) -> Any:
+    return lambda frame: workflow.predict(model, frame)
+
+
+def test_rows_scored_without_a_dataframe_match_the_workflow_exactly() -> None:
+    model, workflow, frame = _fit(max_iter=20)
+    features = workflow.features
+    sample = frame[features].head(3).to_dict("records")
+    fast = records_predictor(workflow, model, features, _frame_predict(workflow, model), sample)
+    assert fast is not None
+    rows = frame[features].sample(300, random_state=1).to_dict("records")
+    rows[0]["charge_type"] = "never seen"
+    rows[1]["charge_country"] = None
+    rows[2]["charge_amount"] = None
+    rows[3]["charge_amount"] = "12.5"  # numbers sent as text parse as in pandas
+    rows[4]["card_age_days"] = "not a number"
+    for batch in (rows[:1], rows[1:2], rows[:5], rows):  # one row, and the large-batch path
+        expected = workflow.predict(model, pd.DataFrame.from_records(batch, columns=features))
+        np.testing.assert_array_equal(fast(batch), expected)
+
+
+def test_one_hot_pipelines_keep_the_dataframe_path() -> None:
+    model, workflow, frame = _fit(estimator="sklearn.ensemble.RandomForestClassifier",
+                                  n_estimators=5)
+    sample = frame[workflow.features].head(3).to_dict("records")
+    assert records_predictor(workflow, model, workflow.features,
+                             _frame_predict(workflow, model), sample) is None
+
+
+def test_a_workflow_with_its_own_predict_keeps_the_dataframe_path() -> None:
+    model, _, frame = _fit(max_iter=5)
+
+    class Custom(SklearnWorkflow):
+        def predict(self, model: Any, df: pd.DataFrame) -> Any:
+            return super().predict(model, df) * 0.5
+
+    custom = Custom(parse_request(example_request("p.parquet", custom_params={})))
+    sample = frame[custom.features].head(3).to_dict("records")
+    assert records_predictor(custom, model, custom.features,
+                             _frame_predict(custom, model), sample) is None
+
+
+def test_a_fast_path_that_disagrees_is_not_used() -> None:
+    model, workflow, frame = _fit(max_iter=5)
+    sample = frame[workflow.features].head(3).to_dict("records")
+    shifted = lambda f: workflow.predict(model, f) + 1e-12  # noqa: E731
+    assert records_predictor(workflow, model, workflow.features, shifted, sample) is None

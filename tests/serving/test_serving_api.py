@@ -5,7 +5,9 @@ computation, and refusal of a model whose bytes do not match its id."""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import signal
 import threading
 import uuid
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from modelyard.client import Client
-from tests.conftest import ServerProcess, with_workflow
+from tests.conftest import ServerProcess, wait_until, with_workflow
 
 FEATURES = ["charge_type", "charge_amount", "charge_country", "card_age_days", "hour_of_day"]
 
@@ -300,3 +302,29 @@ def test_a_serving_replica_serves_what_the_training_server_promotes(
     finally:
         os.killpg(replica.pid, signal.SIGTERM)
         replica.wait(timeout=20)
+
+
+def test_shadows_score_in_a_process_of_their_own_that_may_crash(
+        server: ServerProcess, client: Client, model: dict[str, Any]) -> None:
+    name = model["name"]
+    client.set_stage(name, 2, "shadow", actor="kelley", reason="try it on live traffic")
+    rows = _rows(server, 20, seed=5)
+    assert _predict(server.url, name, rows).status_code == 200
+    httpx.get(f"{server.url}/models/{name}/shadow-report")  # drains the scorer
+    before = httpx.get(f"{server.url}/serving/stats").json()
+    scorer = before["shadow_scorer_pid"]
+    assert server.process is not None
+    assert scorer not in (None, server.process.pid) and before["shadow_rows"] >= 20
+
+    os.kill(scorer, signal.SIGKILL)  # as a shadow model that segfaults would
+    answers = [_predict(server.url, name, rows) for _ in range(20)]  # serving never notices
+    assert all(a.status_code == 200 and a.json()["version"] == 1 for a in answers)
+
+    def restarted() -> bool:
+        stats = httpx.get(f"{server.url}/serving/stats").json()
+        return bool(stats["shadow_scorer_restarts"] == 1 and stats["shadow_scorer_pid"] != scorer)
+
+    wait_until(restarted, timeout=30)
+    assert _predict(server.url, name, rows).status_code == 200
+    report = httpx.get(f"{server.url}/models/{name}/shadow-report").json()
+    assert report["shadows"][0]["rows"] > 20  # the new scorer logs again

@@ -14,17 +14,14 @@ from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 Rows = Sequence[dict[str, Any]]
 
 
 class Batcher:
-    def __init__(self, predict: Callable[[pd.DataFrame], np.ndarray[Any, Any]],
-                 columns: Sequence[str], pool: Executor, max_rows: int = 2048,
-                 counters: dict[str, int] | None = None) -> None:
+    def __init__(self, predict: Callable[[Rows], np.ndarray[Any, Any]], pool: Executor,
+                 max_rows: int = 2048, counters: dict[str, int] | None = None) -> None:
         self._predict = predict
-        self._columns = list(columns)
         self._pool = pool
         self._max_rows = max_rows
         self._pending: list[tuple[Rows, asyncio.Future[np.ndarray[Any, Any]]]] = []
@@ -68,8 +65,7 @@ class Batcher:
             self._running = False
 
     def _run(self, records: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
-        frame = pd.DataFrame.from_records(records, columns=self._columns)
-        scores = self._predict(frame)
+        scores = self._predict(records)
         self.counters["predict_calls"] = self.counters.get("predict_calls", 0) + 1
         self.counters["predicted_rows"] = self.counters.get("predicted_rows", 0) + len(records)
         if len(scores) != len(records):
@@ -81,8 +77,8 @@ _controller: Any = None
 _controller_modules = 0
 
 
-def single_threaded(predict: Callable[[pd.DataFrame], np.ndarray[Any, Any]]
-                    ) -> Callable[[pd.DataFrame], np.ndarray[Any, Any]]:
+def single_threaded(predict: Callable[[Rows], np.ndarray[Any, Any]]
+                    ) -> Callable[[Rows], np.ndarray[Any, Any]]:
     """Run ``predict`` with OpenMP/BLAS limited to one thread.
 
     Starting a parallel region for a batch of a few rows costs more than the work (measured on
@@ -95,13 +91,13 @@ def single_threaded(predict: Callable[[pd.DataFrame], np.ndarray[Any, Any]]
 
     from threadpoolctl import ThreadpoolController
 
-    def run(frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    def run(rows: Rows) -> np.ndarray[Any, Any]:
         global _controller, _controller_modules
         if _controller is None or len(sys.modules) != _controller_modules:
             _controller = ThreadpoolController()  # rescan: a model may have loaded a library
             _controller_modules = len(sys.modules)
         with _controller.limit(limits=1):
-            return predict(frame)
+            return predict(rows)
 
     return run
 

@@ -16,7 +16,7 @@ import pandas as pd
 from modelyard.request.loading import parse_request
 from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.workflow import Workflow, resolve_workflow
-from modelyard.serving.fastpath import accelerate
+from modelyard.serving.fastpath import Records, RecordsPredict, accelerate, records_predictor
 
 log = logging.getLogger("modelyard.serving")
 RESIDENT_FACTOR = 3.5
@@ -43,14 +43,33 @@ class LoadedModel:
     nbytes: int
     batcher: Any = None  # the serving layer's micro-batcher; goes when the model is evicted
     calls: int = 0
+    fast: RecordsPredict | None = None
+    accelerated: bool = False  # fast paths tried (once)
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    def predict(self, records: Records) -> np.ndarray[Any, Any]:
+        """Scores of rows given as mappings with (at least) the model's features."""
         self.calls += 1
-        if self.calls == ACCELERATE_AFTER and accelerate(self.model):
+        if self.fast is not None:
+            return self.fast(records)
+        if self.calls >= ACCELERATE_AFTER and not self.accelerated:
             # Only models that are used: verifying costs a few ms, too much for every cold load.
-            log.info("%s v%s: fast categorical path verified and enabled", self.ref.model_name,
-                     self.ref.version)
+            self.accelerated = True
+            self._accelerate(records)
+            if self.fast is not None:
+                return self.fast(records)
+        return self.predict_frame(pd.DataFrame.from_records(records, columns=self.ref.features))
+
+    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
         return np.asarray(self.workflow.predict(self.model, frame))
+
+    def _accelerate(self, records: Records) -> None:
+        name = f"{self.ref.model_name} v{self.ref.version}"
+        if accelerate(self.model):
+            log.info("%s: fast categorical path verified and enabled", name)
+        self.fast = records_predictor(self.workflow, self.model, self.ref.features,
+                                      self.predict_frame, records)
+        if self.fast is not None:
+            log.info("%s: rows scored without a DataFrame (verified equal)", name)
 
 
 def load_model(store: ArtifactStore, ref: VersionRef,

@@ -73,8 +73,7 @@ async def report(model_name: str, svc: Serving,
                  threshold: Annotated[float, Query(gt=0, lt=1)] = 0.5,
                  tenant: str | None = None) -> dict[str, Any]:
     """Shadow versus production on the same traffic: correlation, agreement, shift, AUCs."""
-    await svc.drain()
-    await run_in_threadpool(svc.shadow_log.flush)
+    await svc.drain()  # scored and written, so the report sees every request so far
     return await run_in_threadpool(shadow_report, svc.settings.home, model_name, threshold,
                                    tenant)
 

@@ -4,19 +4,14 @@ score shadow versions off the request path."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-import queue
 import random
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.errors import ArtifactError, ModelyardError, NotFound, RequestError
@@ -24,28 +19,17 @@ from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.serving.batching import Batcher, Rows, single_threaded
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.routing import Router
+from modelyard.serving.shadow import ShadowScorer, ShadowWork
 from modelyard.serving.shadow_log import ShadowLog
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.serving")
-SHADOW_QUEUE = 10_000  # pending requests for shadow scoring before new ones are dropped
-SHADOW_WAIT_S = 0.2  # how long the shadow scorer lets a batch gather
-SHADOW_MAX_ITEMS = 2_048
 
 
 class ModelUnavailable(ModelyardError):
     """The production model cannot be loaded and no earlier one is loaded to fall back on."""
 
     status_code = 503
-
-
-@dataclass
-class _ShadowWork:
-    request_id: str
-    production: VersionRef
-    shadows: list[VersionRef]
-    rows: Rows
-    scores: np.ndarray[Any, Any]
 
 
 class ServingService:
@@ -58,34 +42,21 @@ class ServingService:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelyard-predict")
         # Cold loads get their own thread, so they never queue ahead of hot predicts.
         self.load_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-load")
-        self.shadow_log = ShadowLog(settings.home)
-        self.counters = {"predict_calls": 0, "predicted_rows": 0, "shadow_rows": 0}
+        self.shadow_log = ShadowLog(settings.home)  # labels; shadow scores come from the scorer
+        self.shadows = ShadowScorer(settings.home, settings.artifact_root,
+                                    settings.serving_memory_budget, settings.workflow_modules)
+        self.counters = {"predict_calls": 0, "predicted_rows": 0}
         self._last_good: dict[tuple[str, str], VersionRef] = {}
-        self._shadow_queue: queue.Queue[_ShadowWork] = queue.Queue(maxsize=SHADOW_QUEUE)
-        self._stop = threading.Event()
-        self.shadow_errors = 0
-        self.shadow_dropped = 0
 
     def start(self) -> None:
         self.router.start()
-        threading.Thread(target=self._flush_loop, name="modelyard-shadow-flush",
-                         daemon=True).start()
-        threading.Thread(target=self._shadow_loop, name="modelyard-shadow",
-                         daemon=True).start()
+        self.shadows.start()
 
     def stop(self) -> None:
-        self._stop.set()
         self.router.stop()
-        self.shadow_log.flush()
+        self.shadows.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.load_pool.shutdown(wait=False, cancel_futures=True)
-
-    def _flush_loop(self) -> None:
-        while not self._stop.wait(1.0):
-            try:
-                self.shadow_log.flush()
-            except Exception:
-                log.exception("shadow log flush failed; will retry")
 
     async def _load(self, ref: VersionRef) -> LoadedModel:
         cached = self.cache.peek(ref.model_id)  # the fast path, no thread hop
@@ -96,8 +67,8 @@ class ServingService:
 
     def _batcher(self, loaded: LoadedModel) -> Batcher:
         if loaded.batcher is None:
-            loaded.batcher = Batcher(single_threaded(loaded.predict), loaded.ref.features,
-                                     self.pool, counters=self.counters)
+            loaded.batcher = Batcher(single_threaded(loaded.predict), self.pool,
+                                     counters=self.counters)
         batcher: Batcher = loaded.batcher
         return batcher
 
@@ -122,17 +93,15 @@ class ServingService:
                 raise ModelUnavailable(f"version {route.production.version} of {model_name!r} "
                                        f"cannot be served: {exc}") from None
             loaded = await self._load(previous)  # verified again if it had been evicted
-        _check_rows(rows, loaded.ref.features)
+        check_rows(rows, loaded.ref.features)
         scores = await self._batcher(loaded).predict(rows)
         request_id = uuid.uuid4().hex
         shadows = [s for s in route.shadows if s.model_id != loaded.ref.model_id]
         if shadows and (self.settings.shadow_sample >= 1.0
                         or random.random() < self.settings.shadow_sample):
-            try:  # off the request path: the scorer thread batches across requests
-                self._shadow_queue.put_nowait(
-                    _ShadowWork(request_id, loaded.ref, shadows, rows, scores))
-            except queue.Full:
-                self.shadow_dropped += 1
+            # Off the request path: the scorer process batches across requests.
+            self.shadows.submit(ShadowWork(request_id, time.time(), loaded.ref, tuple(shadows),
+                                           list(rows), scores))
         return {
             "request_id": request_id,
             "model_name": model_name,
@@ -143,70 +112,9 @@ class ServingService:
             "scores": scores.tolist(),
         }
 
-    def _shadow_loop(self) -> None:
-        """Score queued shadow work in large batches, every so often, on one thread.
-
-        Coalescing many requests into one predict call per shadow keeps the shadows' cost a
-        small fraction of serving; when the queue is full new work is dropped and counted,
-        never the requests.
-        """
-        while not self._stop.is_set():
-            try:
-                first = self._shadow_queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            time.sleep(SHADOW_WAIT_S)  # let a batch gather
-            batch = [first]
-            while len(batch) < SHADOW_MAX_ITEMS:
-                try:
-                    batch.append(self._shadow_queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._score_shadows(batch)
-            except Exception:
-                self.shadow_errors += 1
-                log.exception("shadow scoring failed")
-            finally:
-                for _ in batch:
-                    self._shadow_queue.task_done()
-
-    def _score_shadows(self, batch: list[_ShadowWork]) -> None:
-        at = dt.datetime.now(dt.UTC)
-        by_shadow: dict[VersionRef, list[_ShadowWork]] = {}
-        for work in batch:
-            for ref in work.shadows:
-                by_shadow.setdefault(ref, []).append(work)
-        for ref, works in by_shadow.items():
-            try:
-                loaded = self.cache.get(ref)
-                records = [row for w in works for row in w.rows]
-                _check_rows(records, loaded.ref.features)
-                frame = pd.DataFrame.from_records(records, columns=list(loaded.ref.features))
-                shadow_scores = np.asarray(single_threaded(loaded.predict)(frame))
-            except Exception:
-                self.shadow_errors += 1
-                log.exception("shadow version %s of %s failed", ref.version, ref.model_name)
-                continue
-            sizes = [len(w.rows) for w in works]
-            self.counters["shadow_rows"] = self.counters.get("shadow_rows", 0) + len(records)
-            self.shadow_log.append_columns({
-                "request_id": [w.request_id for w, n in zip(works, sizes, strict=True)
-                               for _ in range(n)],
-                "row": [i for n in sizes for i in range(n)],
-                "at": [at] * len(records),
-                "model_name": [ref.model_name] * len(records),
-                "tenant": [ref.tenant] * len(records),
-                "production_version": [w.production.version for w, n in
-                                       zip(works, sizes, strict=True) for _ in range(n)],
-                "production_score": np.concatenate([_last_column(w.scores) for w in works]),
-                "shadow_version": [ref.version] * len(records),
-                "shadow_score": _last_column(shadow_scores),
-            })
-
     async def drain(self) -> None:
-        """Wait until queued shadow work is scored (tests, reports, shutdown)."""
-        await asyncio.get_running_loop().run_in_executor(None, self._shadow_queue.join)
+        """Wait until queued shadow work is scored and logged (tests, reports, shutdown)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.shadows.drain)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -217,20 +125,23 @@ class ServingService:
             "loads": self.cache.loads,
             "evictions": self.cache.evictions,
             **self.counters,
-            "shadow_queue": self._shadow_queue.qsize(),
-            "shadow_errors": self.shadow_errors,
-            "shadow_dropped": self.shadow_dropped,
+            "shadow_rows": self.shadows.rows_scored,
+            "shadow_queue": self.shadows.queued_rows,
+            "shadow_errors": self.shadows.errors,
+            "shadow_dropped": self.shadows.dropped,
+            "shadow_scorer_pid": self.shadows.pid,
+            "shadow_scorer_restarts": self.shadows.restarts,
         }
 
 
-def _last_column(scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def last_column(scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """One score per row: the positive class of a probability matrix, else the scores."""
     arr = np.asarray(scores, dtype=float)
     column: np.ndarray[Any, Any] = arr.reshape(len(arr), -1)[:, -1]
     return column
 
 
-def _check_rows(rows: Rows, features: tuple[str, ...]) -> None:
+def check_rows(rows: Rows, features: tuple[str, ...]) -> None:
     for i, row in enumerate(rows):
         missing = [f for f in features if f not in row]
         if missing:

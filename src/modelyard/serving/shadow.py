@@ -1,0 +1,296 @@
+"""Shadow scoring in a process of its own, beside the serving process.
+
+Shadows triple the model work of every request they score. Done in the serving process they
+compete with requests for its one interpreter (measured: two shadows cost 45% of throughput on
+100-row requests); in a process of their own they use another core, and a shadow model that
+crashes or leaks cannot take serving down with it.
+
+The serving process only appends each request's rows and production scores to a list (no
+copy, no encoding); a sender thread ships the list every :data:`SEND_EVERY_S` as one pickled
+message. The scorer process groups the rows by shadow version, scores each group with one
+predict call, appends the scores to the shadow log and acknowledges the message; a lost scorer
+is restarted and its unacknowledged work counted as dropped.
+
+Protocol (pickled tuples over pipes, see :func:`main`)::
+
+    serving -> scorer:  ("config", settings fields) once, then ("score", seq, [work, ...])
+                        and ("flush", seq) (write buffered records to the log, then ack)
+    scorer -> serving:  ("done", seq, rows scored, errors)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard.serving.loading import VersionRef
+
+log = logging.getLogger("modelyard.serving")
+SEND_EVERY_S = 0.1  # how long shadow work gathers before it is shipped as one message
+MAX_PENDING_ROWS = 200_000  # rows waiting for the scorer before new work is dropped
+FLUSH_EVERY_S = 1.0  # the scorer writes its buffered shadow records this often
+
+
+@dataclasses.dataclass(frozen=True)
+class ShadowWork:
+    """One request's rows, as production scored them, for its shadow versions to score."""
+
+    request_id: str
+    at: float  # when production answered (unix seconds)
+    production: VersionRef
+    shadows: tuple[VersionRef, ...]
+    rows: list[dict[str, Any]]
+    scores: np.ndarray[Any, Any]
+
+
+class ShadowScorer:
+    """The serving side: queue work, ship it, count what the scorer process did."""
+
+    def __init__(self, home: Path, artifact_root: str, budget_bytes: int,
+                 workflow_modules: tuple[str, ...]) -> None:
+        self.config = {"home": str(home), "artifact_root": artifact_root,
+                       "budget_bytes": budget_bytes, "workflow_modules": workflow_modules}
+        self.rows_scored = 0
+        self.errors = 0
+        self.dropped = 0
+        self.restarts = 0
+        self._pending: list[ShadowWork] = []
+        self._pending_rows = 0
+        self._in_flight: dict[int, int] = {}  # seq -> rows shipped, until acknowledged
+        self._seq = 0
+        self._acked = 0
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._to: Connection | None = None
+        self._send_lock = threading.Lock()
+
+    # -- serving side ---------------------------------------------------------------------------
+
+    def submit(self, work: ShadowWork) -> None:
+        """Queue a request for its shadows (never blocks; drops and counts when backed up)."""
+        with self._cond:
+            if self._pending_rows + sum(self._in_flight.values()) >= MAX_PENDING_ROWS:
+                self.dropped += len(work.rows)
+                return
+            self._pending.append(work)
+            self._pending_rows += len(work.rows)
+
+    @property
+    def pid(self) -> int | None:
+        """The scorer process's pid (None before it started)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def queued_rows(self) -> int:
+        with self._cond:
+            return self._pending_rows + sum(self._in_flight.values())
+
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._send_loop, name="modelyard-shadow-send",
+                         daemon=True).start()
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Ship what is queued, have the scorer write its log, and wait for it (reports, tests,
+        shutdown). Returns whether it finished within ``timeout``."""
+        seq = self._ship(flush=True)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._acked < seq:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        proc, to = self._proc, self._to
+        if to is not None:
+            to.close()  # the scorer flushes its log and exits at end of input
+        if proc is not None:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+        read_back, write_back = os.pipe()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelyard.serving.shadow", str(write_back)],
+            stdin=subprocess.PIPE, pass_fds=(write_back,), env=env)
+        os.close(write_back)
+        assert proc.stdin is not None
+        to = Connection(os.dup(proc.stdin.fileno()), readable=False)
+        proc.stdin.close()
+        to.send(("config", self.config))
+        self._proc, self._to = proc, to
+        threading.Thread(target=self._read_loop, args=(proc, Connection(read_back,
+                                                                        writable=False)),
+                         name="modelyard-shadow-acks", daemon=True).start()
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(SEND_EVERY_S)
+            self._wake.clear()
+            if self._pending:
+                self._ship(flush=False)
+
+    def _ship(self, *, flush: bool) -> int:
+        """Send the pending work (and a flush request); returns the last sequence number."""
+        with self._send_lock:
+            with self._cond:
+                batch, self._pending = self._pending, []
+                rows, self._pending_rows = self._pending_rows, 0
+            messages: list[tuple[Any, ...]] = []
+            with self._cond:
+                if batch:
+                    self._seq += 1
+                    self._in_flight[self._seq] = rows
+                    messages.append(("score", self._seq, batch))
+                if flush:
+                    self._seq += 1
+                    self._in_flight[self._seq] = 0
+                    messages.append(("flush", self._seq))
+                seq = self._seq
+            try:
+                for message in messages:
+                    assert self._to is not None
+                    self._to.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+            except (OSError, ValueError, AssertionError):
+                log.warning("shadow scorer unavailable; %d queued rows dropped", rows)
+                self._lost({m[1] for m in messages})
+            return seq
+
+    def _read_loop(self, proc: subprocess.Popen[bytes], acks: Connection) -> None:
+        try:
+            while True:
+                _, seq, rows, errors = acks.recv()
+                with self._cond:
+                    self._in_flight.pop(seq, None)
+                    self._acked = max(self._acked, seq)
+                    self.rows_scored += rows
+                    self.errors += errors
+                    self._cond.notify_all()
+        except (EOFError, OSError):
+            pass
+        finally:
+            acks.close()
+        code = proc.wait()
+        if self._stop.is_set():
+            return
+        log.error("the shadow scorer exited (code %s); restarting it", code)
+        with self._cond:
+            self._lost(set(self._in_flight))
+            self.restarts += 1
+        time.sleep(min(5.0, 0.5 * self.restarts))
+        if not self._stop.is_set():
+            self._spawn()
+
+    def _lost(self, seqs: set[int]) -> None:
+        with self._cond:
+            for seq in seqs:
+                self.dropped += self._in_flight.pop(seq, 0)
+                self._acked = max(self._acked, seq)
+            self._cond.notify_all()
+
+
+# -- the scorer process -----------------------------------------------------------------------
+
+
+def score(cache: Any, shadow_log: Any, batch: list[ShadowWork]) -> tuple[int, int]:
+    """Score each shadow version's rows with one predict call; log them beside production's.
+
+    Returns (rows scored, shadow versions that failed).
+    """
+    from modelyard.serving.batching import single_threaded
+    from modelyard.serving.service import check_rows, last_column
+
+    by_shadow: dict[VersionRef, list[ShadowWork]] = {}
+    for work in batch:
+        for ref in work.shadows:
+            by_shadow.setdefault(ref, []).append(work)
+    scored = errors = 0
+    for ref, works in by_shadow.items():
+        records = [row for w in works for row in w.rows]
+        try:
+            loaded = cache.get(ref)
+            check_rows(records, loaded.ref.features)
+            shadow_scores = np.asarray(single_threaded(loaded.predict)(records))
+        except Exception:
+            errors += 1
+            log.exception("shadow version %s of %s failed", ref.version, ref.model_name)
+            continue
+        sizes = [len(w.rows) for w in works]
+        shadow_log.append_columns({
+            "request_id": np.repeat([w.request_id for w in works], sizes),
+            "row": np.concatenate([np.arange(n) for n in sizes]),
+            "at": np.repeat([dt.datetime.fromtimestamp(w.at, dt.UTC) for w in works], sizes),
+            "model_name": [ref.model_name] * len(records),
+            "tenant": [ref.tenant] * len(records),
+            "production_version": np.repeat([w.production.version for w in works], sizes),
+            "production_score": np.concatenate([last_column(w.scores) for w in works]),
+            "shadow_version": [ref.version] * len(records),
+            "shadow_score": last_column(shadow_scores),
+        })
+        scored += len(records)
+    return scored, errors
+
+
+def main(ack_fd: int) -> None:
+    from modelyard.runtime.artifacts import ArtifactStore
+    from modelyard.serving.loading import ModelCache
+    from modelyard.serving.shadow_log import ShadowLog
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s modelyard.shadow: %(message)s")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not reach a pipe
+    inbox = Connection(os.dup(0), writable=False)
+    acks = Connection(ack_fd, readable=False)
+    _, config = inbox.recv()
+    cache = ModelCache(ArtifactStore(config["artifact_root"]), config["budget_bytes"],
+                       tuple(config["workflow_modules"]))
+    shadow_log = ShadowLog(Path(config["home"]))
+    flushed = time.monotonic()
+    try:
+        while True:
+            if inbox.poll(FLUSH_EVERY_S):
+                try:
+                    message = inbox.recv()
+                except EOFError:
+                    break
+                if message[0] == "score":
+                    rows, errors = score(cache, shadow_log, message[2])
+                    acks.send(("done", message[1], rows, errors))
+                else:
+                    shadow_log.flush()
+                    flushed = time.monotonic()
+                    acks.send(("done", message[1], 0, 0))
+            if time.monotonic() - flushed >= FLUSH_EVERY_S:
+                shadow_log.flush()
+                flushed = time.monotonic()
+    finally:
+        shadow_log.flush()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
