@@ -177,11 +177,16 @@ class CategoryCodes(BaseEstimator, TransformerMixin):  # type: ignore[misc]
         out = np.empty((len(records), len(self.features)), dtype=np.float64)
         for j, c in enumerate(self.features):
             codes = self.codes_.get(c)
+            values = [r[c] for r in records]
             if codes is not None:
-                out[:, j] = [-1 if _missing(v := r[c]) else codes.get(str(v), -1)
-                             for r in records]
+                get = codes.get
+                out[:, j] = [get(v, -1) if type(v) is str
+                             else -1 if _missing(v) else get(str(v), -1) for v in values]
                 continue
-            out[:, j] = [_number(r[c]) for r in records]
+            try:  # numbers, None (missing) and numeric text, converted by numpy at C speed
+                out[:, j] = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                out[:, j] = [_number(v) for v in values]
             if c in self.medians_:
                 column = out[:, j]
                 column[np.isnan(column)] = self.medians_[c]
@@ -196,7 +201,7 @@ def _number(value: Any) -> float:
         return float("nan")
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return float("nan")
 
 

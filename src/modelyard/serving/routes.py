@@ -54,11 +54,15 @@ Serving = Annotated[ServingService, Depends(serving)]
 
 
 @router.post("/predict/{model_name}", response_model=PredictResponse)
-async def predict(model_name: str, body: PredictRequest, svc: Serving) -> JSONResponse:
+async def predict(model_name: str, body: PredictRequest, svc: Serving,
+                  request: Request) -> JSONResponse:
     """Score rows with the tenant's production model (the global one for cold-start tenants);
     shadow versions score the same rows off the request path."""
     # Built by us, so no response-model validation on the hot path (the schema is documented).
-    return JSONResponse(await svc.predict(model_name, body.tenant, body.rows))
+    # The raw body (already read, so no copy) is what shadows get: the scorer process parses
+    # it again rather than this process pickling the rows for it.
+    return JSONResponse(await svc.predict(model_name, body.tenant, body.rows,
+                                          body_json=await request.body()))
 
 
 @router.post("/labels")

@@ -72,9 +72,11 @@ class ServingService:
         batcher: Batcher = loaded.batcher
         return batcher
 
-    async def predict(self, model_name: str, tenant: str | None, rows: Rows) -> dict[str, Any]:
+    async def predict(self, model_name: str, tenant: str | None, rows: Rows,
+                      body_json: bytes | None = None) -> dict[str, Any]:
         """Score ``rows`` with the tenant's production model (else its segment's, else the
-        global one)."""
+        global one). ``body_json``, the request body the rows were parsed from, if given,
+        is what goes to the shadow scorer."""
         try:
             route, answered = self.router.resolve(model_name, tenant)
         except NotFound:  # maybe promoted a moment ago: look at the registry once more
@@ -96,12 +98,13 @@ class ServingService:
         check_rows(rows, loaded.ref.features)
         scores = await self._batcher(loaded).predict(rows)
         request_id = uuid.uuid4().hex
+        listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)
         shadows = [s for s in route.shadows if s.model_id != loaded.ref.model_id]
         if shadows and (self.settings.shadow_sample >= 1.0
                         or random.random() < self.settings.shadow_sample):
             # Off the request path: the scorer process batches across requests.
             self.shadows.submit(ShadowWork(request_id, time.time(), loaded.ref, tuple(shadows),
-                                           list(rows), scores))
+                                           body_json or list(rows), listed))
         return {
             "request_id": request_id,
             "model_name": model_name,
@@ -109,7 +112,7 @@ class ServingService:
             "served_by_tenant": answered,
             "version": loaded.ref.version,
             "model_id": loaded.ref.model_id,
-            "scores": scores.tolist(),
+            "scores": listed,
         }
 
     async def drain(self) -> None:
@@ -134,7 +137,7 @@ class ServingService:
         }
 
 
-def last_column(scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def last_column(scores: Any) -> np.ndarray[Any, Any]:
     """One score per row: the positive class of a probability matrix, else the scores."""
     arr = np.asarray(scores, dtype=float)
     column: np.ndarray[Any, Any] = arr.reshape(len(arr), -1)[:, -1]
@@ -142,8 +145,9 @@ def last_column(scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 
 def check_rows(rows: Rows, features: tuple[str, ...]) -> None:
+    needed = set(features)
     for i, row in enumerate(rows):
-        missing = [f for f in features if f not in row]
-        if missing:
+        if not needed <= row.keys():
+            missing = [f for f in features if f not in row]
             raise RequestError(f"rows.{i}: missing feature column {missing[0]!r} (the model "
                                f"needs: {', '.join(features)})")

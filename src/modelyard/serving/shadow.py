@@ -21,7 +21,7 @@ Protocol (pickled tuples over pipes, see :func:`main`)::
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import json
 import logging
 import os
 import pickle
@@ -34,13 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from modelyard.serving.loading import VersionRef
 
 log = logging.getLogger("modelyard.serving")
-SEND_EVERY_S = 0.1  # how long shadow work gathers before it is shipped as one message
+SEND_EVERY_S = 0.2  # how long shadow work gathers before it is shipped as one message
 MAX_PENDING_ROWS = 200_000  # rows waiting for the scorer before new work is dropped
 FLUSH_EVERY_S = 1.0  # the scorer writes its buffered shadow records this often
+SCORER_NICE = 10  # the scorer's CPU priority below serving's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +53,14 @@ class ShadowWork:
     at: float  # when production answered (unix seconds)
     production: VersionRef
     shadows: tuple[VersionRef, ...]
-    rows: list[dict[str, Any]]
-    scores: np.ndarray[Any, Any]
+    rows: list[dict[str, Any]] | bytes  # the rows, or the JSON request body with "rows"
+    scores: list[Any]  # production's, one per row (or per row a list of class probabilities)
+
+    def records(self) -> list[dict[str, Any]]:
+        if isinstance(self.rows, bytes):
+            rows: list[dict[str, Any]] = json.loads(self.rows)["rows"]
+            return rows
+        return self.rows
 
 
 class ShadowScorer:
@@ -83,11 +91,12 @@ class ShadowScorer:
     def submit(self, work: ShadowWork) -> None:
         """Queue a request for its shadows (never blocks; drops and counts when backed up)."""
         with self._cond:
+            rows = len(work.scores)
             if self._pending_rows + sum(self._in_flight.values()) >= MAX_PENDING_ROWS:
-                self.dropped += len(work.rows)
+                self.dropped += rows
                 return
             self._pending.append(work)
-            self._pending_rows += len(work.rows)
+            self._pending_rows += rows
 
     @property
     def pid(self) -> int | None:
@@ -225,31 +234,41 @@ def score(cache: Any, shadow_log: Any, batch: list[ShadowWork]) -> tuple[int, in
     from modelyard.serving.batching import single_threaded
     from modelyard.serving.service import check_rows, last_column
 
-    by_shadow: dict[VersionRef, list[ShadowWork]] = {}
+    by_shadow: dict[VersionRef, list[tuple[ShadowWork, list[dict[str, Any]]]]] = {}
+    errors = 0
     for work in batch:
+        try:
+            rows = work.records()
+        except (ValueError, KeyError, TypeError):
+            errors += 1
+            log.exception("shadow work for request %s is unreadable", work.request_id)
+            continue
         for ref in work.shadows:
-            by_shadow.setdefault(ref, []).append(work)
-    scored = errors = 0
-    for ref, works in by_shadow.items():
-        records = [row for w in works for row in w.rows]
+            by_shadow.setdefault(ref, []).append((work, rows))
+    scored = 0
+    for ref, pairs in by_shadow.items():
+        works = [w for w, _ in pairs]
+        records = [row for _, rows in pairs for row in rows]
         try:
             loaded = cache.get(ref)
-            check_rows(records, loaded.ref.features)
+            if not all(set(ref.features) <= set(w.production.features) for w in works):
+                check_rows(records, ref.features)  # production's were checked on arrival
             shadow_scores = np.asarray(single_threaded(loaded.predict)(records))
         except Exception:
             errors += 1
             log.exception("shadow version %s of %s failed", ref.version, ref.model_name)
             continue
-        sizes = [len(w.rows) for w in works]
+        sizes = [len(rows) for _, rows in pairs]
+        which = np.repeat(np.arange(len(works)), sizes)  # each row's request
         shadow_log.append_columns({
-            "request_id": np.repeat([w.request_id for w in works], sizes),
+            "request_id": pa.array([w.request_id for w in works]).take(which),
             "row": np.concatenate([np.arange(n) for n in sizes]),
-            "at": np.repeat([dt.datetime.fromtimestamp(w.at, dt.UTC) for w in works], sizes),
-            "model_name": [ref.model_name] * len(records),
-            "tenant": [ref.tenant] * len(records),
+            "at": pa.array([int(w.at * 1e6) for w in works], pa.int64()).take(which),
+            "model_name": pa.repeat(ref.model_name, len(records)),
+            "tenant": pa.repeat(ref.tenant, len(records)),
             "production_version": np.repeat([w.production.version for w in works], sizes),
             "production_score": np.concatenate([last_column(w.scores) for w in works]),
-            "shadow_version": [ref.version] * len(records),
+            "shadow_version": np.full(len(records), ref.version, dtype=np.int32),
             "shadow_score": last_column(shadow_scores),
         })
         scored += len(records)
@@ -264,6 +283,9 @@ def main(ack_fd: int) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s modelyard.shadow: %(message)s")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not reach a pipe
+    # Best effort, by design: when cores are short, serving gets them first; the scorer catches
+    # up in the gaps (its queue is bounded; what overflows is dropped and counted).
+    os.nice(SCORER_NICE)
     inbox = Connection(os.dup(0), writable=False)
     acks = Connection(ack_fd, readable=False)
     _, config = inbox.recv()

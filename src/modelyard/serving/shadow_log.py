@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SHADOW_SCHEMA = pa.schema([
@@ -29,6 +30,12 @@ SHADOW_SCHEMA = pa.schema([
 ])
 LABEL_SCHEMA = pa.schema([("request_id", pa.string()), ("row", pa.int32()),
                           ("label", pa.float64()), ("at", pa.timestamp("us", tz="UTC"))])
+
+
+def _array(values: Any, type_: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values if values.type == type_ else values.cast(type_)
+    return pa.array(values, type=type_)
 
 
 def model_dir(root: Path, model_name: str) -> Path:
@@ -62,8 +69,7 @@ class ShadowLog:
 
     def append_columns(self, columns: dict[str, Any]) -> None:
         """Append records given column-wise (one list or array per schema field)."""
-        table = pa.table({f.name: pa.array(columns[f.name], type=f.type)
-                          for f in SHADOW_SCHEMA})
+        table = pa.table({f.name: _array(columns[f.name], f.type) for f in SHADOW_SCHEMA})
         with self._lock:
             self._tables.append(table)
             rows = sum(t.num_rows for t in self._tables) + len(self._buffer)
@@ -80,12 +86,14 @@ class ShadowLog:
         if not tables:
             return 0
         table = pa.concat_tables(tables)
-        frame = table.select(["model_name", "at"]).to_pandas()
-        keys = frame["model_name"].astype(str) + "\x00" + frame["at"].dt.strftime("%Y-%m-%d")
-        for key in keys.unique():
-            model_name, day = key.split("\x00")
-            part = table.filter(pa.array((keys == key).to_numpy()))
-            write_part(model_dir(self.shadow_root, model_name) / f"date={day}", part)
+        keyed = table.append_column("_day", pc.cast(table["at"], pa.date32()))  # UTC days
+        for key in keyed.select(["model_name", "_day"]).group_by(
+                ["model_name", "_day"]).aggregate([]).to_pylist():
+            mask = pc.and_(pc.equal(keyed["model_name"], key["model_name"]),
+                           pc.equal(keyed["_day"], key["_day"]))
+            day = key["_day"].isoformat()
+            write_part(model_dir(self.shadow_root, key["model_name"]) / f"date={day}",
+                       table.filter(mask))
         return int(table.num_rows)
 
     def add_labels(self, model_name: str, labels: list[dict[str, Any]]) -> int:
