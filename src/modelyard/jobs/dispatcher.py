@@ -71,7 +71,7 @@ class Dispatcher:
         settings: Settings,
         sessions: sessionmaker[Session],
         executor: Executor,
-        on_change: Callable[[str], None] = lambda job_id: None,
+        on_change: Callable[[str, bool], None] = lambda job_id, ended: None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -197,10 +197,10 @@ class Dispatcher:
             for event in events:
                 if not isinstance(event, StepStarted | StepFinished):
                     self._apply_one(session, event)
-            touched |= self._advance_fleets(session, ended)
+            parents = self._advance_fleets(session, ended)
             session.commit()
-        for job_id in touched:
-            self.on_change(job_id)
+        for job_id in touched | parents:
+            self.on_change(job_id, job_id in ended or job_id in parents)
 
     def _advance_fleets(self, session: Session, ended: set[str]) -> set[str]:
         """After children ended: finish their fleets if nothing is left. Returns the parents."""
@@ -294,7 +294,7 @@ class Dispatcher:
                 touched = self._advance_parents(session, set(stalled))
                 session.commit()
                 for job_id in touched:
-                    self.on_change(job_id)
+                    self.on_change(job_id, True)
             if not self._active:
                 return
             states = store.states_of(session, list(self._active))
@@ -316,7 +316,7 @@ class Dispatcher:
                 active.handle.cancel()
                 _append_log(active.log_file, f"job {states.get(job_id, 'failed')}: worker "
                                              "stopped")
-                self.on_change(job_id)
+                self.on_change(job_id, True)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -338,7 +338,7 @@ class Dispatcher:
                                           "traceback": None, "step": None})
             session.commit()
         for job_id in expired:
-            self.on_change(job_id)
+            self.on_change(job_id, True)
 
     @property
     def _slots_used(self) -> int:
@@ -365,7 +365,7 @@ class Dispatcher:
         for group in groups:
             self._launch(group)
             for job in group:
-                self.on_change(job.id)
+                self.on_change(job.id, job.id not in self._active)  # not active: failed to start
 
     def _spec(self, job: JobRow) -> WorkerSpec:
         roots = self.settings.data_roots
@@ -410,7 +410,7 @@ class Dispatcher:
                 ended = self._advance_fleets(session, {j.id for j in jobs})
                 session.commit()
             for job_id in ended:
-                self.on_change(job_id)
+                self.on_change(job_id, True)
             return
         for job in jobs:
             timeout = job.timeout_seconds or self.settings.job_timeout

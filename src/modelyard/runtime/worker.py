@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
@@ -196,6 +197,11 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "holdout": len(holdout_df),
     }
 
+    # Text artefacts are built on a helper thread, beside the fit and the metrics (their
+    # formatting is ~70 ms on a 200k-row holdout, mostly outside the GIL).
+    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-artefacts")
+    labels_text = helper.submit(evaluation.labels_tsv, holdout_df[request.train.label])
+
     with steps.step("train") as info:
         model = workflow.train(train_df, holdout_df)
         if model is None:
@@ -217,6 +223,8 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
 
     with steps.step("evaluate") as info:
         scores = workflow.predict(model, holdout_df)
+        classes = getattr(model, "classes_", None) if task == "multiclass" else None
+        scores_text = helper.submit(evaluation.scores_tsv, scores, classes)
         label = holdout_df[request.train.label]
         metrics = evaluation.compute_metrics(task, label, scores, model)
         info.update({k: v for k, v in metrics.items() if isinstance(v, float)})
@@ -256,17 +264,17 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "label": request.train.label,
         "task": task,
     }
-    classes = getattr(model, "classes_", None) if task == "multiclass" else None
     paths = store.write_job_files(
         spec.job_id,
         {
-            "scores.tsv": evaluation.scores_tsv(scores, classes),
-            "labels.tsv": evaluation.labels_tsv(label),
+            "scores.tsv": scores_text.result(),
+            "labels.tsv": labels_text.result(),
             "metrics.json": _json(metrics),
             "provenance.json": _json(provenance),
             "model.json": _json(model_meta),
         },
     )
+    helper.shutdown(wait=False)  # on a failure above, the idle thread goes with the pool
     return {
         "model_id": model_id,
         "metrics": metrics,

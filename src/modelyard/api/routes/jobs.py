@@ -57,7 +57,7 @@ def _has_ended(svc: Services, job_id: str) -> bool:
 async def _wait_and_read(svc: Services, job_id: str, wait: float,
                          until: str = "change") -> ResultResponse:
     deadline = time.monotonic() + wait
-    with svc.notifier.watch(job_id) as changed:
+    with svc.notifier.watch(job_id, only_end=until == "done") as changed:
         answer = await run_in_threadpool(_read_result, svc, job_id)
         while not answer.status.transition.job_state.terminal:
             left = deadline - time.monotonic()
