@@ -90,6 +90,9 @@ def test_small_tenants_are_packed_into_shared_workers(
     log, _ = client.logs(fleet["tenants"][0]["job_id"])
     assert "packed with" in log
     # No fallback to beat: each tenant graduates and serves its own model.
+    for t in fleet["tenants"]:
+        if t["job_id"]:
+            assert t["graduation"] is not None, (t["state"], t["reason"])
     assert all(t["graduation"]["graduated"] and t["graduation"]["fallback_level"] is None
                and t["level"] == "tenant" for t in fleet["tenants"] if t["job_id"])
 

@@ -179,13 +179,22 @@ def serve(socket_path: str) -> None:
                     spare = None
                     try:
                         sent = socket.send_fds(handoff, [request], [pipe_fd])
-                        handoff.sendall(request[sent:])
-                        pid = candidate
-                        break
-                    except OSError:  # that spare is gone; fork another
+                    except OSError as exc:  # that spare is gone; fork another
+                        print(f"modelyard fork server: spare {candidate} unreachable ({exc}); "
+                              "forking another", file=sys.stderr)
+                        handoff.close()
                         continue
+                    # Once the descriptor went, the job is the spare's: never send it twice.
+                    pid = candidate
+                    try:
+                        if sent < len(request):
+                            handoff.sendall(request[sent:])
+                    except OSError as exc:
+                        print(f"modelyard fork server: spare {candidate} lost mid-request "
+                              f"({exc})", file=sys.stderr)
                     finally:
                         handoff.close()
+                    break
                 os.close(pipe_fd)
                 if pid is None:
                     conn.close()
