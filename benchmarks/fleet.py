@@ -55,7 +55,9 @@ def request(min_rows: int) -> dict[str, Any]:
 
 
 class PeakMemory:
-    """Peak resident memory of a process and all its descendants, sampled every 50 ms."""
+    """Peak memory of a process and all its descendants, sampled every 50 ms: the sum of their
+    proportional set sizes (PSS), so pages that forked workers share with the fork server are
+    counted once, not once per process."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
@@ -82,9 +84,10 @@ class PeakMemory:
             total = 0
             for pid in self._tree():
                 try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
+                    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                        if line.startswith("Pss:"):
                             total += int(line.split()[1]) * 1024
+                            break
                 except OSError:
                     continue
             self.peak = max(self.peak, total)
@@ -178,7 +181,7 @@ def main() -> None:
           f"merchants) in {elapsed:.2f} s = {models / elapsed:.1f} models/s; each evaluated on "
           f"its holdout, graduated, stored and registered ({registered} versions)")
     print(f"  plan job (one scan + partition): {sum(steps.values()):.2f} s {steps}")
-    print(f"  peak memory of the server process tree: {memory.peak / 2**20:.0f} MiB "
+    print(f"  peak memory (PSS) of the server process tree: {memory.peak / 2**20:.0f} MiB "
           f"(data file {data.stat().st_size / 2**20:.1f} MiB, {args.rows:,} rows in pandas "
           f"~{frame.memory_usage(deep=True).sum() / 2**20:.0f} MiB)")
 
