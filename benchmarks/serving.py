@@ -63,6 +63,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from _procs import process_tree
+
 HERE = Path(__file__).resolve().parent
 SHADOWED_NAME = "fraud prediction model, shadowed"  # the same versions, v2 and v3 shadows
 MODEL_NAME = "fraud prediction model"
@@ -260,7 +262,7 @@ class Server:
         """CPU seconds the server has used: all its threads and its live child processes (the
         shadow scorer, the training fork server), so work moved to a helper still counts."""
         total = 0
-        for pid in _process_tree(self.pid):
+        for pid in process_tree(self.pid):
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -273,23 +275,6 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
-
-
-def _process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
 
 
 def thread_env(threads: int) -> dict[str, str]:
