@@ -213,6 +213,31 @@ class Client:
                 "require_same_holdout": require_same_holdout}
         return dict(self._call("PUT", f"/models/{model_name}/policy", json=body).json())
 
+    # -- serving --------------------------------------------------------------------------------
+
+    def predict(self, model_name: str, rows: list[dict[str, Any]],
+                tenant: str | None = None) -> dict[str, Any]:
+        """Scores of ``rows`` from the tenant's production model (the global one by default)."""
+        return dict(self._call("POST", f"/predict/{model_name}",
+                               json={"tenant": tenant, "rows": rows}).json())
+
+    def add_labels(self, model_name: str, labels: list[dict[str, Any]] | None = None, *,
+                   path: str | None = None) -> int:
+        """Labels that came later, by ``request_id`` (and ``row``) of a prediction: given as
+        dicts, or as a parquet ``path`` under the server's data roots. Returns how many."""
+        body: dict[str, Any] = {"model_name": model_name}
+        body.update({"path": path} if path is not None else {"labels": labels})
+        return int(self._call("POST", "/labels", json=body).json()["labels"])
+
+    def shadow_report(self, model_name: str, *, threshold: float = 0.5,
+                      tenant: str | None = None) -> dict[str, Any]:
+        """Each shadow version against production on the same requests."""
+        params: dict[str, Any] = {"threshold": threshold}
+        if tenant:
+            params["tenant"] = tenant
+        return dict(self._call("GET", f"/models/{model_name}/shadow-report",
+                               params=params).json())
+
     def export(self, model_name: str, version: int, dest: str | Path, *,
                tenant: str = "*", format: Literal["folder", "mlflow"] = "folder") -> Path:
         """Download a version under ``dest`` as a folder that loads without Modelyard running.

@@ -328,3 +328,33 @@ def test_shadows_score_in_a_process_of_their_own_that_may_crash(
     assert _predict(server.url, name, rows).status_code == 200
     report = httpx.get(f"{server.url}/models/{name}/shadow-report").json()
     assert report["shadows"][0]["rows"] > 20  # the new scorer logs again
+
+
+def test_labels_from_a_parquet_file_reach_the_report(server: ServerProcess, client: Client,
+                                                      model: dict[str, Any]) -> None:
+    name = model["name"]
+    client.set_stage(name, 2, "shadow", actor="kelley", reason="try it on live traffic")
+    rows = _rows(server, 200, seed=7)
+    answers = [client.predict(name, rows[i:i + 50]) for i in range(0, 200, 50)]
+    labels = pd.DataFrame([{"request_id": a["request_id"], "row": i,
+                            "label": bool(rows[k * 50 + i]["has_fraud_dispute"])}
+                           for k, a in enumerate(answers) for i in range(len(a["scores"]))])
+    labels.to_parquet(server.home / "data" / f"labels-{name}.parquet")
+
+    assert client.add_labels(name, path=f"labels-{name}.parquet") == 200
+    (entry,) = client.shadow_report(name)["shadows"]
+    production = np.concatenate([a["scores"] for a in answers])
+    assert entry["rows"] == entry["labelled_rows"] == 200
+    assert entry["production_auc"] == pytest.approx(
+        roc_auc_score(labels["label"].astype(float), production))
+
+    wrong = labels.drop(columns=["label"])
+    wrong.to_parquet(server.home / "data" / f"nolabel-{name}.parquet")
+    bad = httpx.post(f"{server.url}/labels",
+                     json={"model_name": name, "path": f"nolabel-{name}.parquet"})
+    assert bad.status_code == 422 and "'label'" in bad.json()["message"]
+    outside = httpx.post(f"{server.url}/labels", json={"model_name": name, "path": "/etc/passwd"})
+    assert outside.status_code in (403, 422) and "data root" in outside.text
+    both = httpx.post(f"{server.url}/labels", json={"model_name": name, "path": "x.parquet",
+                                                    "labels": [{"request_id": "r", "label": 1}]})
+    assert both.status_code == 422 and "not both" in both.text

@@ -125,6 +125,31 @@ def rollback(model_name: str, actor: str, reason: str, tenant: str, url: str | N
     console.print(f"{model_name} ({v['tenant']}): v{v['version']} is production again")
 
 
+@models.command("labels")
+@click.argument("model_name")
+@click.argument("path")
+@url_option
+def labels(model_name: str, path: str, url: str | None) -> None:
+    """Add labels from a parquet PATH under the server's data roots (columns request_id, label
+    and optionally row), for the shadow report's AUCs."""
+    with Client(url) as client:
+        count = client.add_labels(model_name, path=path)
+    console.print(f"{count:,} labels added to {model_name!r}", highlight=False)
+
+
+@models.command("shadow-report")
+@click.argument("model_name")
+@click.option("--threshold", default=0.5, show_default=True, help="Decision threshold.")
+@click.option("--tenant", default=None)
+@url_option
+def shadow_report(model_name: str, threshold: float, tenant: str | None,
+                  url: str | None) -> None:
+    """Shadow versions against production on the same traffic."""
+    with Client(url) as client:
+        report = client.shadow_report(model_name, threshold=threshold, tenant=tenant)
+    console.print_json(json.dumps(report))
+
+
 @models.command("events")
 @click.argument("model_name")
 @click.option("--tenant", default=None)

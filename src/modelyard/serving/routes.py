@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.deps import require_token
 from modelyard.serving.report import shadow_report
 from modelyard.serving.service import ServingService
+from modelyard.serving.shadow_log import read_labels
 
 router = APIRouter(tags=["serving"], dependencies=[Depends(require_token)])
 
@@ -40,9 +41,19 @@ class Label(BaseModel):
 
 
 class LabelsIn(BaseModel):
+    """Labels inline, or a parquet file (folder, glob) under the data roots with the columns
+    ``request_id``, ``label`` and optionally ``row`` (default 0)."""
+
     model_config = ConfigDict(extra="forbid")
     model_name: str
-    labels: list[Label] = Field(min_length=1)
+    labels: list[Label] | None = Field(None, min_length=1)
+    path: str | None = Field(None, description="parquet labels under the server's data roots")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LabelsIn:
+        if (self.labels is None) == (self.path is None):
+            raise ValueError("give either labels (a list) or path (a parquet file), not both")
+        return self
 
 
 async def serving(request: Request) -> ServingService:
@@ -67,9 +78,13 @@ async def predict(model_name: str, body: PredictRequest, svc: Serving,
 
 @router.post("/labels")
 def add_labels(body: LabelsIn, svc: Serving) -> dict[str, int]:
-    """Labels that arrived later, by the request id (and row) a prediction answered with."""
-    count = svc.shadow_log.add_labels(body.model_name, [x.model_dump() for x in body.labels])
-    return {"labels": count}
+    """Labels that arrived later, by the request id (and row) a prediction answered with:
+    inline, or from a parquet file under the data roots."""
+    if body.labels is not None:
+        rows = [x.model_dump() for x in body.labels]
+    else:
+        rows = read_labels(str(body.path), svc.settings.data_roots)
+    return {"labels": svc.shadow_log.add_labels(body.model_name, rows)}
 
 
 @router.get("/models/{model_name}/shadow-report")

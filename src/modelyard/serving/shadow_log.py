@@ -15,6 +15,7 @@ import os
 import threading
 import urllib.parse
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,35 @@ class ShadowLog:
             write_part(model_dir(self.label_root, model_name),
                        pa.Table.from_pylist(rows, schema=LABEL_SCHEMA))
         return len(rows)
+
+
+def read_labels(path: str, data_roots: Sequence[str]) -> list[dict[str, Any]]:
+    """Label rows from parquet under the data roots (``request_id``, ``label``, ``row``).
+
+    Raises:
+        DataAccessDenied: the path lies outside every data root.
+        DataError: no such file, or a column is missing or unusable.
+    """
+    from modelyard.errors import DataError
+    from modelyard.runtime import data as datamod
+
+    source = datamod.resolve_source(path, data_roots)
+    dataset = datamod.open_dataset(source)
+    names = set(dataset.schema.names)
+    missing = [c for c in ("request_id", "label") if c not in names]
+    if missing:
+        raise DataError(f"labels file {source.display} has no column {missing[0]!r}; it needs "
+                        "request_id and label (and optionally row, default 0)")
+    table = datamod.scan(dataset, [c for c in ("request_id", "row", "label") if c in names],
+                         None)
+    try:
+        labels = pc.cast(table["label"], pa.float64()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(f"labels file {source.display}: column 'label' is not numeric or "
+                        f"boolean ({str(exc).splitlines()[0]})") from None
+    ids = pc.cast(table["request_id"], pa.string()).to_pylist()
+    rows = table["row"].to_pylist() if "row" in names else [0] * len(ids)
+    if any(i is None for i in ids) or any(v is None for v in labels):
+        raise DataError(f"labels file {source.display} has empty request_id or label values")
+    return [{"request_id": i, "row": int(r or 0), "label": v}
+            for i, r, v in zip(ids, rows, labels, strict=True)]
