@@ -355,7 +355,7 @@ class _Batched:
 
     Packed jobs are small and report a dozen events within milliseconds; sending each on its
     own made the server apply them one by one. Events go in one message when a job ends, or
-    once the oldest waiting one is a quarter of a second old (so slower jobs still show steps).
+    every quarter of a second while one runs (so a slower job still shows its steps).
     """
 
     MAX_DELAY_S = 0.25
@@ -363,14 +363,26 @@ class _Batched:
     def __init__(self, send: Callable[[Any], None]) -> None:
         self.send = send
         self.waiting: list[WorkerEvent] = []
-        self.since = 0.0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._tick, name="modelyard-report-batch", daemon=True).start()
 
     def __call__(self, event: WorkerEvent) -> None:
-        if not self.waiting:
-            self.since = time.monotonic()
-        self.waiting.append(event)
-        if isinstance(event, JobFinished | JobErrored) or (
-                time.monotonic() - self.since >= self.MAX_DELAY_S):
+        with self.lock:
+            self.waiting.append(event)
+            if isinstance(event, JobFinished | JobErrored):
+                self._flush()
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(self.MAX_DELAY_S)
+            with self.lock:
+                try:
+                    self._flush()
+                except OSError:  # the server is gone; the watchdog ends the process
+                    return
+
+    def _flush(self) -> None:
+        if self.waiting:
             self.send(self.waiting)
             self.waiting = []
 
