@@ -57,33 +57,22 @@ class ShadowLog:
         self.shadow_root = home / "shadow"
         self.label_root = home / "labels"
         self.flush_rows = flush_rows
-        self._buffer: list[dict[str, Any]] = []
         self._tables: list[pa.Table] = []
         self._lock = threading.Lock()
-
-    def append(self, records: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._buffer.extend(records)
-            full = len(self._buffer) >= self.flush_rows
-        if full:
-            self.flush()
 
     def append_columns(self, columns: dict[str, Any]) -> None:
         """Append records given column-wise (one list or array per schema field)."""
         table = pa.table({f.name: _array(columns[f.name], f.type) for f in SHADOW_SCHEMA})
         with self._lock:
             self._tables.append(table)
-            rows = sum(t.num_rows for t in self._tables) + len(self._buffer)
+            rows = sum(t.num_rows for t in self._tables)
         if rows >= self.flush_rows:
             self.flush()
 
     def flush(self) -> int:
         """Write buffered records; return how many."""
         with self._lock:
-            records, self._buffer = self._buffer, []
             tables, self._tables = self._tables, []
-        if records:
-            tables.append(pa.Table.from_pylist(records, schema=SHADOW_SCHEMA))
         if not tables:
             return 0
         table = pa.concat_tables(tables)
