@@ -167,11 +167,10 @@ class ShadowScorer:
     def _ship(self, *, flush: bool) -> int:
         """Send the pending work (and a flush request); returns the last sequence number."""
         with self._send_lock:
-            with self._cond:
+            messages: list[tuple[Any, ...]] = []
+            with self._cond:  # pending becomes in flight at once: queued_rows never dips
                 batch, self._pending = self._pending, []
                 rows, self._pending_rows = self._pending_rows, 0
-            messages: list[tuple[Any, ...]] = []
-            with self._cond:
                 if batch:
                     self._seq += 1
                     self._in_flight[self._seq] = rows
