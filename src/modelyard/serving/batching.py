@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from modelyard.errors import RequestError
+
 Rows = Sequence[dict[str, Any]]
 
 
@@ -101,3 +103,18 @@ def single_threaded(predict: Callable[[Rows], np.ndarray[Any, Any]]
 
     return run
 
+
+def last_column(scores: Any) -> np.ndarray[Any, Any]:
+    """One score per row: the positive class of a probability matrix, else the scores."""
+    arr = np.asarray(scores, dtype=float)
+    column: np.ndarray[Any, Any] = arr.reshape(len(arr), -1)[:, -1]
+    return column
+
+
+def check_rows(rows: Rows, features: tuple[str, ...]) -> None:
+    needed = set(features)
+    for i, row in enumerate(rows):
+        if not needed <= row.keys():
+            missing = [f for f in features if f not in row]
+            raise RequestError(f"rows.{i}: missing feature column {missing[0]!r} (the model "
+                               f"needs: {', '.join(features)})")

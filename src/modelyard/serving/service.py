@@ -11,12 +11,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from modelyard.errors import ArtifactError, ModelyardError, NotFound, RequestError
+from modelyard.errors import ArtifactError, ModelyardError, NotFound
 from modelyard.runtime.artifacts import ArtifactStore
-from modelyard.serving.batching import Batcher, Rows, single_threaded
+from modelyard.serving.batching import Batcher, Rows, check_rows, single_threaded
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.routing import Router
 from modelyard.serving.shadow import ShadowScorer, ShadowWork
@@ -135,19 +134,3 @@ class ServingService:
             "shadow_scorer_pid": self.shadows.pid,
             "shadow_scorer_restarts": self.shadows.restarts,
         }
-
-
-def last_column(scores: Any) -> np.ndarray[Any, Any]:
-    """One score per row: the positive class of a probability matrix, else the scores."""
-    arr = np.asarray(scores, dtype=float)
-    column: np.ndarray[Any, Any] = arr.reshape(len(arr), -1)[:, -1]
-    return column
-
-
-def check_rows(rows: Rows, features: tuple[str, ...]) -> None:
-    needed = set(features)
-    for i, row in enumerate(rows):
-        if not needed <= row.keys():
-            missing = [f for f in features if f not in row]
-            raise RequestError(f"rows.{i}: missing feature column {missing[0]!r} (the model "
-                               f"needs: {', '.join(features)})")

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from modelyard.serving.batching import check_rows, last_column, single_threaded
 from modelyard.serving.loading import VersionRef
 
 log = logging.getLogger("modelyard.serving")
@@ -230,9 +231,6 @@ def score(cache: Any, shadow_log: Any, batch: list[ShadowWork]) -> tuple[int, in
 
     Returns (rows scored, shadow versions that failed).
     """
-    from modelyard.serving.batching import single_threaded
-    from modelyard.serving.service import check_rows, last_column
-
     by_shadow: dict[VersionRef, list[tuple[ShadowWork, list[dict[str, Any]]]]] = {}
     errors = 0
     for work in batch:
