@@ -200,22 +200,28 @@ class Dispatcher:
             for event in events:
                 if not isinstance(event, StepStarted | StepFinished):
                     self._apply_one(session, event)
-            parents = self._advance_fleets(session, ended)
+            parents, done_fleets = self._advance_fleets(session, ended)
             session.commit()
+        # A parent is told "may have ended" only when it did: a fleet's long-poll re-reads
+        # its (large) row at each such notice, and children end by the hundred.
         for job_id in touched | parents:
-            self.on_change(job_id, job_id in ended or job_id in parents)
+            self.on_change(job_id, job_id in ended or job_id in done_fleets)
 
-    def _advance_fleets(self, session: Session, ended: set[str]) -> set[str]:
-        """After children ended: finish their fleets if nothing is left. Returns the parents."""
+    def _advance_fleets(self, session: Session, ended: set[str]) -> tuple[set[str], set[str]]:
+        """After children ended: finish their fleets if nothing is left.
+        Returns their parents, and those of them that finished."""
         parents = {p for p in store.parents_of(session, sorted(ended)) if p}
-        return self._advance_parents(session, parents)
+        return parents, self._advance_parents(session, parents)
 
     def _advance_parents(self, session: Session, parents: set[str]) -> set[str]:
+        """Finish the fleets among ``parents`` whose children have all ended; returns those."""
+        finished = set()
         for parent_id in parents:
             if fleet.advance(session, parent_id):
+                finished.add(parent_id)
                 _append_log(store.read_job(session, parent_id).log_file,
                             "fleet: every child has ended")
-        return parents
+        return finished
 
     def _apply_one(self, session: Session, event: WorkerEvent) -> None:
         job_id = event.job_id
@@ -236,8 +242,7 @@ class Dispatcher:
             if parent.state == JobState.running.value:
                 parent.result = {"row_counts": event.result.get("row_counts", {})}
                 created = fleet.start_fleet(session, parent, event.result["fleet"])
-                _append_log(parent.log_file, f"fleet planned: {len(created)} more models "
-                                             "queued")
+                _append_log(parent.log_file, f"fleet planned: {created} more models queued")
                 fleet.advance(session, job_id)  # in case nothing was left to train
                 self.wake()
         elif isinstance(event, JobFinished):
@@ -294,9 +299,9 @@ class Dispatcher:
         with self.sessions() as session:
             stalled = store.fleets_waiting(session)
             if stalled:
-                touched = self._advance_parents(session, set(stalled))
+                done_fleets = self._advance_parents(session, set(stalled))
                 session.commit()
-                for job_id in touched:
+                for job_id in done_fleets:
                     self.on_change(job_id, True)
             if not self._active:
                 return
@@ -411,9 +416,9 @@ class Dispatcher:
                 for job in jobs:
                     self._end(session, job.id, JobState.failed, reason, None,
                               exception_info=info)
-                ended = self._advance_fleets(session, {j.id for j in jobs})
+                _, finished = self._advance_fleets(session, {j.id for j in jobs})
                 session.commit()
-            for job_id in ended:
+            for job_id in finished:
                 self.on_change(job_id, True)
             return
         for job in jobs:

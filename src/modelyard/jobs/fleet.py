@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict
@@ -71,18 +71,30 @@ def _child_request(parent: JobRow, path: str | None,
     return request
 
 
-def _create_child(session: Session, parent: JobRow, *, kind: str, tenant: str,
-                  path: str | None, rows: int | None, fleet: dict[str, Any],
-                  extra_filters: list[dict[str, Any]] | None = None) -> JobRow:
-    request = parse_request(_child_request(parent, path, extra_filters))
-    return store.create_job(
-        session, request, executor=parent.executor, logs_dir=Path(parent.log_file or ".").parent,
-        kind=kind, parent_id=parent.id, tenant=tenant, rows=rows,
-        fleet={"level": kind, "tenant": tenant, **fleet}, commit=False,
-    )
+def _queue_children(session: Session, parent: JobRow, kind: str,
+                    children: list[tuple[str, str | None, int | None, dict[str, Any]]],
+                    extra_filters: list[dict[str, Any]] | None = None) -> list[str]:
+    """Queue children of one kind: ``(tenant, partition path, rows, fleet details)`` each.
+
+    The child request is validated once; children differ only in their data path, which the
+    plan wrote. Does not commit; returns the new job ids.
+    """
+    if not children:
+        return []
+    template = parse_request(_child_request(parent, children[0][1], extra_filters))
+    dumped = template.model_dump(mode="json")
+    features = dumped["data"]["features"]
+    jobs = []
+    for tenant, path, rows, details in children:
+        request = dumped if path is None else {
+            **dumped, "data": {**dumped["data"], "features": {**features, "path": path}}}
+        jobs.append(store.NewJob(request, kind, parent.id, tenant, rows,
+                                 {"level": kind, "tenant": tenant, **details}))
+    return store.insert_jobs(session, template, jobs, executor=parent.executor,
+                             logs_dir=Path(parent.log_file or ".").parent)
 
 
-def queue_global(session: Session, parent: JobRow) -> JobRow | None:
+def queue_global(session: Session, parent: JobRow) -> str | None:
     """At submission: queue the fleet's global model beside its plan (does not commit).
 
     The global model reads the source data with the fleet's filters, as a plain job would, so
@@ -92,26 +104,28 @@ def queue_global(session: Session, parent: JobRow) -> JobRow | None:
     spec = (parent.request or {}).get("tenants") or {}
     if not spec.get("global_model", True):
         return None
-    return _create_child(session, parent, kind="global", tenant=GLOBAL_TENANT, path=None,
-                         rows=None, fleet={"tenant_column": spec["column"]})
+    (job_id,) = _queue_children(session, parent, "global", [
+        (GLOBAL_TENANT, None, None, {"tenant_column": spec["column"]})])
+    return job_id
 
 
-def start_fleet(session: Session, parent: JobRow, plan: dict[str, Any]) -> list[JobRow]:
+def start_fleet(session: Session, parent: JobRow, plan: dict[str, Any]) -> int:
     """The plan is done: store it and queue the segments' and tenants' models (does not commit).
+    Returns how many were queued.
 
     Segment models read the source data with the fleet's filters and their segment's; tenant
     models read their own partition.
     """
     parent.fleet = plan
     column = plan["column"]
-    created: list[JobRow] = []
+    created = 0
     for segment in plan["segments"]:
-        created.append(_create_child(
-            session, parent, kind="segment", tenant=segment_tenant(segment), path=None,
-            rows=None, fleet={"segment": segment, "tenant_column": column},
+        created += len(_queue_children(
+            session, parent, "segment",
+            [(segment_tenant(segment), None, None, {"segment": segment, "tenant_column": column})],
             extra_filters=[{"feature_name": plan["segment_column"], "predicate": "Equals",
                             "feature_value": {"string_val": segment}}]))
-    created += _tenant_children(session, parent, plan)
+    created += len(_tenant_children(session, parent, plan))
     store.transition_fields(session, parent.id, current_step="children")
     return created
 
@@ -123,17 +137,15 @@ def _fallbacks(children: list[JobRow]) -> dict[str, JobRow]:
 
 
 def _tenant_children(session: Session, parent: JobRow, plan: dict[str, Any],
-                     only: set[str] | None = None) -> list[JobRow]:
-    created = []
+                     only: set[str] | None = None) -> list[tuple[str, str]]:
+    """Queue the qualifying tenants (or those in ``only``); returns ``(job id, tenant)``."""
     # Largest first: the long fits start early and small ones fill the gaps at the end.
-    for entry in sorted(plan["tenants"], key=lambda t: -t["rows"]):
-        if not entry["qualifies"] or (only is not None and entry["tenant"] not in only):
-            continue
-        created.append(_create_child(
-            session, parent, kind="tenant", tenant=entry["tenant"], path=entry["path"],
-            rows=entry["train_rows"] + entry["holdout_rows"],
-            fleet={"segment": entry.get("segment")}))
-    return created
+    chosen = [(e["tenant"], e["path"], e["train_rows"] + e["holdout_rows"],
+               {"segment": e.get("segment")})
+              for e in sorted(plan["tenants"], key=lambda t: -t["rows"])
+              if e["qualifies"] and (only is None or e["tenant"] in only)]
+    ids = _queue_children(session, parent, "tenant", chosen)
+    return [(job_id, tenant) for job_id, (tenant, *_) in zip(ids, chosen, strict=True)]
 
 
 def advance(session: Session, parent_id: str) -> bool:
@@ -212,6 +224,7 @@ def _record_serving_levels(session: Session, parent: JobRow, children: list[JobR
     model_name = parent.model_name
     rows = {r.tenant: r for r in session.scalars(  # one query, not one per tenant
         select(FleetTenantRow).where(FleetTenantRow.model_name == model_name)).all()}
+    new: list[dict[str, Any]] = []
     for entry in plan.get("tenants", []):
         tenant = entry["tenant"]
         segment = entry.get("segment")
@@ -234,12 +247,16 @@ def _record_serving_levels(session: Session, parent: JobRow, children: list[JobR
                 level, reason = "global", f"{reason}; served by the global model"
             else:
                 level, reason = "none", f"{reason}; no fallback model succeeded"
+        values = {"segment": segment, "level": level, "reason": reason,
+                  "job_id": child.id if child else None, "updated_at": at}
         row = rows.get(tenant)
         if row is None:
-            row = FleetTenantRow(model_name=model_name, tenant=tenant)
-            session.add(row)
-        row.segment, row.level, row.reason = segment, level, reason
-        row.job_id, row.updated_at = child.id if child else None, at
+            new.append({"model_name": model_name, "tenant": tenant, **values})
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+    if new:  # one INSERT: adding a thousand ORM objects one by one took a second
+        session.execute(insert(FleetTenantRow), new)
 
 
 def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
@@ -289,8 +306,10 @@ def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
     }
 
 
-def retry_children(session: Session, parent_id: str, tenants: list[str] | None) -> list[JobRow]:
-    """Run the given tenants again (default: every tenant whose latest attempt did not succeed)."""
+def retry_children(session: Session, parent_id: str,
+                   tenants: list[str] | None) -> list[tuple[str, str]]:
+    """Run the given tenants again (default: every tenant whose latest attempt did not succeed).
+    Returns ``(job id, tenant)`` of the new attempts."""
     parent = store.read_job(session, parent_id)
     if parent.kind != "fleet" or not parent.fleet:
         raise Conflict(f"job {parent_id} is not a fleet that has been planned")

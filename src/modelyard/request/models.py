@@ -286,11 +286,21 @@ class TrainRequest(_Strict):
         return cols
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.model_dump(mode="json"))
 
     def request_hash(self) -> str:
         """sha256 of the canonical JSON form: equal requests hash equal, whatever the key order."""
-        return "sha256:" + hashlib.sha256(self.canonical_json().encode()).hexdigest()
+        return request_hash(self.model_dump(mode="json"))
+
+
+def canonical_json(dumped: dict[str, Any]) -> str:
+    """A request's JSON form (``model_dump(mode="json")``) with sorted keys, no spaces."""
+    return json.dumps(dumped, sort_keys=True, separators=(",", ":"))
+
+
+def request_hash(dumped: dict[str, Any]) -> str:
+    """sha256 of a request's canonical JSON form."""
+    return "sha256:" + hashlib.sha256(canonical_json(dumped).encode()).hexdigest()
 
 
 def _as_datetime(value: dt.datetime) -> dt.datetime:

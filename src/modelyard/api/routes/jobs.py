@@ -51,7 +51,8 @@ def _read_result(svc: Services, job_id: str) -> ResultResponse:
 
 def _has_ended(svc: Services, job_id: str) -> bool:
     with svc.sessions() as session:
-        return JobState(store.read_job(session, job_id).state).terminal
+        state = store.states_of(session, [job_id]).get(job_id)  # not the row: a fleet's is big
+        return state is None or JobState(state).terminal
 
 
 async def _wait_and_read(svc: Services, job_id: str, wait: float,
@@ -171,5 +172,6 @@ def retry_fleet(job_id: str, body: RetryRequest, svc: Annotated[Services, Depend
     """Retrain a subset of a finished fleet's tenants (default: those that did not succeed)."""
     created = fleet.retry_children(session, job_id, body.tenants)
     svc.wake_dispatcher()
-    return {"job_ids": [c.id for c in created], "tenants": [c.tenant for c in created]}
+    return {"job_ids": [job_id for job_id, _ in created],
+            "tenants": [tenant for _, tenant in created]}
 
