@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 
-def process_tree(root: int) -> list[int]:
-    """``root`` and every live descendant, read from /proc (Linux)."""
+def process_tree(root: int, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """``root`` and every live descendant, read from /proc (Linux), except the subtrees of the
+    processes in ``exclude``."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -19,6 +20,41 @@ def process_tree(root: int) -> list[int]:
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
+        if pid in exclude:
+            continue
         out.append(pid)
         todo += children.get(pid, [])
     return out
+
+
+def tree_pss(root: int, exclude: frozenset[int] = frozenset()) -> int:
+    """Bytes of proportional set size (PSS) of ``root`` and its descendants: pages shared
+    between them (a forked worker and its fork server) are counted once, not once each."""
+    total = 0
+    for pid in process_tree(root, exclude):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def _sample_peak(pid: int, interval: float, exclude: frozenset[int]) -> None:
+    """Run as a process of its own: sample until stdin closes, then print the peak."""
+    import select
+    import sys
+
+    peak = 0
+    while not select.select([sys.stdin], [], [], interval)[0]:
+        peak = max(peak, tree_pss(pid, exclude))
+    print(max(peak, tree_pss(pid, exclude)), flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _sample_peak(int(sys.argv[1]), float(sys.argv[2]),
+                 frozenset(int(p) for p in sys.argv[3:]))
