@@ -77,6 +77,12 @@ def test_fleet_partitions_once_and_trains_each_tenant_on_exactly_its_rows(
     assert plan_steps.count("filter") == 1 and "partition" in plan_steps  # one scan
     children = client.jobs(parent_id=parent, limit=1000)["jobs"]
     assert len(children) == len(qualifying) + 1
+    # Queued (and so claimed) largest first: the long fits start early, small ones fill the end.
+    queued = [c["tenant"] for c in sorted(children, key=lambda c: c["created_at"])
+              if c["kind"] == "tenant"]
+    assert sorted(queued) == sorted(qualifying.index)
+    sizes = [int(qualifying.loc[t, "rows"]) for t in queued]
+    assert sizes == sorted(sizes, reverse=True)
     assert client.jobs(project=request["metadata"]["project"])["total"] == 1  # children hidden
 
 
