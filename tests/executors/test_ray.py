@@ -6,6 +6,7 @@ job ran from the Ray node id the task reports (in the job's ``worker_host`` and 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -118,8 +119,24 @@ def client(ray_server: ServerProcess) -> Iterator[Client]:
         yield c
 
 
-
-
+def test_a_fleet_runs_each_tenant_as_its_own_ray_task(
+    client: Client, ray_cluster: RayCluster, fraud_request: dict[str, object]
+) -> None:
+    # Ray reuses its worker processes, so tenants are not packed: one task per tenant.
+    request = copy.deepcopy(fraud_request)
+    request["metadata"]["model_name"] = "ray-fleet"  # type: ignore[index]
+    request["data"]["features"]["names"].append("merchant_id")  # type: ignore[index]
+    request["tenants"] = {"column": "merchant_id", "min_training_rows": 100,
+                          "global_model": False}
+    parent = client.train(request)
+    assert client.wait(parent, timeout=300)["status"]["transition"]["job_state"] == "succeeded"
+    fleet = client.fleet(parent)
+    jobs = [t["job_id"] for t in fleet["tenants"] if t["job_id"]]
+    assert len(jobs) >= 3 and fleet["counts"]["succeeded"] == len(jobs)
+    for job_id in jobs:
+        status = client.status(job_id)
+        assert status["worker_host"].endswith(f"(ray node {ray_cluster.worker_id})")
+        assert "packed with" not in client.logs(job_id)[0]
 
 
 def test_job_runs_on_the_worker_node_with_logs_and_artefacts(

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         if run_jobs:
             executor = make_executor(settings)
             executor.warm_up()
-            dispatcher = Dispatcher(settings, sessions, executor, on_change=notifier.notify)
+            dispatcher = Dispatcher(settings, sessions, executor, on_change=notifier.notify_many)
             dispatcher.start()
         app.state.services = Services(settings, sessions, dispatcher, notifier)
         serving = ServingService(settings, sessions)

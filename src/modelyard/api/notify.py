@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 
 class JobNotifier:
@@ -25,17 +25,22 @@ class JobNotifier:
 
     def notify(self, job_id: str, ended: bool = True) -> None:
         """The job changed; ``ended=False`` promises that it has not ended (a step, a claim)."""
+        self.notify_many({job_id: ended})
+
+    def notify_many(self, changes: Mapping[str, bool]) -> None:
+        """Several jobs changed (job id -> may have ended): one wake-up of the event loop."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if changes and loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(self._wake, job_id, ended)
+                loop.call_soon_threadsafe(self._wake, dict(changes))
             except RuntimeError:  # the loop closed between the check and the call
                 pass
 
-    def _wake(self, job_id: str, ended: bool) -> None:
-        for event, only_end in self._waiters.get(job_id, ()):
-            if ended or not only_end:
-                event.set()
+    def _wake(self, changes: dict[str, bool]) -> None:
+        for job_id, ended in changes.items():
+            for event, only_end in self._waiters.get(job_id, ()):
+                if ended or not only_end:
+                    event.set()
 
     @contextlib.contextmanager
     def watch(self, job_id: str, *, only_end: bool = False) -> Iterator[asyncio.Event]:

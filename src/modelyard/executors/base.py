@@ -23,8 +23,20 @@ class RunHandle(Protocol):
         """Stop the worker now (kill it); its terminal event may still arrive and is ignored."""
 
 
+class Refillable(RunHandle, Protocol):
+    """A run of an executor that ``refills``: an idle pack takes more jobs."""
+
+    def feed(self, specs: list[WorkerSpec]) -> bool:
+        """Send the next jobs (none: the pack ends); False if the worker is already gone."""
+
+
 class Executor(Protocol):
     name: str
+    # packs: a spec with ``pack`` runs each packed job in turn and reports each (else the
+    # dispatcher starts one run per job). refills: a pack with ``refill`` may be given more
+    # jobs when it says PackIdle, through its handle's ``feed``, and reports PackEnded.
+    packs: bool
+    refills: bool
 
     def start(self, spec: WorkerSpec, on_event: OnEvent) -> RunHandle:
         """Start ``spec`` and return at once; events arrive through ``on_event``."""

@@ -9,7 +9,8 @@ uvicorn and SQLAlchemy on every job: 600-900 ms measured, against ~20 ms here. T
 Protocol, one AF_UNIX connection per job:
 
 * client -> server: a 4-byte big-endian length and the pickled :class:`WorkerSpec`, with the
-  write end of the job's event pipe passed alongside (SCM_RIGHTS);
+  worker's end of the job's socket (events up; a refillable pack's next jobs down) passed
+  alongside (SCM_RIGHTS);
 * server -> client: 8 bytes, the worker's pid; later 8 bytes, its exit code (negative: killed by
   that signal) when it ends; then the connection closes.
 
@@ -137,7 +138,7 @@ def serve(socket_path: str) -> None:
                 close_inherited()
                 spec, pipe_fd = _receive(theirs)  # blocks until a job comes, or the server ends
                 theirs.close()
-                process_main(spec, Connection(pipe_fd, readable=False))
+                process_main(spec, Connection(pipe_fd))
                 code = 0
             except (OSError, ValueError, pickle.UnpicklingError):
                 code = 2  # the server went away (or sent nonsense) before a job came

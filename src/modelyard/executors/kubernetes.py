@@ -103,6 +103,7 @@ class KubernetesRun:
 
 class KubernetesExecutor:
     name = "kubernetes"
+    packs, refills = True, False  # a pod runs its pack's jobs in turn (k8s_worker)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -22,7 +22,7 @@ from typing import IO, Any
 from modelyard.errors import ConfigurationError
 from modelyard.executors import forkserver
 from modelyard.executors.base import OnEvent
-from modelyard.runtime.events import JobErrored, JobFinished, WorkerSpec
+from modelyard.runtime.events import JobErrored, JobFinished, PackEnded, WorkerSpec
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.executors.local")
@@ -52,8 +52,14 @@ def crash_record(exitcode: int | None) -> dict[str, Any]:
 
 
 class LocalRun:
-    def __init__(self, pid: int) -> None:
+    """A worker process; for a refillable pack also its socket, to send it more jobs."""
+
+    def __init__(self, pid: int, conn: Connection, job_ids: list[str]) -> None:
         self.pid = pid
+        self.conn = conn
+        self.pending = set(job_ids)  # jobs still owed a terminal event
+        self.closed = False  # the relay saw the worker's end of the socket close
+        self.lock = threading.Lock()
 
     def cancel(self) -> None:
         for kill in (os.killpg, os.kill):  # the worker leads its own process group
@@ -62,9 +68,24 @@ class LocalRun:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def feed(self, specs: list[WorkerSpec]) -> bool:
+        """Give an idle refillable pack its next jobs (none: it exits). False if it is gone;
+        then the caller must run them elsewhere. Once sent, a lost worker's jobs fail with
+        the usual crash record."""
+        with self.lock:
+            if self.closed:
+                return False
+            self.pending.update(s.job_id for s in specs)
+        try:
+            self.conn.send(tuple(specs))
+        except OSError:
+            pass  # it died meanwhile; the relay reports the jobs now pending as lost
+        return True
+
 
 class LocalExecutor:
     name = "local"
+    packs = refills = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -113,52 +134,58 @@ class LocalExecutor:
 
     def start(self, spec: WorkerSpec, on_event: OnEvent) -> LocalRun:
         self._ensure_server()
-        read_fd, write_fd = os.pipe()
+        # A socket, not a pipe: events go up, and a refillable pack's next jobs come down.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock, pid = forkserver.request_fork(self._socket, spec, write_fd)
+            sock, pid = forkserver.request_fork(self._socket, spec, theirs.fileno())
         except OSError:
-            os.close(read_fd)
+            ours.close()
             raise
         finally:
-            os.close(write_fd)
-        run = LocalRun(pid)
+            theirs.close()
+        run = LocalRun(pid, Connection(ours.detach()), spec.job_ids())
         with self._lock:
             self._runs[spec.job_id] = run
         threading.Thread(
-            target=self._relay,
-            args=(spec, Connection(read_fd, writable=False), sock, on_event),
-            name=f"modelyard-relay-{spec.job_id[:8]}",
-            daemon=True,
+            target=self._relay, args=(spec, run, sock, on_event),
+            name=f"modelyard-relay-{spec.job_id[:8]}", daemon=True,
         ).start()
         return run
 
-    def _relay(self, spec: WorkerSpec, receiver: Connection, sock: socket.socket,
+    def _relay(self, spec: WorkerSpec, run: LocalRun, sock: socket.socket,
                on_event: OnEvent) -> None:
-        pending = set(spec.job_ids())  # jobs still owed a terminal event
         try:
-            while pending:
+            while run.pending or spec.refill:  # a refillable pack: until its worker is gone
                 try:
-                    received = receiver.recv()  # an event, or a packed worker's list of them
+                    received = run.conn.recv()  # an event, or a packed worker's list of them
                 except (EOFError, OSError):
                     break
                 except Exception as exc:  # an event that cannot be unpickled
-                    for job_id in sorted(pending):
+                    with run.lock:
+                        lost, run.closed = sorted(run.pending), True
+                        run.pending.clear()
+                    for job_id in lost:
                         on_event(JobErrored(job_id, {
                             "type": "WorkerProtocolError", "message": f"bad message from "
                             f"worker: {exc}", "traceback": None, "step": None}))
-                    pending.clear()
                     break
                 for event in received if isinstance(received, list) else [received]:
                     on_event(event)
                     if isinstance(event, JobFinished | JobErrored):
-                        pending.discard(event.job_id)
+                        with run.lock:
+                            run.pending.discard(event.job_id)
         finally:
-            receiver.close()
+            with run.lock:
+                run.closed = True
+                lost = sorted(run.pending)
+            run.conn.close()
             exitcode = forkserver.read_exit_code(sock)
             with self._lock:
                 self._runs.pop(spec.job_id, None)
-            for job_id in sorted(pending):
+            for job_id in lost:
                 on_event(JobErrored(job_id, crash_record(exitcode)))
+            if spec.refill:
+                on_event(PackEnded(spec.job_id))
 
     def close(self) -> None:
         with self._lock:

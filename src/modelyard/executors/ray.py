@@ -363,6 +363,8 @@ class RayRun:
 
 class RayExecutor:
     name = "ray"
+    # One task per job: Ray reuses its worker processes, so there is no start-up to share.
+    packs = refills = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

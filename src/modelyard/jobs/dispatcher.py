@@ -17,25 +17,26 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.errors import Conflict
-from modelyard.executors.base import Executor, RunHandle
+from modelyard.executors.base import Executor, Refillable, RunHandle
 from modelyard.jobs import fleet, store
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
 from modelyard.registry import store as registry_store
 from modelyard.registry.stages import GLOBAL_TENANT
-from modelyard.registry.tables import VersionRow
 from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import (
     JobErrored,
     JobFinished,
     LogLines,
+    PackEnded,
+    PackIdle,
     StepFinished,
     StepStarted,
     WorkerEvent,
@@ -66,6 +67,14 @@ class _Active:
     log_file: str | None
 
 
+@dataclass
+class _Pack:
+    """A live refillable pack: its worker holds a slot even while idle between fills."""
+
+    handle: Refillable
+    parent_id: str
+
+
 class Dispatcher:
     """Runs jobs from the store on an executor; start with :meth:`start`, stop with :meth:`stop`."""
 
@@ -74,7 +83,7 @@ class Dispatcher:
         settings: Settings,
         sessions: sessionmaker[Session],
         executor: Executor,
-        on_change: Callable[[str, bool], None] = lambda job_id, ended: None,
+        on_change: Callable[[Mapping[str, bool]], None] = lambda changes: None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -85,6 +94,7 @@ class Dispatcher:
         self._artifacts = ArtifactStore(settings.artifact_root)  # for fleets' partition roots
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._active: dict[str, _Active] = {}
+        self._packs: dict[str, _Pack] = {}  # by pack id
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -180,8 +190,17 @@ class Dispatcher:
         same batch). A fleet's packed tenants report a dozen events each within milliseconds,
         and one statement per event cost the server a core-second per hundred tenants.
         """
-        if not events:
-            return
+        idle = [e.job_id for e in events if isinstance(e, PackIdle)]
+        for event in events:
+            if isinstance(event, PackEnded):
+                self._packs.pop(event.job_id, None)
+        events = [e for e in events if not isinstance(e, PackIdle | PackEnded)]
+        if events:
+            self._apply_batch(events)
+        for pack_id in idle:  # after the batch is committed: its jobs' slots are free
+            self._refill(pack_id)
+
+    def _apply_batch(self, events: list[WorkerEvent]) -> None:
         touched: set[str] = {e.job_id for e in events}
         ended = {e.job_id for e in events if isinstance(e, JobFinished | JobErrored)}
         finished: list[dict[str, Any]] = []
@@ -197,15 +216,21 @@ class Dispatcher:
                                      "duration_s": event.duration_s,
                                      "info": _jsonable(event.info)})
             store.record_steps(session, finished, current)
+            store.set_workers(session, {e.job_id: (e.pid, e.host) for e in events
+                                        if isinstance(e, WorkerStarted)})
+            succeeded: dict[str, dict[str, Any]] = {}
             for event in events:
-                if not isinstance(event, StepStarted | StepFinished):
+                if isinstance(event, JobFinished) and "fleet" not in event.result:
+                    succeeded[event.job_id] = event.result
+                elif isinstance(event, LogLines | JobFinished | JobErrored):
                     self._apply_one(session, event)
+            self._succeed(session, succeeded)
             parents, done_fleets = self._advance_fleets(session, ended)
             session.commit()
         # A parent is told "may have ended" only when it did: a fleet's long-poll re-reads
         # its (large) row at each such notice, and children end by the hundred.
-        for job_id in touched | parents:
-            self.on_change(job_id, job_id in ended or job_id in done_fleets)
+        self.on_change({job_id: job_id in ended or job_id in done_fleets
+                        for job_id in touched | parents})
 
     def _advance_fleets(self, session: Session, ended: set[str]) -> tuple[set[str], set[str]]:
         """After children ended: finish their fleets if nothing is left.
@@ -226,9 +251,7 @@ class Dispatcher:
     def _apply_one(self, session: Session, event: WorkerEvent) -> None:
         job_id = event.job_id
         active = self._active.get(job_id)
-        if isinstance(event, WorkerStarted):
-            store.set_worker(session, job_id, pid=event.pid, host=event.host)
-        elif isinstance(event, LogLines):
+        if isinstance(event, LogLines):
             # A remote worker's output: appended as it came, like a local worker's own writes.
             if active is not None and active.log_file:
                 try:
@@ -236,7 +259,7 @@ class Dispatcher:
                         fh.write(event.text)
                 except OSError:
                     log.warning("cannot write to job log %s", active.log_file)
-        elif isinstance(event, JobFinished) and "fleet" in event.result:
+        elif isinstance(event, JobFinished):  # a fleet's plan
             self._active.pop(job_id, None)
             parent = store.read_job(session, job_id)
             if parent.state == JobState.running.value:
@@ -245,22 +268,32 @@ class Dispatcher:
                 _append_log(parent.log_file, f"fleet planned: {created} more models queued")
                 fleet.advance(session, job_id)  # in case nothing was left to train
                 self.wake()
-        elif isinstance(event, JobFinished):
-            self._active.pop(job_id, None)
-            result = event.result
-            if self._end(session, job_id, JobState.succeeded,
-                         "the workflow trained and was evaluated", active, result=result,
-                         model_id=result.get("model_id"), git_commit=result.get("git_commit")):
-                version = self._register(session, job_id, result)
-                _append_log(active.log_file if active else None,
-                            f"registered as version {version.version} of "
-                            f"{version.model_name!r} ({version.stage})")
         elif isinstance(event, JobErrored):
             self._active.pop(job_id, None)
             info = event.exception_info
             where = f" in step {info['step']}" if info.get("step") else ""
             reason = f"{info.get('type')}{where}: {info.get('message')}"
             self._end(session, job_id, JobState.failed, reason, active, exception_info=info)
+
+    def _succeed(self, session: Session, results: dict[str, dict[str, Any]]) -> None:
+        """Mark the jobs succeeded and register their models, in the same transaction and in a
+        few statements for the whole batch (a pack's tenants end by the dozen)."""
+        if not results:
+            return
+        actives = {job_id: self._active.pop(job_id, None) for job_id in results}
+        reason = "the workflow trained and was evaluated"
+        won = store.finish_many(session, {
+            job_id: {"result": r, "model_id": r.get("model_id"), "git_commit": r.get("git_commit")}
+            for job_id, r in results.items()}, reason)
+        jobs = store.read_jobs(session, won)
+        versions = registry_store.register_versions(
+            session, [_version_of(jobs[job_id], results[job_id]) for job_id in won])
+        for job_id, version in zip(won, versions, strict=True):
+            active = actives[job_id]
+            log_file = active.log_file if active else None
+            _append_log(log_file, f"job succeeded: {reason}")
+            _append_log(log_file, f"registered as version {version.version} of "
+                                  f"{version.model_name!r} ({version.stage})")
 
     def _end(self, session: Session, job_id: str, to: JobState, reason: str,
              active: _Active | None, **fields: Any) -> bool:
@@ -275,24 +308,6 @@ class Dispatcher:
             store.cancel_children(session, job_id, f"its fleet {job_id} failed: {reason}"[:500])
         return True
 
-    def _register(self, session: Session, job_id: str, result: dict[str, Any]) -> VersionRow:
-        """Register the job's model in the same transaction that marks the job succeeded."""
-        job = store.read_job(session, job_id)
-        request = job.request
-        version = registry_store.register_version(
-            session,
-            model_name=job.model_name,
-            tenant=job.tenant or GLOBAL_TENANT,
-            model_id=result["model_id"],
-            job_id=job_id,
-            metrics=result["metrics"],
-            model_meta=result.get("model", {}),
-            holdout={"sampling": request["holdout_sampling"],
-                     "path": request["data"]["features"]["path"]},
-            provenance_path=result.get("provenance_path"),
-        )
-        return version
-
     def _reconcile(self) -> None:
         """Kill workers whose job was cancelled (through any server) since they started, and
         move on fleets whose last children were cancelled."""
@@ -301,8 +316,7 @@ class Dispatcher:
             if stalled:
                 done_fleets = self._advance_parents(session, set(stalled))
                 session.commit()
-                for job_id in done_fleets:
-                    self.on_change(job_id, True)
+                self.on_change(dict.fromkeys(done_fleets, True))
             if not self._active:
                 return
             states = store.states_of(session, list(self._active))
@@ -324,7 +338,7 @@ class Dispatcher:
                 active.handle.cancel()
                 _append_log(active.log_file, f"job {states.get(job_id, 'failed')}: worker "
                                              "stopped")
-                self.on_change(job_id, True)
+        self.on_change(dict.fromkeys(stopped | set(mates), True))
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -345,12 +359,12 @@ class Dispatcher:
                           exception_info={"type": "JobTimeout", "message": reason,
                                           "traceback": None, "step": None})
             session.commit()
-        for job_id in expired:
-            self.on_change(job_id, True)
+        self.on_change(dict.fromkeys(expired, True))
 
     @property
     def _slots_used(self) -> int:
-        return len({id(a.handle) for a in self._active.values()})
+        return len({id(a.handle) for a in self._active.values()}
+                   | {id(p.handle) for p in self._packs.values()})
 
     def _claim(self) -> None:
         free = self.settings.concurrency - self._slots_used
@@ -361,20 +375,46 @@ class Dispatcher:
             groups: list[list[JobRow]] = []
             for job in jobs:
                 group = [job]
-                if job.kind == "tenant" and (job.rows or 0) <= PACK_MAX_ROWS and job.parent_id:
-                    # Small tenants share a worker: process start-up and bookkeeping would
-                    # otherwise dominate their few-millisecond fits.
-                    waiting = store.count_small_siblings(session, job.parent_id, PACK_MAX_ROWS)
-                    size = min(PACK_MAX_JOBS, max(-(-waiting // self.settings.concurrency),
-                                                  PACK_MIN_JOBS))
-                    group += store.claim_small_siblings(
-                        session, job.parent_id, size - 1, PACK_MAX_ROWS,
-                        server_id=self.server_id, rows_budget=PACK_ROWS_BUDGET - (job.rows or 0))
+                if self._packable(job):
+                    assert job.parent_id is not None
+                    group += self._claim_siblings(session, job.parent_id, PACK_MIN_JOBS,
+                                                  PACK_ROWS_BUDGET - (job.rows or 0), have=1)
                 groups.append(group)
         for group in groups:
-            self._launch(group)
-            for job in group:
-                self.on_change(job.id, job.id not in self._active)  # not active: failed to start
+            self._launch(group, pack=self._packable(group[0]))
+
+    def _packable(self, job: JobRow) -> bool:
+        """Small tenants share a worker: process start-up and bookkeeping would otherwise
+        dominate their few-millisecond fits."""
+        return (self.executor.packs and job.kind == "tenant" and job.parent_id is not None
+                and (job.rows or 0) <= PACK_MAX_ROWS)
+
+    def _claim_siblings(self, session: Session, parent_id: str, at_least: int,
+                        rows_budget: int, have: int = 0) -> list[JobRow]:
+        """Claim queued small tenants of a fleet for a pack that holds ``have`` jobs already:
+        the waiting ones shared out over the slots (so the last packs end together), at
+        least ``at_least`` in the pack while that many wait."""
+        waiting = store.count_small_siblings(session, parent_id, PACK_MAX_ROWS) + have
+        size = min(PACK_MAX_JOBS, max(-(-waiting // self.settings.concurrency), at_least))
+        return store.claim_small_siblings(session, parent_id, size - have, PACK_MAX_ROWS,
+                                          server_id=self.server_id, rows_budget=rows_budget)
+
+    def _refill(self, pack_id: str) -> None:
+        """An idle pack asks for more: its fleet's next small tenants, or none (it ends)."""
+        pack = self._packs.get(pack_id)
+        if pack is None:
+            return
+        jobs: list[JobRow] = []
+        if not self._stopping.is_set():
+            with self.sessions() as session:
+                jobs = self._claim_siblings(session, pack.parent_id, 1, PACK_ROWS_BUDGET)
+        if jobs and pack.handle.feed([self._spec(job) for job in jobs]):
+            self._track(jobs, pack.handle)
+            return
+        pack.handle.feed([])
+        self._packs.pop(pack_id, None)
+        if jobs:  # the worker was gone before they reached it: they start a new one
+            self._launch(jobs, pack=True)
 
     def _spec(self, job: JobRow) -> WorkerSpec:
         roots = self.settings.data_roots
@@ -399,14 +439,12 @@ class Dispatcher:
             return max(1, int(asked))
         return max(1, (os.cpu_count() or 1) // self.settings.concurrency)
 
-    def _launch(self, jobs: list[JobRow]) -> None:
+    def _launch(self, jobs: list[JobRow], *, pack: bool = False) -> None:
         specs = [self._spec(job) for job in jobs]
-        spec = specs[0] if len(specs) == 1 else dataclasses.replace(
-            specs[0], job_id=f"pack-{specs[0].job_id}", pack=tuple(specs))
-        where = f"the {self.executor.name} executor (server {self.server_id})"
-        for job in jobs:
-            _append_log(job.log_file, f"job running on {where}" + (
-                f", packed with {len(jobs) - 1} other small jobs" if len(jobs) > 1 else ""))
+        spec = specs[0]
+        if pack and (len(specs) > 1 or self.executor.refills):
+            spec = dataclasses.replace(specs[0], job_id=f"pack-{specs[0].job_id}",
+                                       pack=tuple(specs), refill=self.executor.refills)
         try:
             handle = self.executor.start(spec, self._on_event)
         except Exception as exc:
@@ -416,12 +454,21 @@ class Dispatcher:
                 for job in jobs:
                     self._end(session, job.id, JobState.failed, reason, None,
                               exception_info=info)
-                _, finished = self._advance_fleets(session, {j.id for j in jobs})
+                _, done_fleets = self._advance_fleets(session, {j.id for j in jobs})
                 session.commit()
-            for job_id in finished:
-                self.on_change(job_id, True)
+            self.on_change(dict.fromkeys([j.id for j in jobs] + sorted(done_fleets), True))
             return
+        if spec.refill:
+            assert jobs[0].parent_id is not None
+            self._packs[spec.job_id] = _Pack(cast(Refillable, handle), jobs[0].parent_id)
+        self._track(jobs, handle)
+
+    def _track(self, jobs: list[JobRow], handle: RunHandle) -> None:
+        """The jobs run on ``handle`` now: log where, start their clocks, tell watchers."""
+        where = f"the {self.executor.name} executor (server {self.server_id})"
         for job in jobs:
+            _append_log(job.log_file, f"job running on {where}" + (
+                f", packed with {len(jobs) - 1} other small jobs" if len(jobs) > 1 else ""))
             timeout = job.timeout_seconds or self.settings.job_timeout
             self._active[job.id] = _Active(
                 handle=handle,
@@ -429,6 +476,23 @@ class Dispatcher:
                 timeout=timeout,
                 log_file=job.log_file,
             )
+        self.on_change(dict.fromkeys([job.id for job in jobs], False))
+
+
+def _version_of(job: JobRow, result: dict[str, Any]) -> dict[str, Any]:
+    """The registry entry of a succeeded job's model."""
+    request = job.request
+    return {
+        "model_name": job.model_name,
+        "tenant": job.tenant or GLOBAL_TENANT,
+        "model_id": result["model_id"],
+        "job_id": job.id,
+        "metrics": result["metrics"],
+        "model_meta": result.get("model", {}),
+        "holdout": {"sampling": request["holdout_sampling"],
+                    "path": request["data"]["features"]["path"]},
+        "provenance_path": result.get("provenance_path"),
+    }
 
 
 def _utc(ts: float) -> dt.datetime:

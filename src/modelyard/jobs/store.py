@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict, NotFound
 from modelyard.jobs.states import TERMINAL, JobState, sources_of
 from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
 from modelyard.request.models import TrainRequest, request_hash
+
+_JOBS = cast(Table, JobRow.__table__)  # Core statements: executemany, RETURNING
 
 
 def now() -> dt.datetime:
@@ -125,6 +127,13 @@ def read_job(session: Session, job_id: str, *, fresh: bool = False) -> JobRow:
     if job is None:
         raise NotFound(f"no job {job_id!r}; list jobs with GET /jobs or `modelyard jobs list`")
     return job
+
+
+def read_jobs(session: Session, job_ids: Sequence[str]) -> dict[str, JobRow]:
+    """The rows of ``job_ids`` (those that exist), in one query."""
+    if not job_ids:
+        return {}
+    return {r.id: r for r in session.scalars(select(JobRow).where(JobRow.id.in_(job_ids)))}
 
 
 def snapshot_job(
@@ -258,16 +267,29 @@ def claim_jobs(session: Session, limit: int, *, server_id: str) -> list[JobRow]:
         .order_by(JobRow.created_at, JobRow.id)
         .limit(limit)
     ).all()
-    claimed = []
-    for job_id in ids:
-        try:
-            transition(session, job_id, JobState.running, "a worker slot is free",
-                       server_id=server_id, current_step="starting")
-        except Conflict:
-            continue  # cancelled, or claimed by another server, since we looked
-        claimed.append(job_id)
+    return _claim(session, list(ids), server_id, "a worker slot is free")
+
+
+def _claim(session: Session, ids: list[str], server_id: str, reason: str) -> list[JobRow]:
+    """queued -> running for those of ``ids`` still queued (another server, or a cancel, may
+    have taken some since we looked), in one UPDATE; commits; returns them in ``ids`` order."""
+    if not ids:
+        return []
+    at = now()
+    moved = set(session.scalars(
+        update(_JOBS)
+        .where(_JOBS.c.id.in_(ids), _JOBS.c.state == JobState.queued.value)
+        .values(state=JobState.running.value, updated_at=at, started_at=at,
+                server_id=server_id, current_step="starting")
+        .returning(_JOBS.c.id)).all())
+    claimed = [j for j in ids if j in moved]
+    if claimed:
+        session.execute(insert(TransitionRow), [
+            {"job_id": j, "from_state": JobState.queued.value,
+             "to_state": JobState.running.value, "at": at, "reason": reason} for j in claimed])
     session.commit()
-    return [read_job(session, j) for j in claimed]
+    rows = read_jobs(session, claimed)
+    return [rows[j] for j in claimed]
 
 
 def running_jobs(session: Session, *, server_prefix: str | None = None) -> list[JobRow]:
@@ -284,12 +306,47 @@ def states_of(session: Session, job_ids: Sequence[str]) -> dict[str, str]:
     return {r.id: r.state for r in rows}
 
 
-def set_worker(session: Session, job_id: str, *, pid: int, host: str) -> None:
-    session.execute(
-        update(JobRow)
-        .where(JobRow.id == job_id, JobRow.state == JobState.running.value)
-        .values(worker_pid=pid, worker_host=host, updated_at=now())
-    )
+def set_workers(session: Session, workers: dict[str, tuple[int, str]]) -> None:
+    """Record each running job's worker ``(pid, host)``, in one executemany UPDATE."""
+    if workers:
+        session.execute(
+            update(_JOBS)
+            .where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state == JobState.running.value)
+            .values(worker_pid=bindparam("b_pid"), worker_host=bindparam("b_host"),
+                    updated_at=now()),
+            [{"b_id": j, "b_pid": pid, "b_host": host} for j, (pid, host) in workers.items()])
+
+
+def finish_many(session: Session, results: dict[str, dict[str, Any]], reason: str) -> list[str]:
+    """Mark running jobs ``succeeded`` with their columns (``results[job_id]``: result,
+    model_id, git_commit), in three statements whatever their number. Does not commit.
+
+    The state changes in one conditional UPDATE (``state = 'running'``) that returns the jobs
+    it moved: one cancelled or timed out meanwhile keeps that outcome, as with
+    :func:`transition`. Returns the ids that succeeded.
+    """
+    if not results:
+        return []
+    at = now()
+    moved = set(session.scalars(
+        update(_JOBS)
+        .where(_JOBS.c.id.in_(sorted(results)), _JOBS.c.state == JobState.running.value)
+        .values(state=JobState.succeeded.value, updated_at=at, finished_at=at,
+                current_step=None)
+        .returning(_JOBS.c.id)).all())
+    won = [j for j in results if j in moved]  # in the caller's order
+    if won:
+        session.execute(
+            update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
+            .values(result=bindparam("b_result"), model_id=bindparam("b_model_id"),
+                    git_commit=bindparam("b_git_commit")),
+            [{"b_id": j, "b_result": results[j].get("result"),
+              "b_model_id": results[j].get("model_id"),
+              "b_git_commit": results[j].get("git_commit")} for j in won])
+        session.execute(insert(TransitionRow), [
+            {"job_id": j, "from_state": JobState.running.value,
+             "to_state": JobState.succeeded.value, "at": at, "reason": reason} for j in won])
+    return won
 
 
 def record_steps(session: Session, finished: list[dict[str, Any]],
@@ -301,12 +358,12 @@ def record_steps(session: Session, finished: list[dict[str, Any]],
     at = now()
     if finished:
         session.execute(insert(StepRow), finished)
-    for job_id, name in current.items():
+    if current:
         session.execute(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.state == JobState.running.value)
-            .values(current_step=name, updated_at=at)
-        )
+            update(_JOBS)
+            .where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state == JobState.running.value)
+            .values(current_step=bindparam("b_step"), updated_at=at),
+            [{"b_id": job_id, "b_step": name} for job_id, name in current.items()])
     rest = sorted({f["job_id"] for f in finished} - set(current))
     if rest:
         session.execute(update(JobRow).where(JobRow.id.in_(rest)).values(updated_at=at))
@@ -351,7 +408,7 @@ def _small_siblings(parent_id: str, max_rows: int) -> Any:
 
 def count_small_siblings(session: Session, parent_id: str, max_rows: int) -> int:
     return int(session.scalar(select(func.count()).select_from(
-        _small_siblings(parent_id, max_rows).subquery())) or 0) + 1
+        _small_siblings(parent_id, max_rows).subquery())) or 0)
 
 
 def claim_small_siblings(session: Session, parent_id: str, limit: int, max_rows: int, *,
@@ -363,20 +420,14 @@ def claim_small_siblings(session: Session, parent_id: str, limit: int, max_rows:
     candidates = session.execute(
         select(JobRow.id, JobRow.rows).where(JobRow.id.in_(_small_siblings(parent_id, max_rows)))
         .order_by(JobRow.created_at, JobRow.id).limit(limit)).all()
-    claimed: list[str] = []
+    chosen: list[str] = []
     total = 0
     for job_id, rows in candidates:
-        if total + (rows or 0) > rows_budget and claimed:
+        if total + (rows or 0) > rows_budget and chosen:
             break
-        try:
-            transition(session, job_id, JobState.running, "packed with other small tenants",
-                       server_id=server_id, current_step="starting")
-        except Conflict:
-            continue
-        claimed.append(job_id)
+        chosen.append(job_id)
         total += rows or 0
-    session.commit()
-    return [read_job(session, j) for j in claimed]
+    return _claim(session, chosen, server_id, "packed with other small tenants")
 
 
 def count_unfinished_children(session: Session, parent_id: str) -> int:

@@ -5,6 +5,9 @@ The worker never touches the job store. It reports a :class:`WorkerStarted`, the
 :class:`JobFinished` or :class:`JobErrored`. An executor that loses its worker (killed, crashed,
 out of memory) reports a :class:`JobErrored` on its behalf. An executor whose worker cannot write
 the job's log file itself (a remote node) sends the worker's output as :class:`LogLines`.
+
+A refillable pack (local executor) says :class:`PackIdle` when its jobs are done and receives the
+next ones, or none, on the same socket; its executor says :class:`PackEnded` when it is gone.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class WorkerSpec:
     fleet: dict[str, Any] | None = None
     # Several small jobs run one after another in one worker (fleets pack small tenants).
     pack: tuple[WorkerSpec, ...] = ()
+    # A pack that asks for more (:class:`PackIdle`) when its jobs are done, instead of exiting;
+    # only where the executor can answer (the local one, over the worker's socket).
+    refill: bool = False
 
     def job_ids(self) -> list[str]:
         """The jobs this worker reports on: its own, or every packed one."""
@@ -80,7 +86,22 @@ class LogLines:
     text: str
 
 
-WorkerEvent = WorkerStarted | StepStarted | StepFinished | LogLines | JobFinished | JobErrored
+@dataclasses.dataclass(frozen=True)
+class PackIdle:
+    """A refillable pack ran its jobs and waits for more (``job_id`` is the pack's id)."""
+
+    job_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PackEnded:
+    """The executor's word that a refillable pack's worker is gone: it takes no more jobs."""
+
+    job_id: str
+
+
+WorkerEvent = (WorkerStarted | StepStarted | StepFinished | LogLines | JobFinished | JobErrored
+               | PackIdle | PackEnded)
 
 
 def exception_record(exc: BaseException, *, step: str | None = None) -> dict[str, Any]:

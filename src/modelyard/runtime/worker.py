@@ -21,7 +21,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
@@ -36,6 +36,7 @@ from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import (
     JobErrored,
     JobFinished,
+    PackIdle,
     StepFinished,
     StepStarted,
     WorkerEvent,
@@ -331,31 +332,53 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
     _watch_server(conn, done)
 
     report: Report = conn.send
-    if spec.pack:
-        report = _Batched(conn.send)
+    batched = _Batched(conn.send) if spec.pack else None
+    if batched is not None:
+        report = batched
 
     if spec.threads:
         # Jobs share the machine: N concurrent jobs each spinning up every core's worth of
         # OpenMP threads thrash (measured: a 30-iteration boosted fit 20x slower).
         thread_controller().limit(limits=spec.threads)
     try:
-        for one in spec.pack or (spec,):  # a pack runs its small jobs one after another
-            if one.log_path:
-                _redirect_output(one.log_path)
-            execute(one, report)
+        jobs: Sequence[WorkerSpec] = spec.pack or (spec,)
+        while jobs:
+            for one in jobs:  # a pack runs its small jobs one after another
+                if one.log_path:
+                    _redirect_output(one.log_path)
+                execute(one, report)
+            if not spec.refill:
+                break
+            # Ask for more rather than exit: this process's memory is warm, a new one's is
+            # not (its first job pays some 4,000 page faults, ~100 ms).
+            report(PackIdle(spec.job_id))
+            jobs = _next_jobs(conn)
     finally:
+        if batched is not None:
+            with contextlib.suppress(OSError):
+                batched.flush()
         done.set()
         sys.stdout.flush()
         sys.stderr.flush()
         conn.close()
 
 
+def _next_jobs(conn: Any) -> Sequence[WorkerSpec]:
+    """The server's answer to :class:`PackIdle`: more specs, or none (then the pack ends)."""
+    try:
+        jobs = conn.recv()
+    except (EOFError, OSError):
+        return ()
+    return tuple(j for j in jobs if isinstance(j, WorkerSpec))
+
+
 class _Batched:
-    """A packed worker's reports, sent a job's worth at a time.
+    """A packed worker's reports, sent at most every quarter of a second.
 
     Packed jobs are small and report a dozen events within milliseconds; sending each on its
-    own made the server apply them one by one. Events go in one message when a job ends, or
-    every quarter of a second while one runs (so a slower job still shows its steps).
+    own made the server apply them one by one, and a message per finished job still cost the
+    server a transaction per tenant. Events wait up to ``MAX_DELAY_S`` (a timer sends them
+    then, so a slower job still shows its steps); a :class:`PackIdle` goes at once.
     """
 
     MAX_DELAY_S = 0.25
@@ -364,13 +387,20 @@ class _Batched:
         self.send = send
         self.waiting: list[WorkerEvent] = []
         self.lock = threading.Lock()
+        self.sent_at = time.monotonic()
         threading.Thread(target=self._tick, name="modelyard-report-batch", daemon=True).start()
 
     def __call__(self, event: WorkerEvent) -> None:
         with self.lock:
             self.waiting.append(event)
-            if isinstance(event, JobFinished | JobErrored):
+            if isinstance(event, PackIdle) or (
+                    isinstance(event, JobFinished | JobErrored)
+                    and time.monotonic() - self.sent_at >= self.MAX_DELAY_S):
                 self._flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush()
 
     def _tick(self) -> None:
         while True:
@@ -382,6 +412,7 @@ class _Batched:
                     return
 
     def _flush(self) -> None:
+        self.sent_at = time.monotonic()
         if self.waiting:
             self.send(self.waiting)
             self.waiting = []
@@ -424,8 +455,8 @@ def _redirect_output(path: str) -> None:
 def _watch_server(conn: Any, done: threading.Event) -> None:
     """Exit when the server is gone: a worker never outlives its server.
 
-    The server holds the only read end of our event pipe; when it dies, polling the write end
-    reports POLLERR. (The parent process is the fork server, which outlives a killed server
+    The server holds the only other end of our event socket; when it dies, polling our end
+    reports POLLHUP. (The parent process is the fork server, which outlives a killed server
     for as long as any worker holds its "alive" pipe, so watching the parent pid is not enough.)
     """
     poller = select.poll()
