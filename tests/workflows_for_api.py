@@ -82,5 +82,7 @@ class FailsForOne(Workflow):
     def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
         marker, tenant = self.custom_params["fail_marker"], self.custom_params["fail_tenant"]
         if os.path.exists(marker) and (train_df["merchant_id"] == tenant).all():
+            if self.custom_params.get("how") == "kill":  # as the out-of-memory killer would
+                os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"tenant {tenant} fails on purpose")
         return Tiny(self.request).train(train_df, holdout_df)

@@ -133,6 +133,32 @@ def test_one_tenant_failing_spares_the_others_and_can_be_retried(
     assert unknown.status_code == 409 and "nobody" in unknown.json()["message"]
 
 
+def test_a_tenant_that_kills_its_packed_worker_fails_alone(
+    server: ServerProcess, client: Client, fraud_request: dict[str, Any], tmp_path: Path
+) -> None:
+    marker = tmp_path / "kill"
+    marker.write_text("x")
+    request = with_workflow(fleet_request(fraud_request), "FailsForOne", how="kill",
+                            fail_marker=str(marker), fail_tenant="m00003")
+    request["tenants"] = {**fleet_request(fraud_request)["tenants"], "min_training_rows": 50,
+                          "global_model": False}
+    parent, fleet = run_fleet(client, request)
+    failed = [t for t in fleet["tenants"] if t["state"] == "failed"]
+    assert [t["tenant"] for t in failed] == ["m00003"], failed
+    assert "killed by SIGKILL" in failed[0]["reason"]
+    assert fleet["counts"]["succeeded"] == sum(1 for t in fleet["tenants"] if t["job_id"]) - 1
+    # Its pack-mates never ran in that worker: each was queued again once, and succeeded.
+    children = client.jobs(parent_id=parent, limit=1000)["jobs"]
+    lost = [c for c in children if c["state"] == "failed" and c["tenant"] != "m00003"]
+    assert lost, "the kill should have stranded at least one pack-mate"
+    for child in lost:
+        assert "not run: the worker it was packed into died while it ran job" in child["error"]
+        log, _ = client.logs(child["job_id"])
+        assert "queued again as job" in log
+        tenant = next(t for t in fleet["tenants"] if t["tenant"] == child["tenant"])
+        assert tenant["state"] == "succeeded" and tenant["job_id"] != child["job_id"]
+
+
 def test_serving_routes_tenants_to_the_level_the_fleet_chose(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:

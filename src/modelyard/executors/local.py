@@ -22,7 +22,14 @@ from typing import IO, Any
 from modelyard.errors import ConfigurationError
 from modelyard.executors import forkserver
 from modelyard.executors.base import OnEvent
-from modelyard.runtime.events import JobErrored, JobFinished, PackEnded, WorkerSpec
+from modelyard.runtime.events import (
+    NOT_STARTED,
+    JobErrored,
+    JobFinished,
+    PackEnded,
+    WorkerSpec,
+    WorkerStarted,
+)
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.executors.local")
@@ -51,6 +58,14 @@ def crash_record(exitcode: int | None) -> dict[str, Any]:
             "exitcode": exitcode}
 
 
+def not_started_record(culprits: list[str], exitcode: int | None) -> dict[str, Any]:
+    """``exception_info`` for a packed job whose worker died before reaching it."""
+    where = f" while it ran job {', '.join(culprits)}" if culprits else ""
+    return {"type": NOT_STARTED, "step": None, "traceback": None, "exitcode": exitcode,
+            "message": f"not run: the worker it was packed into died{where} before reaching "
+                       "it (a fleet queues such a tenant again, once)"}
+
+
 class LocalRun:
     """A worker process; for a refillable pack also its socket, to send it more jobs."""
 
@@ -58,6 +73,7 @@ class LocalRun:
         self.pid = pid
         self.conn = conn
         self.pending = set(job_ids)  # jobs still owed a terminal event
+        self.started: set[str] = set()  # jobs the worker said it started (packs report each)
         self.closed = False  # the relay saw the worker's end of the socket close
         self.lock = threading.Lock()
 
@@ -174,6 +190,8 @@ class LocalExecutor:
                     if isinstance(event, JobFinished | JobErrored):
                         with run.lock:
                             run.pending.discard(event.job_id)
+                    elif isinstance(event, WorkerStarted):
+                        run.started.add(event.job_id)
         finally:
             with run.lock:
                 run.closed = True
@@ -182,8 +200,12 @@ class LocalExecutor:
             exitcode = forkserver.read_exit_code(sock)
             with self._lock:
                 self._runs.pop(spec.job_id, None)
-            for job_id in lost:
+            crashed = [j for j in lost if j in run.started or not spec.pack]
+            for job_id in crashed:
                 on_event(JobErrored(job_id, crash_record(exitcode)))
+            for job_id in lost:
+                if job_id not in crashed:  # a pack-mate the worker never reached
+                    on_event(JobErrored(job_id, not_started_record(crashed, exitcode)))
             if spec.refill:
                 on_event(PackEnded(spec.job_id))
 

@@ -32,6 +32,7 @@ from modelyard.registry import store as registry_store
 from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import (
+    NOT_STARTED,
     JobErrored,
     JobFinished,
     LogLines,
@@ -51,9 +52,13 @@ log = logging.getLogger("modelyard.dispatcher")
 
 _WAKE = object()
 _RECONCILE_EVERY_S = 1.0
-PACK_MAX_ROWS = 20_000  # tenants at most this big are packed several to a worker
+# Tenants at most this big share workers (refilled, so a fleet forks about one per slot): a
+# fresh worker's first job pays ~100 ms of page faults, more for bigger data. Measured on a
+# 1M-row fleet: packing up to 200k rows instead of 20k cut the fleet's time by 10%.
+PACK_MAX_ROWS = 200_000
 PACK_ROWS_BUDGET = 40_000  # rows per pack, so packs take similar time and slots stay busy
 PACK_MAX_JOBS = 64
+PACK_BATCH_WINDOW_S = 0.1  # how long events are gathered into one transaction while packs run
 # Packs shrink as the queue drains (waiting / slots); below this the saving in balance is worth
 # less than another worker's start (a fork, and ~100 ms of first-job page faults measured).
 PACK_MIN_JOBS = 8
@@ -156,6 +161,8 @@ class Dispatcher:
                 batch = [self._inbox.get(timeout=self._wait_time())]
             except queue.Empty:
                 batch = []
+            if batch and self._packs:
+                self._gather(batch)
             while True:
                 try:
                     batch.append(self._inbox.get_nowait())
@@ -171,6 +178,20 @@ class Dispatcher:
             except Exception:  # never let one bad batch stop the loop
                 log.exception("dispatcher iteration failed; continuing")
                 time.sleep(0.5)
+
+    def _gather(self, batch: list[Any]) -> None:
+        """While packs run, collect events for a moment before applying them: their tenants
+        end every few tens of milliseconds, and one transaction for several costs the server
+        a fraction of one each. A pack asking for work (PackIdle) is answered at once."""
+        deadline = time.monotonic() + PACK_BATCH_WINDOW_S
+        while not any(isinstance(e, PackIdle) for e in batch):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                batch.append(self._inbox.get(timeout=left))
+            except queue.Empty:
+                return
 
     def _wait_time(self) -> float:
         deadlines = [a.deadline for a in self._active.values() if a.deadline is not None]
@@ -197,7 +218,7 @@ class Dispatcher:
         events = [e for e in events if not isinstance(e, PackIdle | PackEnded)]
         if events:
             self._apply_batch(events)
-        for pack_id in idle:  # after the batch is committed: its jobs' slots are free
+        for pack_id in idle:  # after the batch: what it finished is recorded first
             self._refill(pack_id)
 
     def _apply_batch(self, events: list[WorkerEvent]) -> None:
@@ -273,7 +294,14 @@ class Dispatcher:
             info = event.exception_info
             where = f" in step {info['step']}" if info.get("step") else ""
             reason = f"{info.get('type')}{where}: {info.get('message')}"
-            self._end(session, job_id, JobState.failed, reason, active, exception_info=info)
+            if (self._end(session, job_id, JobState.failed, reason, active, exception_info=info)
+                    and info.get("type") == NOT_STARTED):
+                # Its pack's worker died running another tenant: this one never ran.
+                again = fleet.requeue_not_started(session, store.read_job(session, job_id))
+                if again is not None:
+                    _append_log(active.log_file if active else None,
+                                f"queued again as job {again}")
+                    self.wake()
 
     def _succeed(self, session: Session, results: dict[str, dict[str, Any]]) -> None:
         """Mark the jobs succeeded and register their models, in the same transaction and in a

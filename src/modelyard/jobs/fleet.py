@@ -136,12 +136,26 @@ def _fallbacks(children: list[JobRow]) -> dict[str, JobRow]:
             if child.kind in ("global", "segment") and child.state == JobState.succeeded.value}
 
 
+def requeue_not_started(session: Session, job: JobRow) -> str | None:
+    """A packed tenant whose worker died before reaching it: queue a new attempt, once (its
+    own failure is not the cause, so it should not stay failed). Returns the new job id."""
+    if job.kind != "tenant" or not job.parent_id or (job.fleet or {}).get("requeued_from"):
+        return None
+    parent = store.read_job(session, job.parent_id)
+    if not parent.fleet or parent.state != JobState.running.value:
+        return None
+    created = _tenant_children(session, parent, parent.fleet, only={job.tenant or ""},
+                               details={"requeued_from": job.id})
+    return created[0][0] if created else None
+
+
 def _tenant_children(session: Session, parent: JobRow, plan: dict[str, Any],
-                     only: set[str] | None = None) -> list[tuple[str, str]]:
+                     only: set[str] | None = None,
+                     details: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """Queue the qualifying tenants (or those in ``only``); returns ``(job id, tenant)``."""
     # Largest first: the long fits start early and small ones fill the gaps at the end.
     chosen = [(e["tenant"], e["path"], e["train_rows"] + e["holdout_rows"],
-               {"segment": e.get("segment")})
+               {"segment": e.get("segment"), **(details or {})})
               for e in sorted(plan["tenants"], key=lambda t: -t["rows"])
               if e["qualifies"] and (only is None or e["tenant"] in only)]
     ids = _queue_children(session, parent, "tenant", chosen)

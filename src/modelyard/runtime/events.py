@@ -6,7 +6,7 @@ The worker never touches the job store. It reports a :class:`WorkerStarted`, the
 out of memory) reports a :class:`JobErrored` on its behalf. An executor whose worker cannot write
 the job's log file itself (a remote node) sends the worker's output as :class:`LogLines`.
 
-A refillable pack (local executor) says :class:`PackIdle` when its jobs are done and receives the
+A refillable pack (local executor) says :class:`PackIdle` as its last job starts and receives the
 next ones, or none, on the same socket; its executor says :class:`PackEnded` when it is gone.
 """
 
@@ -34,7 +34,7 @@ class WorkerSpec:
     fleet: dict[str, Any] | None = None
     # Several small jobs run one after another in one worker (fleets pack small tenants).
     pack: tuple[WorkerSpec, ...] = ()
-    # A pack that asks for more (:class:`PackIdle`) when its jobs are done, instead of exiting;
+    # A pack that asks for more (:class:`PackIdle`) before its jobs are done, instead of exiting;
     # only where the executor can answer (the local one, over the worker's socket).
     refill: bool = False
 
@@ -86,9 +86,15 @@ class LogLines:
     text: str
 
 
+# ``exception_info["type"]`` of a packed job whose worker died before it started: it did not
+# fail on its own account, and a fleet queues it again.
+NOT_STARTED = "NotStarted"
+
+
 @dataclasses.dataclass(frozen=True)
 class PackIdle:
-    """A refillable pack ran its jobs and waits for more (``job_id`` is the pack's id)."""
+    """A refillable pack asks for its next jobs (``job_id`` is the pack's id): sent as its
+    last job starts, answered by exactly one list of specs (empty: the pack ends)."""
 
     job_id: str
 

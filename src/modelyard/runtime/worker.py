@@ -343,15 +343,17 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
     try:
         jobs: Sequence[WorkerSpec] = spec.pack or (spec,)
         while jobs:
-            for one in jobs:  # a pack runs its small jobs one after another
+            for i, one in enumerate(jobs):  # a pack runs its small jobs one after another
+                if spec.refill and i == len(jobs) - 1:
+                    # Ask for more rather than exit (this process's memory is warm, a new
+                    # one's is not: its first job pays ~4,000 page faults, ~100 ms), and ask
+                    # now, so the answer is here when the last job ends.
+                    report(PackIdle(spec.job_id))
                 if one.log_path:
                     _redirect_output(one.log_path)
                 execute(one, report)
             if not spec.refill:
                 break
-            # Ask for more rather than exit: this process's memory is warm, a new one's is
-            # not (its first job pays some 4,000 page faults, ~100 ms).
-            report(PackIdle(spec.job_id))
             jobs = _next_jobs(conn)
     finally:
         if batched is not None:
@@ -373,12 +375,14 @@ def _next_jobs(conn: Any) -> Sequence[WorkerSpec]:
 
 
 class _Batched:
-    """A packed worker's reports, sent at most every quarter of a second.
+    """A packed worker's reports, sent in batches.
 
     Packed jobs are small and report a dozen events within milliseconds; sending each on its
-    own made the server apply them one by one, and a message per finished job still cost the
-    server a transaction per tenant. Events wait up to ``MAX_DELAY_S`` (a timer sends them
-    then, so a slower job still shows its steps); a :class:`PackIdle` goes at once.
+    own made the server apply them one by one. Events wait up to ``MAX_DELAY_S`` (a timer sends
+    them then, so a slower job still shows its steps). A job's :class:`WorkerStarted` goes at
+    once, with everything before it: so if the process dies, every earlier job's outcome has
+    reached the server, and the server knows which job was running and which never started.
+    A :class:`PackIdle` goes at once too.
     """
 
     MAX_DELAY_S = 0.25
@@ -387,15 +391,12 @@ class _Batched:
         self.send = send
         self.waiting: list[WorkerEvent] = []
         self.lock = threading.Lock()
-        self.sent_at = time.monotonic()
         threading.Thread(target=self._tick, name="modelyard-report-batch", daemon=True).start()
 
     def __call__(self, event: WorkerEvent) -> None:
         with self.lock:
             self.waiting.append(event)
-            if isinstance(event, PackIdle) or (
-                    isinstance(event, JobFinished | JobErrored)
-                    and time.monotonic() - self.sent_at >= self.MAX_DELAY_S):
+            if isinstance(event, WorkerStarted | PackIdle):
                 self._flush()
 
     def flush(self) -> None:
@@ -412,7 +413,6 @@ class _Batched:
                     return
 
     def _flush(self) -> None:
-        self.sent_at = time.monotonic()
         if self.waiting:
             self.send(self.waiting)
             self.waiting = []
