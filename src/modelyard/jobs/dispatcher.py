@@ -403,10 +403,11 @@ class Dispatcher:
             groups: list[list[JobRow]] = []
             for job in jobs:
                 group = [job]
-                if self._packable(job):
+                budget = PACK_ROWS_BUDGET - (job.rows or 0)
+                if self._packable(job) and budget > 0:  # a big tenant starts its pack alone
                     assert job.parent_id is not None
                     group += self._claim_siblings(session, job.parent_id, PACK_MIN_JOBS,
-                                                  PACK_ROWS_BUDGET - (job.rows or 0), have=1)
+                                                  budget, have=1)
                 groups.append(group)
         for group in groups:
             self._launch(group, pack=self._packable(group[0]))
