@@ -85,9 +85,9 @@ class LocalRun:
                 pass
 
     def feed(self, specs: list[WorkerSpec]) -> bool:
-        """Give an idle refillable pack its next jobs (none: it exits). False if it is gone;
-        then the caller must run them elsewhere. Once sent, a lost worker's jobs fail with
-        the usual crash record."""
+        """Give a refillable pack its next jobs (none: it exits). False if it is gone; then
+        the caller must run them elsewhere. Once sent, they are the relay's to account for:
+        if the worker dies before reaching them, each is reported as not started."""
         with self.lock:
             if self.closed:
                 return False
