@@ -17,6 +17,9 @@ Synthetic payments from 1,000 merchants with skewed sizes; every merchant with a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import logging
 import os
 import statistics
 import subprocess
@@ -121,12 +124,13 @@ def mlflow_loop(frame: pd.DataFrame, tenants: list[str]) -> tuple[float, int] | 
     workflow = SklearnWorkflow(parse_request(request(1)))
     train = frame[frame["created_at"] < START]
     folder = tempfile.mkdtemp(prefix="mlflow-")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # a line per model otherwise
     mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
     mlflow.set_experiment(experiment_id=mlflow.create_experiment(
         "fleet", artifact_location=f"file://{folder}/artifacts"))
     started = time.perf_counter()
     for tenant in tenants:
-        with mlflow.start_run():
+        with mlflow.start_run(), contextlib.redirect_stderr(io.StringIO()):
             part = train[train["merchant_id"] == tenant]
             model = workflow.train(part, part)
             mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle",
