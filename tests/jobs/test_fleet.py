@@ -4,6 +4,7 @@ graduation against the fallback, partial failure, retry of a subset, packing, se
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,31 @@ def test_global_model_trains_beside_the_plan_and_stops_if_the_plan_fails(
     glob = client.wait(children[0]["job_id"], timeout=60, raise_on_failure=False)
     assert glob["status"]["transition"]["job_state"] == "cancelled"
     assert f"its fleet {parent} failed" in glob["status"]["transition"]["reason"]
+
+
+def test_cancelling_a_running_fleet_stops_its_packs_and_frees_their_slots(
+    client: Client, fraud_request: dict[str, Any]
+) -> None:
+    request = with_workflow(fleet_request(fraud_request), "Sleeps", seconds=30)
+    request["tenants"] = {**fleet_request(fraud_request)["tenants"], "min_training_rows": 50,
+                          "global_model": False}
+    parent = client.train(request)
+    deadline = time.monotonic() + 60
+    while not any(c["state"] == "running" and c["kind"] == "tenant"
+                  for c in client.jobs(parent_id=parent, limit=1000)["jobs"]):
+        assert time.monotonic() < deadline, "no tenant started"
+        time.sleep(0.2)
+    client.cancel(parent)
+    answer = client.wait(parent, timeout=60, raise_on_failure=False)
+    assert answer["status"]["transition"]["job_state"] == "cancelled"
+    deadline = time.monotonic() + 30
+    while True:  # the killed packs' last reports arrive after the cancel
+        states = {c["state"] for c in client.jobs(parent_id=parent, limit=1000)["jobs"]}
+        if states <= {"cancelled", "failed"}:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.2)
+    # The packs' slots are free again: a plain job runs at once, not after 30 s sleeps.
+    started = time.monotonic()
+    client.wait(client.train(fraud_request), timeout=60)
+    assert time.monotonic() - started < 25
