@@ -57,6 +57,7 @@ from modelyard.runtime.event_codec import (
     spec_from_json,
 )
 from modelyard.runtime.events import (
+    NOT_STARTED,
     JobErrored,
     JobFinished,
     StepFinished,
@@ -511,7 +512,8 @@ class RecordedCluster:
         return _Answer({"kind": "Status", "status": "Success"})
 
 
-def _watched(tmp_path: Path, cluster: RecordedCluster, *written: WorkerEvent
+def _watched(tmp_path: Path, cluster: RecordedCluster, *written: WorkerEvent,
+             pack: tuple[str, ...] = ()
              ) -> tuple[KubernetesExecutor, KubernetesRun, list[WorkerEvent]]:
     shared = tmp_path / "shared"
     settings = Settings.load(
@@ -522,6 +524,8 @@ def _watched(tmp_path: Path, cluster: RecordedCluster, *written: WorkerEvent
     executor = KubernetesExecutor(settings)
     executor._api = executor._batch = executor._core = cluster  # the API, not our code
     spec = _spec("j1")
+    if pack:
+        spec = dataclasses.replace(spec, job_id="pack-j1", pack=tuple(_spec(j) for j in pack))
     spec = dataclasses.replace(spec, artifact_root=settings.artifact_root)
     writer = EventFileWriter(spec.artifact_root, spec.job_id)
     for event in written:
@@ -556,6 +560,20 @@ def test_watcher_reports_a_pod_that_ended_without_a_result(tmp_path: Path) -> No
     executor, run, relayed = _watched(tmp_path / "2", cluster, *EVENTS[:1])
     executor._watch(run)
     assert [e.exception_info["type"] for e in _terminal(relayed)] == ["OutOfMemory"]  # type: ignore[union-attr]
+
+
+def test_a_dead_pack_pod_fails_the_job_it_ran_and_marks_the_rest_not_started(
+    tmp_path: Path
+) -> None:
+    cluster = RecordedCluster("running", "failed_oomkilled")
+    executor, run, relayed = _watched(tmp_path, cluster, *EVENTS[:4],
+                                      WorkerStarted("j2", 7, "pod"), pack=("j1", "j2", "j3"))
+    executor._watch(run)
+    outcome = {e.job_id: e for e in _terminal(relayed)}
+    assert isinstance(outcome["j1"], JobFinished)
+    assert outcome["j2"].exception_info["type"] == "OutOfMemory"  # type: ignore[union-attr]
+    assert outcome["j3"].exception_info["type"] == NOT_STARTED  # type: ignore[union-attr]
+    assert "while it ran job j2" in outcome["j3"].exception_info["message"]  # type: ignore[union-attr]
 
 
 def test_watcher_gives_up_on_a_stuck_pod_and_deletes_its_job(tmp_path: Path) -> None:

@@ -31,7 +31,14 @@ from modelyard.executors.k8s_events import EventFileTailer, events_url
 from modelyard.executors.k8s_manifest import KubernetesOptions, job_manifest
 from modelyard.executors.k8s_status import Outcome, Phase, outcome_of
 from modelyard.runtime.event_codec import EventDecodeError
-from modelyard.runtime.events import JobErrored, JobFinished, WorkerEvent, WorkerSpec
+from modelyard.runtime.events import (
+    JobErrored,
+    JobFinished,
+    WorkerEvent,
+    WorkerSpec,
+    WorkerStarted,
+    not_started_record,
+)
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.executors.kubernetes")
@@ -71,6 +78,7 @@ class KubernetesRun:
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
         self._pending = set(spec.job_ids())
+        self._started: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -91,14 +99,24 @@ class KubernetesRun:
                 if event.job_id not in self._pending:
                     return  # never a second terminal event
                 self._pending.discard(event.job_id)
+            elif isinstance(event, WorkerStarted):
+                self._started.add(event.job_id)
         self.on_event(event)
 
-    def end(self, info: dict[str, Any]) -> None:
-        """Report ``info`` as the error of every job that has no terminal event yet."""
+    def end(self, info: dict[str, Any], *, died: bool = False) -> None:
+        """Report ``info`` as the error of every job that has no terminal event yet.
+
+        ``died``: the pod ended on its own (crashed, out of memory); then a pack's jobs that
+        never started are reported as not started (a fleet runs them again), not as the
+        crash of the one that was running.
+        """
         with self._lock:
             pending, self._pending = sorted(self._pending), set()
+            started = set(self._started)
+        crashed = [j for j in pending if j in started or not (died and self.spec.pack)]
         for job_id in pending:
-            self.on_event(JobErrored(job_id, dict(info)))
+            self.on_event(JobErrored(job_id, dict(info) if job_id in crashed
+                                     else not_started_record(crashed, info.get("exitcode"))))
 
 
 class KubernetesExecutor:
@@ -322,7 +340,7 @@ class KubernetesExecutor:
                 if outcome.ended:
                     ended_seen += 1  # read the file once more: a store may lag its last put
                     if ended_seen > 1:
-                        run.end(self._ended_info(run, outcome))
+                        run.end(self._ended_info(run, outcome), died=True)
                         return
                 elif outcome.phase is Phase.STUCK:
                     since = stuck_since.setdefault(outcome.reason, time.monotonic())

@@ -23,12 +23,12 @@ from modelyard.errors import ConfigurationError
 from modelyard.executors import forkserver
 from modelyard.executors.base import OnEvent
 from modelyard.runtime.events import (
-    NOT_STARTED,
     JobErrored,
     JobFinished,
     PackEnded,
     WorkerSpec,
     WorkerStarted,
+    not_started_record,
 )
 from modelyard.settings import Settings
 
@@ -56,14 +56,6 @@ def crash_record(exitcode: int | None) -> dict[str, Any]:
         )
     return {"type": "WorkerCrashed", "message": message, "traceback": None, "step": None,
             "exitcode": exitcode}
-
-
-def not_started_record(culprits: list[str], exitcode: int | None) -> dict[str, Any]:
-    """``exception_info`` for a packed job whose worker died before reaching it."""
-    where = f" while it ran job {', '.join(culprits)}" if culprits else ""
-    return {"type": NOT_STARTED, "step": None, "traceback": None, "exitcode": exitcode,
-            "message": f"not run: the worker it was packed into died{where} before reaching "
-                       "it (a fleet queues such a tenant again, once)"}
 
 
 class LocalRun:

@@ -91,6 +91,15 @@ class LogLines:
 NOT_STARTED = "NotStarted"
 
 
+def not_started_record(culprits: list[str], exitcode: int | None) -> dict[str, Any]:
+    """``exception_info`` for a packed job whose worker died before reaching it; ``culprits``:
+    the job(s) it was running."""
+    where = f" while it ran job {', '.join(culprits)}" if culprits else ""
+    return {"type": NOT_STARTED, "step": None, "traceback": None, "exitcode": exitcode,
+            "message": f"not run: the worker it was packed into died{where} before reaching "
+                       "it (a fleet queues such a tenant again, once)"}
+
+
 @dataclasses.dataclass(frozen=True)
 class PackIdle:
     """A refillable pack asks for its next jobs (``job_id`` is the pack's id): sent as its
