@@ -8,7 +8,8 @@
                  '---------------> cancelled | failed
 
 Every writer (API, dispatcher, recovery at start-up) goes through
-:func:`modelyard.jobs.store.transition`, which checks this table and stamps time and reason.
+:func:`modelyard.jobs.store.transition`, which checks this table and stamps time and reason, or
+through its batch forms in the same module (moves this table allows, conditional the same way).
 """
 
 from __future__ import annotations

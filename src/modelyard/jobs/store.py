@@ -1,8 +1,11 @@
 """Store functions: every read and write of the job store (verb_noun, one transaction each).
 
 Routes and the dispatcher call these and never write SQL themselves. State changes go through
-:func:`transition` only: a conditional UPDATE (``WHERE state IN (allowed sources)``), so two
-writers racing for one job (a cancel and a claim, say) cannot both win.
+:func:`transition`, a conditional UPDATE (``WHERE state IN (allowed sources)``), so two
+writers racing for one job (a cancel and a claim, say) cannot both win; or, for many jobs at
+once, through its batch forms, conditional the same way: :func:`insert_jobs` (created and
+queued), :func:`claim_jobs` and :func:`claim_small_siblings` (queued -> running) and
+:func:`finish_many` (running -> succeeded), each writing the same audit rows.
 """
 
 from __future__ import annotations
