@@ -37,7 +37,7 @@ from modelyard.runtime.events import (
     WorkerEvent,
     WorkerSpec,
     WorkerStarted,
-    not_started_record,
+    lost_job_errors,
 )
 from modelyard.settings import Settings
 
@@ -113,10 +113,9 @@ class KubernetesRun:
         with self._lock:
             pending, self._pending = sorted(self._pending), set()
             started = set(self._started)
-        crashed = [j for j in pending if j in started or not (died and self.spec.pack)]
-        for job_id in pending:
-            self.on_event(JobErrored(job_id, dict(info) if job_id in crashed
-                                     else not_started_record(crashed, info.get("exitcode"))))
+        for event in lost_job_errors(pending, started, info,
+                                     packed=died and bool(self.spec.pack)):
+            self.on_event(event)
 
 
 class KubernetesExecutor:

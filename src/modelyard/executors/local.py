@@ -28,7 +28,7 @@ from modelyard.runtime.events import (
     PackEnded,
     WorkerSpec,
     WorkerStarted,
-    not_started_record,
+    lost_job_errors,
 )
 from modelyard.settings import Settings
 
@@ -192,12 +192,9 @@ class LocalExecutor:
             exitcode = forkserver.read_exit_code(sock)
             with self._lock:
                 self._runs.pop(spec.job_id, None)
-            crashed = [j for j in lost if j in run.started or not spec.pack]
-            for job_id in crashed:
-                on_event(JobErrored(job_id, crash_record(exitcode)))
-            for job_id in lost:
-                if job_id not in crashed:  # a pack-mate the worker never reached
-                    on_event(JobErrored(job_id, not_started_record(crashed, exitcode)))
+            for event in lost_job_errors(lost, run.started, crash_record(exitcode),
+                                         packed=bool(spec.pack)):
+                on_event(event)
             if spec.refill:
                 on_event(PackEnded(spec.job_id))
 

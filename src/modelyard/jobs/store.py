@@ -276,20 +276,8 @@ def claim_jobs(session: Session, limit: int, *, server_id: str) -> list[JobRow]:
 def _claim(session: Session, ids: list[str], server_id: str, reason: str) -> list[JobRow]:
     """queued -> running for those of ``ids`` still queued (another server, or a cancel, may
     have taken some since we looked), in one UPDATE; commits; returns them in ``ids`` order."""
-    if not ids:
-        return []
-    at = now()
-    moved = set(session.scalars(
-        update(_JOBS)
-        .where(_JOBS.c.id.in_(ids), _JOBS.c.state == JobState.queued.value)
-        .values(state=JobState.running.value, updated_at=at, started_at=at,
-                server_id=server_id, current_step="starting")
-        .returning(_JOBS.c.id)).all())
-    claimed = [j for j in ids if j in moved]
-    if claimed:
-        session.execute(insert(TransitionRow), [
-            {"job_id": j, "from_state": JobState.queued.value,
-             "to_state": JobState.running.value, "at": at, "reason": reason} for j in claimed])
+    claimed = _move_many(session, ids, JobState.queued, JobState.running, reason,
+                         server_id=server_id, current_step="starting")
     session.commit()
     rows = read_jobs(session, claimed)
     return [rows[j] for j in claimed]
@@ -328,16 +316,7 @@ def finish_many(session: Session, results: dict[str, dict[str, Any]], reason: st
     it moved: one cancelled or timed out meanwhile keeps that outcome, as with
     :func:`transition`. Returns the ids that succeeded.
     """
-    if not results:
-        return []
-    at = now()
-    moved = set(session.scalars(
-        update(_JOBS)
-        .where(_JOBS.c.id.in_(sorted(results)), _JOBS.c.state == JobState.running.value)
-        .values(state=JobState.succeeded.value, updated_at=at, finished_at=at,
-                current_step=None)
-        .returning(_JOBS.c.id)).all())
-    won = [j for j in results if j in moved]  # in the caller's order
+    won = _move_many(session, list(results), JobState.running, JobState.succeeded, reason)
     if won:
         session.execute(
             update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
@@ -346,10 +325,34 @@ def finish_many(session: Session, results: dict[str, dict[str, Any]], reason: st
             [{"b_id": j, "b_result": results[j].get("result"),
               "b_model_id": results[j].get("model_id"),
               "b_git_commit": results[j].get("git_commit")} for j in won])
-        session.execute(insert(TransitionRow), [
-            {"job_id": j, "from_state": JobState.running.value,
-             "to_state": JobState.succeeded.value, "at": at, "reason": reason} for j in won])
     return won
+
+
+def _move_many(session: Session, ids: Sequence[str], source: JobState, to: JobState,
+               reason: str, **fields: Any) -> list[str]:
+    """:func:`transition` for many jobs: ``source -> to`` for those of ``ids`` still in
+    ``source``, in one conditional UPDATE that returns them, with their audit rows (the same
+    time stamps as :func:`transition` sets). Does not commit; returns the moved ids in
+    ``ids`` order."""
+    if not ids:
+        return []
+    assert source in sources_of(to), f"{source.value} -> {to.value} is not a move"
+    at = now()
+    values: dict[str, Any] = {"state": to.value, "updated_at": at, **fields}
+    if to is JobState.running:
+        values.setdefault("started_at", at)
+    if to in TERMINAL:
+        values["finished_at"] = at
+        values.setdefault("current_step", None)
+    moved = set(session.scalars(
+        update(_JOBS).where(_JOBS.c.id.in_(ids), _JOBS.c.state == source.value)
+        .values(**values).returning(_JOBS.c.id)).all())
+    done = [j for j in ids if j in moved]
+    if done:
+        session.execute(insert(TransitionRow), [
+            {"job_id": j, "from_state": source.value, "to_state": to.value, "at": at,
+             "reason": reason} for j in done])
+    return done
 
 
 def record_steps(session: Session, finished: list[dict[str, Any]],

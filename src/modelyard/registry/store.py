@@ -68,8 +68,7 @@ def register_version(
     )
     session.add(row)
     session.flush()
-    _event(session, row, None, Stage.candidate, SYSTEM_ACTOR,
-           f"trained by job {job_id}" if job_id else "registered")
+    _event(session, row, None, Stage.candidate, SYSTEM_ACTOR, _registered_reason(job_id))
     policy = read_policy(session, model_name)
     if policy.auto_promote:
         current = production_version(session, model_name, tenant)
@@ -80,6 +79,10 @@ def register_version(
             _event(session, row, Stage.candidate, Stage.candidate, "policy",
                    f"not promoted: {decision.reason}")
     return row
+
+
+def _registered_reason(job_id: str | None) -> str:
+    return f"trained by job {job_id}" if job_id else "registered"
 
 
 class Registered(NamedTuple):
@@ -130,7 +133,7 @@ def register_versions(session: Session, items: Sequence[dict[str, Any]]) -> list
             {"version_id": version_id, "model_name": model_name, "tenant": v["tenant"],
              "version": v["version"], "from_stage": None, "to_stage": Stage.candidate.value,
              "actor": SYSTEM_ACTOR, "at": at,
-             "reason": f"trained by job {v['job_id']}" if v.get("job_id") else "registered"}
+             "reason": _registered_reason(v.get("job_id"))}
             for version_id, v in zip(ids, values, strict=True)])
         for i, v in zip(indexes, values, strict=True):
             out[i] = Registered(model_name, v["tenant"], v["version"], v["stage"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
+from collections.abc import Collection, Sequence
 from typing import Any
 
 
@@ -91,13 +92,21 @@ class LogLines:
 NOT_STARTED = "NotStarted"
 
 
-def not_started_record(culprits: list[str], exitcode: int | None) -> dict[str, Any]:
-    """``exception_info`` for a packed job whose worker died before reaching it; ``culprits``:
-    the job(s) it was running."""
-    where = f" while it ran job {', '.join(culprits)}" if culprits else ""
-    return {"type": NOT_STARTED, "step": None, "traceback": None, "exitcode": exitcode,
-            "message": f"not run: the worker it was packed into died{where} before reaching "
-                       "it (a fleet queues such a tenant again, once)"}
+def lost_job_errors(lost: Sequence[str], started: Collection[str], crash: dict[str, Any], *,
+                    packed: bool) -> list[JobErrored]:
+    """The terminal events an executor reports for jobs its worker left without one.
+
+    ``crash`` goes to the job(s) it was running; in a pack (``packed``), the jobs the worker
+    never started (no :class:`WorkerStarted` came) are reported :data:`NOT_STARTED` instead:
+    they did not fail on their own account, and a fleet queues them again.
+    """
+    crashed = [j for j in lost if j in started or not packed]
+    where = f" while it ran job {', '.join(crashed)}" if crashed else ""
+    not_started = {"type": NOT_STARTED, "step": None, "traceback": None,
+                   "exitcode": crash.get("exitcode"),
+                   "message": f"not run: the worker it was packed into died{where} before "
+                              "reaching it (a fleet queues such a tenant again, once)"}
+    return [JobErrored(j, dict(crash if j in crashed else not_started)) for j in lost]
 
 
 @dataclasses.dataclass(frozen=True)
