@@ -203,12 +203,7 @@ def transition(
         Conflict: the job's current state does not allow the move (it may have changed under us).
     """
     at = now()
-    values: dict[str, Any] = {"state": to.value, "updated_at": at, **fields}
-    if to is JobState.running:
-        values.setdefault("started_at", at)
-    if to in TERMINAL:
-        values["finished_at"] = at
-        values.setdefault("current_step", None)
+    values = _stamped(to, at, fields)
     sources = {s.value for s in sources_of(to)}
     for _ in range(3):
         current = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
@@ -328,6 +323,17 @@ def finish_many(session: Session, results: dict[str, dict[str, Any]], reason: st
     return won
 
 
+def _stamped(to: JobState, at: dt.datetime, fields: dict[str, Any]) -> dict[str, Any]:
+    """The columns a move to ``to`` at ``at`` sets, besides ``fields``."""
+    values: dict[str, Any] = {"state": to.value, "updated_at": at, **fields}
+    if to is JobState.running:
+        values.setdefault("started_at", at)
+    if to in TERMINAL:
+        values["finished_at"] = at
+        values.setdefault("current_step", None)
+    return values
+
+
 def _move_many(session: Session, ids: Sequence[str], source: JobState, to: JobState,
                reason: str, **fields: Any) -> list[str]:
     """:func:`transition` for many jobs: ``source -> to`` for those of ``ids`` still in
@@ -338,12 +344,7 @@ def _move_many(session: Session, ids: Sequence[str], source: JobState, to: JobSt
         return []
     assert source in sources_of(to), f"{source.value} -> {to.value} is not a move"
     at = now()
-    values: dict[str, Any] = {"state": to.value, "updated_at": at, **fields}
-    if to is JobState.running:
-        values.setdefault("started_at", at)
-    if to in TERMINAL:
-        values["finished_at"] = at
-        values.setdefault("current_step", None)
+    values = _stamped(to, at, fields)
     moved = set(session.scalars(
         update(_JOBS).where(_JOBS.c.id.in_(ids), _JOBS.c.state == source.value)
         .values(**values).returning(_JOBS.c.id)).all())
