@@ -31,7 +31,10 @@ from modelyard.serving.export import export_tarball
 
 
 def _refresh_serving(request: Request) -> Iterator[None]:
-    """After a registry change through this server, serve the new stages at once."""
+    """After a registry change through this server, serve the new stages at once: before the
+    answer goes out (``scope="function"``), so a predict call the client makes next already
+    sees them. After it, as a dependency's exit runs by default, the next call could race
+    the refresh (a shadow set just before a request missed that request)."""
     yield
     serving = getattr(request.app.state, "serving", None)
     if serving is not None and request.method != "GET":
@@ -39,7 +42,8 @@ def _refresh_serving(request: Request) -> Iterator[None]:
 
 
 router = APIRouter(prefix="/models", tags=["registry"],
-                   dependencies=[Depends(require_token), Depends(_refresh_serving)])
+                   dependencies=[Depends(require_token),
+                                 Depends(_refresh_serving, scope="function")])
 
 DB = Annotated[Session, Depends(db_session)]
 Tenant = Annotated[str, Query(description="tenant (customer); '*' is the global model")]
