@@ -72,8 +72,10 @@ class Workflow:
         """Score rows: one score per row (or one row of class probabilities, for multi-class)."""
         import numpy as np
 
-        # Serving builds frames with exactly these columns: skip the copy a selection makes.
-        x = df if list(df.columns) == self.features else df[self.features]
+        # Serving builds frames with exactly these columns, and the built-in encoder picks its
+        # own by name: either way, skip the copy a selection makes.
+        x = df if list(df.columns) == self.features or selects_own_columns(model) else (
+            df[self.features])
         if hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(x))
             if proba.ndim == 2 and proba.shape[1] == 2:
@@ -84,6 +86,13 @@ class Workflow:
     @classmethod
     def registered_name(cls) -> str:
         return cls.name or cls.__name__
+
+
+def selects_own_columns(model: Any) -> bool:
+    """Whether ``model`` is a pipeline whose first step reads its columns from a frame by name
+    (declares ``selects_columns = True``), so it can be given the whole frame."""
+    steps: Any = getattr(model, "steps", None)
+    return bool(steps) and getattr(steps[0][1], "selects_columns", False) is True
 
 
 def import_workflow_modules(modules: Sequence[str]) -> dict[str, type[Workflow]]:
