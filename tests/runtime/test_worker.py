@@ -564,3 +564,21 @@ def test_the_store_works_on_an_fsspec_url(memory_bucket: str) -> None:
     store.fs.pipe_file(store.blob_path(object_id), b"other")
     with pytest.raises(ArtifactError, match="is corrupt"):
         store.get_bytes(object_id)
+
+
+def test_the_artefact_thread_is_shared_by_a_process_s_jobs_and_restarted_after_a_fork() -> None:
+    from modelyard.runtime import worker
+
+    helper = worker._helper()
+    assert worker._helper() is helper and helper.submit(lambda: 41 + 1).result(timeout=10) == 42
+    pid = os.fork()
+    if pid == 0:  # a forked child has no copy of the thread: a fresh pool must do the work
+        code = 1
+        try:
+            fresh = worker._helper()
+            code = 0 if fresh is not helper and fresh.submit(lambda: 7).result(timeout=10) == 7 \
+                else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -200,7 +200,7 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
 
     # Text artefacts are built on a helper thread, beside the fit and the metrics (their
     # formatting is ~70 ms on a 200k-row holdout, mostly outside the GIL).
-    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-artefacts")
+    helper = _helper()
     labels_text = helper.submit(evaluation.labels_tsv, holdout_df[request.train.label])
 
     with steps.step("train") as info:
@@ -275,7 +275,6 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             "model.json": _json(model_meta),
         },
     )
-    helper.shutdown(wait=False)  # on a failure above, the idle thread goes with the pool
     return {
         "model_id": model_id,
         "metrics": metrics,
@@ -291,6 +290,19 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "by_tenant": by_tenant,
         "request_hash": provenance["request_hash"],
     }
+
+
+_helpers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _helper() -> ThreadPoolExecutor:
+    """This process's artefact-formatting thread, started at its first job: a pack's jobs
+    share it (a thread per job cost ~0.5 ms). Keyed by pid: a thread does not survive a fork."""
+    pid = os.getpid()
+    if pid not in _helpers:
+        _helpers.clear()
+        _helpers[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-artefacts")
+    return _helpers[pid]
 
 
 def _json(obj: Any) -> bytes:
