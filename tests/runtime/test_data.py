@@ -666,6 +666,7 @@ def test_fingerprint_is_stable_and_changes_when_a_file_changes(tmp_path: Path) -
     assert first["digest"].startswith("sha256:") and len(first["digest"]) == 7 + 64
     assert first["file_count"] == 1 and first["total_bytes"] == path.stat().st_size
     assert first["files"][0]["num_rows"] == 10 and first["schema"] == {"id": "int64"}
+    assert first["total_rows"] == 10  # from the footer: the job needs no count of its own
     assert fingerprint_of("data", tmp_path) == first
 
     write(path, ids_table(11))  # rewritten with other rows
@@ -681,3 +682,4 @@ def test_fingerprint_is_stable_and_changes_when_a_file_changes(tmp_path: Path) -
     write(tmp_path / "data" / "b.parquet", ids_table(1))  # a file added
     added = fingerprint_of("data", tmp_path)
     assert added["file_count"] == 2 and added["digest"] != touched["digest"]
+    assert added["total_rows"] == 12

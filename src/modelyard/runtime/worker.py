@@ -111,8 +111,10 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         source_data = datamod.resolve_source(request.data.features.path, spec.data_roots)
         dataset = datamod.open_dataset(source_data)
         datamod.check_columns(dataset, request, source_data)
-        total_rows = dataset.count_rows()
         fingerprint = datamod.fingerprint(source_data, dataset)
+        total_rows = fingerprint["total_rows"]
+        if total_rows is None:
+            total_rows = dataset.count_rows()
         info.update(files=len(source_data.files), rows=total_rows)
 
     holdout = request.holdout_sampling
@@ -125,7 +127,8 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             end = datamod.scalar_for(drs.end_date, dataset.schema.field(drs.date_column), None)
             window = pc.field(drs.date_column) < end
             scan_expr = window if expr is None else expr & window
-        table = datamod.scan(dataset, request.columns(), scan_expr)
+        table = datamod.scan(dataset, request.columns(), scan_expr,
+                             size=fingerprint["total_bytes"])
         if table.num_rows == 0:
             if total_rows == 0:
                 raise DataError(
