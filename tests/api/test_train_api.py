@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from modelyard.client import Client
 from modelyard.errors import NotFound, RequestError
-from tests.conftest import ServerProcess, with_workflow
+from tests.conftest import ServerProcess, wait_until, with_workflow
 
 STEPS = ["resolve_workflow", "load", "filter", "split", "train", "serialize", "evaluate"]
 
@@ -139,3 +140,28 @@ def test_provenance_records_the_workflow_source_and_its_git_commit(
     if head.returncode == 0:  # a checkout (CI clones one); a source tarball has no commit
         assert workflow["git_commit"] == head.stdout.strip()
         assert answer["status"]["git_commit"] == head.stdout.strip()
+
+
+def test_long_polls_answer_at_a_change_at_the_end_or_when_the_time_is_up(
+    client: Client, fraud_request: dict[str, object]
+) -> None:
+    job_id = client.train(with_workflow(fraud_request, "Sleeps", seconds=2))
+    wait_until(lambda: client.status(job_id)["current_step"] == "train")
+
+    started = time.monotonic()  # nothing changes within 0.5 s: the job as it is now
+    answer = client.result(job_id, wait=0.5, until="done")
+    assert 0.4 <= time.monotonic() - started < 1.5
+    assert answer["status"]["transition"]["job_state"] == "running"
+    assert answer["status"]["current_step"] == "train" and answer["result"] is None
+
+    answer = client.result(job_id, wait=30)  # the next change: the train step ends
+    assert answer["status"]["current_step"] != "train"
+    answer = client.result(job_id, wait=30, until="done")  # only the end
+    assert answer["status"]["transition"]["job_state"] == "succeeded"
+    assert answer["result"]["model_id"].startswith("sha256:")
+
+    started = time.monotonic()  # an ended job is answered at once, whatever the wait
+    assert client.result(job_id, wait=30)["status"]["transition"]["job_state"] == "succeeded"
+    assert time.monotonic() - started < 5
+    with pytest.raises(NotFound):
+        client.result("0" * 32, wait=5)

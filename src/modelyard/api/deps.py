@@ -22,10 +22,10 @@ class Services:
     dispatcher: Dispatcher | None
     notifier: JobNotifier
 
-    def wake_dispatcher(self) -> None:
-        """A job was queued or cancelled: wake the dispatcher (serving replicas have none)."""
+    def wake_dispatcher(self, *, cancelled: bool = False) -> None:
+        """A job was queued or ``cancelled``: wake the dispatcher (serving replicas have none)."""
         if self.dispatcher is not None:
-            self.dispatcher.wake()
+            self.dispatcher.wake(cancelled=cancelled)
 
 
 def app_services(request: Request) -> Services:

@@ -50,7 +50,8 @@ from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.dispatcher")
 
-_WAKE = object()
+_WAKE = object()  # a job was queued: claim
+_CANCELLED = object()  # a job was cancelled: reconcile, then claim
 _RECONCILE_EVERY_S = 1.0
 # Tenants at most this big share workers (refilled, so a fleet forks about one per slot): a
 # fresh worker's first job pays ~100 ms of page faults, more for bigger data. Measured on a
@@ -111,9 +112,10 @@ class Dispatcher:
                                         daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """A job was queued or cancelled: look now rather than at the next tick."""
-        self._inbox.put(_WAKE)
+    def wake(self, *, cancelled: bool = False) -> None:
+        """A job was queued (or ``cancelled``: its worker must stop): look now rather than at
+        the next tick. Only a cancel needs the running jobs checked against the store."""
+        self._inbox.put(_CANCELLED if cancelled else _WAKE)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -169,8 +171,9 @@ class Dispatcher:
                 except queue.Empty:
                     break
             try:
-                self._apply([e for e in batch if e is not _WAKE])
-                if time.monotonic() - last_reconcile >= _RECONCILE_EVERY_S or _WAKE in batch:
+                self._apply([e for e in batch if e is not _WAKE and e is not _CANCELLED])
+                if (time.monotonic() - last_reconcile >= _RECONCILE_EVERY_S
+                        or _CANCELLED in batch):
                     self._reconcile()
                     last_reconcile = time.monotonic()
                 self._expire()

@@ -49,28 +49,36 @@ def _read_result(svc: Services, job_id: str) -> ResultResponse:
         )
 
 
-def _has_ended(svc: Services, job_id: str) -> bool:
+def _read_if_ended(svc: Services, job_id: str) -> ResultResponse | None:
+    """The full answer if the job has ended (or does not exist: the read says so); else None,
+    having read only its state (a long-poll looks often, and a fleet's row is big)."""
     with svc.sessions() as session:
-        state = store.states_of(session, [job_id]).get(job_id)  # not the row: a fleet's is big
-        return state is None or JobState(state).terminal
+        state = store.states_of(session, [job_id]).get(job_id)
+    if state is not None and not JobState(state).terminal:
+        return None
+    return _read_result(svc, job_id)
 
 
 async def _wait_and_read(svc: Services, job_id: str, wait: float,
                          until: str = "change") -> ResultResponse:
+    if wait <= 0:
+        return await run_in_threadpool(_read_result, svc, job_id)
     deadline = time.monotonic() + wait
+    # Watch before looking, so no change after this point is missed. Until the job ends only
+    # its state is read: the full answer once, at the end (each read is a hop to a thread).
     with svc.notifier.watch(job_id, only_end=until == "done") as changed:
-        answer = await run_in_threadpool(_read_result, svc, job_id)
-        while not answer.status.transition.job_state.terminal:
+        answer = await run_in_threadpool(_read_if_ended, svc, job_id)
+        while answer is None:
             left = deadline - time.monotonic()
             if left <= 0 or not await wait_for(changed, left):
                 break
             changed.clear()
-            if until == "done" and not await run_in_threadpool(_has_ended, svc, job_id):
-                continue  # a step or a child moved; only the end is wanted: skip the full read
-            answer = await run_in_threadpool(_read_result, svc, job_id)
             if until == "change":
                 break
-        return answer
+            answer = await run_in_threadpool(_read_if_ended, svc, job_id)
+    if answer is None:
+        answer = await run_in_threadpool(_read_result, svc, job_id)
+    return answer
 
 
 @router.get("/jobs")
@@ -145,7 +153,7 @@ def cancel_job(
     session: Annotated[Session, Depends(db_session)],
 ) -> StatusResponse:
     store.cancel_job(session, job_id, "cancelled through the API")
-    svc.wake_dispatcher()
+    svc.wake_dispatcher(cancelled=True)
     svc.notifier.notify(job_id)
     return StatusResponse(status=status_of(*store.snapshot_job(session, job_id)))
 
