@@ -1,0 +1,82 @@
+"""A fleet's plan, in-process: which tenants qualify, and each partition holds exactly its rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from modelyard.request import parse_request
+from modelyard.runtime import fleet
+from modelyard.runtime.artifacts import ArtifactStore
+from modelyard.synthetic import example_request
+
+
+def _request(**tenants: Any) -> Any:
+    req = example_request("x.parquet")
+    req["data"]["features"]["names"] += ["merchant_id", "segment"]  # type: ignore[index]
+    req["filters"] = []
+    req["tenants"] = {"column": "merchant_id", "min_training_rows": 3, **tenants}
+    return parse_request(req)
+
+
+def _table() -> pa.Table:
+    """Tenants interleaved and out of name order; integer ids (the plan makes them text)."""
+    rng = np.random.default_rng(7)
+    merchants = [30, 4, 30, 200, 4, 30, 7, 200, 30, 4, 200, 30, 4, 200, 200, 30, 4, 4, 7,
+                 9, 9, 9, 9]
+    n = len(merchants)
+    train = dt.datetime(2018, 6, 1)
+    holdout = dt.datetime(2018, 11, 1)
+    dates = [holdout if i % 4 == 3 else train + dt.timedelta(days=i) for i in range(n)]
+    fraud = [bool(i % 2) for i in range(n)]
+    fraud[20] = fraud[21] = fraud[22] = False  # merchant 9: one class in its training rows
+    return pa.table({
+        "row": np.arange(n),
+        "merchant_id": pa.array(merchants, pa.int64()),
+        "segment": ["EU" if m in (4, 30, 9) else "US" for m in merchants],
+        "created_at": pa.array(dates, pa.timestamp("us")),
+        "has_fraud_dispute": fraud,
+        "charge_amount": rng.normal(size=n),
+    })
+
+
+def test_each_partition_holds_exactly_its_tenant_s_rows_in_their_order(tmp_path: Path) -> None:
+    table = _table()
+    plan = fleet.plan(_request(segment_column="segment"), table, ArtifactStore(str(tmp_path)),
+                      "p1")
+    entries = {e["tenant"]: e for e in plan["tenants"]}
+    assert [e["tenant"] for e in plan["tenants"]] == ["200", "30", "4", "7", "9"]  # sorted as text
+    merchants = table["merchant_id"].to_pylist()
+    for tenant, entry in entries.items():
+        rows = [i for i, m in enumerate(merchants) if str(m) == tenant]
+        assert entry["rows"] == len(rows)
+        if not entry["qualifies"]:
+            assert "path" not in entry
+            continue
+        part = ds.dataset(entry["path"].removeprefix("file://"), format="ipc").to_table()
+        assert part["row"].to_pylist() == rows  # exactly its rows, in the source's order
+        assert set(part["merchant_id"].to_pylist()) == {tenant}  # written as text
+    assert entries["30"]["qualifies"] and entries["200"]["qualifies"]
+    assert entries["200"]["segment"] == "US" and entries["4"]["segment"] == "EU"
+    assert plan["segments"] == ["EU", "US"]
+    assert entries["4"]["reason"] == "no holdout rows to evaluate a model on"
+    assert entries["9"]["reason"] == (
+        "label 'has_fraud_dispute' has a single value in its training rows")
+    assert entries["7"]["reason"].startswith("too few training rows (2 < min_training_rows 3)")
+    assert entries["30"]["train_rows"] + entries["30"]["holdout_rows"] == entries["30"]["rows"]
+
+
+def test_an_include_list_keeps_its_tenants_and_names_the_missing_one(tmp_path: Path) -> None:
+    plan = fleet.plan(_request(include=["30", "999"]), _table(), ArtifactStore(str(tmp_path)),
+                      "p2")
+    entries = {e["tenant"]: e for e in plan["tenants"]}
+    assert set(entries) == {"30", "999"}
+    assert entries["30"]["qualifies"]
+    assert entries["999"]["reason"] == "no rows for this tenant after the filters"
+    partitions = list((tmp_path / "fleets" / "p2" / "tenants").iterdir())
+    assert len(partitions) == 1
