@@ -29,6 +29,7 @@ from modelyard.jobs.tables import JobRow
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
 from modelyard.registry.tables import FleetTenantRow, VersionRow
 from modelyard.request.loading import parse_request
+from modelyard.sql.base import table_of
 
 CHILD_KINDS = ("global", "segment", "tenant")
 
@@ -270,7 +271,7 @@ def _record_serving_levels(session: Session, parent: JobRow, children: list[JobR
             for key, value in values.items():
                 setattr(row, key, value)
     if new:  # one INSERT: adding a thousand ORM objects one by one took a second
-        session.execute(insert(FleetTenantRow), new)
+        session.execute(insert(table_of(FleetTenantRow)), new)
 
 
 def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict, NotFound
 from modelyard.jobs.states import TERMINAL, JobState, sources_of
 from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
 from modelyard.request.models import TrainRequest, request_hash
+from modelyard.sql.base import table_of
 
-_JOBS = cast(Table, JobRow.__table__)  # Core statements: executemany, RETURNING
+_JOBS = table_of(JobRow)  # Core statements: executemany, RETURNING
 
 
 def now() -> dt.datetime:
@@ -112,8 +113,8 @@ def insert_jobs(session: Session, template: TrainRequest, jobs: Sequence[NewJob]
              "to_state": JobState.queued.value, "at": at, "reason": "waiting for a worker slot"},
         ]
     if rows:
-        session.execute(insert(JobRow), rows)
-        session.execute(insert(TransitionRow), transitions)
+        session.execute(insert(table_of(JobRow)), rows)
+        session.execute(insert(table_of(TransitionRow)), transitions)
     return ids
 
 
@@ -350,7 +351,7 @@ def _move_many(session: Session, ids: Sequence[str], source: JobState, to: JobSt
         .values(**values).returning(_JOBS.c.id)).all())
     done = [j for j in ids if j in moved]
     if done:
-        session.execute(insert(TransitionRow), [
+        session.execute(insert(table_of(TransitionRow)), [
             {"job_id": j, "from_state": source.value, "to_state": to.value, "at": at,
              "reason": reason} for j in done])
     return done
@@ -364,7 +365,7 @@ def record_steps(session: Session, finished: list[dict[str, Any]],
     """
     at = now()
     if finished:
-        session.execute(insert(StepRow), finished)
+        session.execute(insert(table_of(StepRow)), finished)
     if current:
         session.execute(
             update(_JOBS)

