@@ -144,8 +144,9 @@ def main() -> None:
     parser.add_argument("--merchants", type=int, default=1_000)
     parser.add_argument("--min-rows", type=int, default=500)
     parser.add_argument("--model", choices=sorted(MODELS), default="hgb")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating rounds of bare and Modelyard (the median is reported)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of bare and Modelyard (the median is reported; "
+                             "on a shared VM single rounds vary by +-15%%)")
     parser.add_argument("--mlflow-models", type=int, default=20,
                         help="tenants in the MLflow-tracked loop (a few seconds each)")
     args = parser.parse_args()
