@@ -85,7 +85,7 @@ def serve(socket_path: str) -> None:
     except Exception as exc:  # a failed warm-up only costs speed
         print(f"modelyard fork server: warm-up failed ({exc}); continuing", file=sys.stderr)
         warm = 0.0
-    from modelyard.runtime.worker import process_main, thread_controller
+    from modelyard.runtime.worker import prepare_output, process_main, thread_controller
 
     thread_controller()  # scan the native libraries once, not in every worker
     # Keep the garbage collector's hands off everything imported so far: a collection in a
@@ -136,6 +136,7 @@ def serve(socket_path: str) -> None:
             try:
                 ours.close()
                 close_inherited()
+                prepare_output()  # while idle: the job's log then takes two dup2 calls
                 spec, pipe_fd = _receive(theirs)  # blocks until a job comes, or the server ends
                 theirs.close()
                 process_main(spec, Connection(pipe_fd))
