@@ -162,7 +162,7 @@ class CategoryCodes(BaseEstimator, TransformerMixin):  # type: ignore[misc]
             if codes is None:
                 dtype = column.dtype
                 if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
-                    values = column.to_numpy()  # no missing values to map in an integer column
+                    values = column.to_numpy()  # numpy numbers: missing is NaN already, or none
                 else:
                     if not pd.api.types.is_numeric_dtype(dtype):
                         column = pd.to_numeric(column, errors="coerce")
