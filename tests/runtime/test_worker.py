@@ -607,6 +607,7 @@ def test_each_packed_job_s_output_goes_to_its_own_log_even_after_a_job_broke_the
             sys.stdout = io.StringIO()  # the first job breaks things on its way out
             sys.stderr.close()
             logging.basicConfig(stream=io.StringIO(), force=True)
+            logging.root.setLevel(logging.ERROR)
             worker._redirect_output(str(second))
             print("stdout of the second job")
             logging.getLogger("job").info("log of the second job")

@@ -483,7 +483,7 @@ def _redirect_output(path: str) -> None:
     # earlier job of this process replaced or closed them, or changed the logging set-up.
     if (not _prepared or sys.stdout is not _prepared[0] or sys.stderr is not _prepared[1]
             or sys.stdout.closed or sys.stderr.closed
-            or logging.root.handlers != _prepared[2]):
+            or logging.root.handlers != _prepared[2] or logging.root.level != logging.INFO):
         prepare_output()
 
 
