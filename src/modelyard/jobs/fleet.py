@@ -176,9 +176,9 @@ def advance(session: Session, parent_id: str) -> bool:
     children = children_of(session, parent_id)
     _graduate(session, parent, children)
     _record_serving_levels(session, parent, children)
-    summary = fleet_summary(session, parent)
     if parent.state == JobState.running.value:
-        counts = summary["counts"]
+        # The counts alone: the children are in hand (the full summary would read them again).
+        counts = fleet_counts(parent, latest_by_key(children))
         all_failed = counts["succeeded"] == 0 and counts["failed"] > 0
         reason = (f"fleet done: {counts['succeeded']} models, {counts['failed']} failed, "
                   f"{counts['skipped']} tenants served by a fallback")
@@ -279,8 +279,6 @@ def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
     plan = parent.fleet or {}
     children = children_of(session, parent.id)
     latest = latest_by_key(children)
-    counts = Counter(c.state for c in latest.values())
-    skipped = [t for t in plan.get("tenants", []) if not t["qualifies"]]
     levels = {r.tenant: r for r in session.scalars(
         select(FleetTenantRow).where(FleetTenantRow.model_name == parent.model_name)).all()}
     tenants = []
@@ -302,22 +300,29 @@ def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
                   "metrics": {k: v for k, v in ((c.result or {}).get("metrics") or {}).items()
                               if isinstance(v, float)}}
                  for c in latest.values() if c.kind in ("global", "segment")]
-    total = len(latest) + len(skipped)
     return {
         "parent_id": parent.id,
         "state": parent.state,
-        "counts": {
-            "total": total,
-            "queued": counts.get("queued", 0) + counts.get("created", 0),
-            "running": counts.get("running", 0),
-            "succeeded": counts.get("succeeded", 0),
-            "failed": counts.get("failed", 0),
-            "cancelled": counts.get("cancelled", 0),
-            "skipped": len(skipped),
-            "planned": bool(plan),
-        },
+        "counts": fleet_counts(parent, latest),
         "fallbacks": fallbacks,
         "tenants": tenants,
+    }
+
+
+def fleet_counts(parent: JobRow, latest: dict[tuple[str, str], JobRow]) -> dict[str, Any]:
+    """Children by state (the newest attempt of each) and the tenants skipped by the plan."""
+    plan = parent.fleet or {}
+    counts = Counter(c.state for c in latest.values())
+    skipped = sum(1 for t in plan.get("tenants", []) if not t["qualifies"])
+    return {
+        "total": len(latest) + skipped,
+        "queued": counts.get("queued", 0) + counts.get("created", 0),
+        "running": counts.get("running", 0),
+        "succeeded": counts.get("succeeded", 0),
+        "failed": counts.get("failed", 0),
+        "cancelled": counts.get("cancelled", 0),
+        "skipped": skipped,
+        "planned": bool(plan),
     }
 
 
