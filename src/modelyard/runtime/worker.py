@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from modelyard.errors import DataError, WorkflowError
 from modelyard.request.loading import parse_request
 from modelyard.runtime import data as datamod
-from modelyard.runtime import evaluation, fleet
+from modelyard.runtime import evaluation, fastpath, fleet
 from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.events import (
     JobErrored,
@@ -226,6 +226,9 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         info.update(model_id=model_id, bytes=len(model_bytes))
 
     with steps.step("evaluate") as info:
+        # Boosted trees' own category re-encoding swapped for a verified look-up (same scores;
+        # the stored bytes above are untouched): 2-3 ms of a small tenant's evaluation.
+        fastpath.accelerate(model)
         scores = workflow.predict(model, holdout_df)
         classes = getattr(model, "classes_", None) if task == "multiclass" else None
         scores_text = helper.submit(evaluation.scores_tsv, scores, classes)

@@ -15,8 +15,9 @@ import pandas as pd
 
 from modelyard.request.loading import parse_request
 from modelyard.runtime.artifacts import ArtifactStore
+from modelyard.runtime.fastpath import accelerate
 from modelyard.runtime.workflow import Workflow, resolve_workflow
-from modelyard.serving.fastpath import Records, RecordsPredict, accelerate, records_predictor
+from modelyard.serving.fastpath import Records, RecordsPredict, records_predictor
 
 log = logging.getLogger("modelyard.serving")
 RESIDENT_FACTOR = 3.5
