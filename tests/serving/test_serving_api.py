@@ -294,11 +294,25 @@ def test_a_serving_replica_serves_what_the_training_server_promotes(
         assert httpx.post(f"{url}/train", json={}).status_code == 404  # no training here
         rows = _rows(server, 3)
         assert _predict(url, model["name"], rows).json()["version"] == 1
+
+        def serves(version: int | None) -> None:
+            deadline = time.monotonic() + 10  # the replica polls the registry
+            while True:
+                answer = _predict(url, model["name"], rows)
+                if (answer.json().get("version") if answer.status_code == 200 else None
+                        ) == version:
+                    return
+                assert time.monotonic() < deadline, (version, answer.json())
+                time.sleep(0.1)
+
         client.approve(model["name"], 2, user="kelley", comment="to every replica")
-        deadline = time.monotonic() + 10  # the replica polls the registry
-        while _predict(url, model["name"], rows).json()["version"] != 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        serves(2)
+        # A version leaving production as another enters, then one leaving alone: the replica
+        # follows each (its poll counts only the versions it serves).
+        client.rollback(model["name"], actor="kelley", reason="v2 misbehaves")
+        serves(1)
+        client.set_stage(model["name"], 1, "archived", actor="kelley", reason="retired")
+        serves(None)
     finally:
         os.killpg(replica.pid, signal.SIGTERM)
         replica.wait(timeout=20)

@@ -32,3 +32,6 @@ ALLOWED: dict[Stage, frozenset[Stage]] = {
 }
 
 GLOBAL_TENANT = "*"
+
+# The stages serving routes to: production answers, shadows are scored beside it.
+SERVED_STAGES = (Stage.production.value, Stage.shadow.value)

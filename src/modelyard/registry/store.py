@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import policy as gate
-from modelyard.registry.stages import ALLOWED, GLOBAL_TENANT, Stage
+from modelyard.registry.stages import ALLOWED, GLOBAL_TENANT, SERVED_STAGES, Stage
 from modelyard.registry.tables import (
     ApprovalRow,
     FleetTenantRow,
@@ -369,10 +369,16 @@ def _event(session: Session, row: VersionRow, from_stage: Stage | None, to: Stag
 
 
 def generation(session: Session) -> tuple[Any, ...]:
-    """Changes whenever a version is added or changes stage, or a fleet re-routes a tenant
-    (serving polls it to swap its routing table)."""
+    """Changes whenever a version enters or leaves production or shadow, or a fleet re-routes
+    a tenant (serving polls it to swap its routing table).
+
+    Only the versions serving reads count: a fleet registers candidates by the hundred, and
+    each used to make the next poll reload the whole table for nothing. A version entering the
+    set carries the newest ``updated_at``; one leaving lowers the count.
+    """
     versions = session.execute(
-        select(func.max(VersionRow.updated_at), func.count(VersionRow.id))).one()
+        select(func.max(VersionRow.updated_at), func.count(VersionRow.id))
+        .where(VersionRow.stage.in_(SERVED_STAGES))).one()
     fleets = session.execute(
         select(func.max(FleetTenantRow.updated_at), func.count())).one()
     return (versions[0], int(versions[1]), fleets[0], int(fleets[1]))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.errors import NotFound
 from modelyard.registry import store as registry
-from modelyard.registry.stages import GLOBAL_TENANT, Stage
+from modelyard.registry.stages import GLOBAL_TENANT, SERVED_STAGES, Stage
 from modelyard.registry.tables import FleetTenantRow, VersionRow
 from modelyard.serving.loading import VersionRef
 
@@ -74,7 +74,7 @@ class Router:
             if not force and gen == self._table.generation:
                 return False
             rows = session.scalars(select(VersionRow).where(
-                VersionRow.stage.in_([Stage.production.value, Stage.shadow.value]))).all()
+                VersionRow.stage.in_(SERVED_STAGES))).all()
             segments = {(r.model_name, r.tenant): r.segment
                         for r in session.scalars(select(FleetTenantRow).where(
                             FleetTenantRow.segment.is_not(None))).all()
