@@ -56,7 +56,9 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
         np.array([], dtype=int))
     ends = np.r_[starts[1:], len(codes)]
     train_mask = _train_mask(request, table, order)
-    label = table[request.train.label].to_numpy(zero_copy_only=False)[order]
+    # Per tenant, in one pass each: its training rows, and whether they hold two label values.
+    train_rows_of = np.add.reduceat(train_mask, starts) if len(starts) else starts
+    two_labels = _two_values(table[request.train.label], order, train_mask, starts)
     segments = (table[spec.segment_column].to_numpy(zero_copy_only=False)[order]
                 if spec.segment_column else None)
     wanted = None if spec.include == "all" else set(spec.include)
@@ -65,25 +67,25 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
     fs.makedirs(f"{_strip(store, root)}/tenants", exist_ok=True)
     out: list[dict[str, Any]] = []
     chosen: list[tuple[str, int, int]] = []  # (partition path, first row, end) in ``order``
-    for index, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        tenant = str(names[codes[start]])
+    tenant_names = names[codes[starts]].tolist() if len(starts) else []
+    for index, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        tenant = str(tenant_names[index])
         if wanted is not None and tenant not in wanted:
             continue
-        train_rows = int(train_mask[start:end].sum())
-        holdout_rows = int(end - start - train_rows)
+        train_rows = int(train_rows_of[index])
+        holdout_rows = end - start - train_rows
         entry: dict[str, Any] = {"tenant": tenant, "rows": int(end - start),
                                  "train_rows": train_rows, "holdout_rows": holdout_rows}
         if segments is not None:
             values, counts = np.unique(segments[start:end].astype(str), return_counts=True)
             entry["segment"] = str(values[int(np.argmax(counts))])
-        distinct = len(set(label[start:end][train_mask[start:end]].tolist()))
         if train_rows < spec.min_training_rows:
             entry["qualifies"], entry["reason"] = False, (
                 f"too few training rows ({train_rows:,} < min_training_rows "
                 f"{spec.min_training_rows:,})")
         elif holdout_rows == 0:
             entry["qualifies"], entry["reason"] = False, "no holdout rows to evaluate a model on"
-        elif distinct < 2:
+        elif not two_labels[index]:
             entry["qualifies"], entry["reason"] = False, (
                 f"label {request.train.label!r} has a single value in its training rows")
         else:
@@ -137,6 +139,19 @@ def _order_by_tenant(tenants: pa.ChunkedArray) -> tuple[np.ndarray[Any, Any],
     ranked = rank[encoded.indices.to_numpy()]
     order: np.ndarray[Any, Any] = np.argsort(ranked, kind="stable")
     return order, ranked[order], names[by_name]
+
+
+def _two_values(column: pa.ChunkedArray, order: np.ndarray[Any, Any],
+                rows: np.ndarray[Any, Any], starts: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Per group of ``order`` (beginning at ``starts``): do its ``rows`` (a mask) hold at least
+    two distinct values of ``column``? A missing value counts as one value of its own."""
+    if not len(starts):
+        return np.zeros(0, dtype=bool)
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()[order]
+    lowest = np.minimum.reduceat(np.where(rows, codes, np.iinfo(codes.dtype).max), starts)
+    highest = np.maximum.reduceat(np.where(rows, codes, -1), starts)
+    return np.asarray(highest > lowest)
 
 
 def _train_mask(request: TrainRequest, table: pa.Table, order: np.ndarray[Any, Any]
