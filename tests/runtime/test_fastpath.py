@@ -77,6 +77,17 @@ def test_a_model_fitted_on_named_columns_is_left_untouched() -> None:
     assert not accelerate(model)  # the look-up could not check column names or order
 
 
+def test_any_model_may_be_passed_in() -> None:
+    class Stepped:  # a user's model that counts its training steps
+        steps = 100
+
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(name)
+
+    assert not accelerate(Stepped()) and not accelerate(Broken()) and not accelerate(None)
+
+
 @pytest.mark.parametrize("estimator", ["sklearn.linear_model.LogisticRegression",
                                        "sklearn.ensemble.RandomForestClassifier"])
 def test_other_models_are_left_untouched(estimator: str) -> None:

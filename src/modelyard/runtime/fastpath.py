@@ -58,29 +58,36 @@ class CategoricalLookup:
 
 def accelerate(model: Any) -> bool:
     """Swap a verified fast path into ``model`` (a Pipeline ending in HistGradientBoosting, or
-    the estimator itself) in place; True if it did."""
-    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    the estimator itself) in place; True if it did. Never raises: any model is passed in, and
+    one it does not know (say, a user's class with a ``steps`` count) is left as it is."""
+    try:
+        return _accelerate(model)
+    except Exception:  # an sklearn layout we do not know: keep the model as it is
+        log.debug("no fast path for %r", type(model).__name__, exc_info=True)
+        return False
+
+
+def _accelerate(model: Any) -> bool:
+    from sklearn.pipeline import Pipeline
+
+    estimator = model.steps[-1][1] if isinstance(model, Pipeline) else model
     pre = getattr(estimator, "_preprocessor", None)
     categorical = getattr(estimator, "is_categorical_", None)
     if (pre is None or categorical is None or not hasattr(pre, "named_transformers_")
             or hasattr(pre, "feature_names_in_")):  # named columns: the look-up cannot check them
         return False
-    try:
-        categorical = np.asarray(categorical, dtype=bool)
-        encoder = pre.named_transformers_["encoder"]
-        fast = CategoricalLookup(categorical, list(encoder.categories_))
-        if not _fits(pre, categorical, fast):
-            return False
-        layout = _layout(pre, encoder)
-        if layout not in _verified_layouts:
-            probe = _probe_rows(fast, len(categorical))
-            expected = np.asarray(pre.transform(probe), dtype=np.float64)
-            if not np.array_equal(expected, fast.transform(probe), equal_nan=True):
-                return False
-            _verified_layouts.add(layout)
-    except Exception:  # an sklearn layout we do not know: keep the model as it is
-        log.debug("no fast path for %r", type(estimator).__name__, exc_info=True)
+    categorical = np.asarray(categorical, dtype=bool)
+    encoder = pre.named_transformers_["encoder"]
+    fast = CategoricalLookup(categorical, list(encoder.categories_))
+    if not _fits(pre, categorical, fast):
         return False
+    layout = _layout(pre, encoder)
+    if layout not in _verified_layouts:
+        probe = _probe_rows(fast, len(categorical))
+        expected = np.asarray(pre.transform(probe), dtype=np.float64)
+        if not np.array_equal(expected, fast.transform(probe), equal_nan=True):
+            return False
+        _verified_layouts.add(layout)
     estimator._preprocessor = fast
     return True
 
