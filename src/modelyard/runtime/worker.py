@@ -186,8 +186,8 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
                     f"a random fraction of {rfs.fraction} of {table.num_rows} filtered rows "
                     "leaves an empty training set or holdout; use more data or another fraction"
                 )
-        train_df = train_t.to_pandas()
-        holdout_df = holdout_t.to_pandas()
+        train_df = datamod.to_frame(train_t)
+        holdout_df = datamod.to_frame(holdout_t)
         del table, train_t, holdout_t
         task = workflow.task or evaluation.infer_task(train_df[request.train.label])
         evaluation.check_label(train_df, request.train.label, task)
