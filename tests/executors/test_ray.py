@@ -50,21 +50,26 @@ class RayCluster:
     address: str
     head_id: str
     worker_id: str
+    client_address: str  # the head's Ray Client server: ray://HOST:PORT
 
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
     # Short: Ray's unix socket paths live under the temp dir and must stay under 107 bytes.
     temp = tempfile.mkdtemp(prefix="modelyard-ray-")
-    env = {**os.environ, **RAY_ENV}
-    port = free_port()
+    # Ray Client's proxier forks a server per client while its gRPC threads run; with gRPC's
+    # fork handlers on, the child can abort before it execs (ray-project/ray#63202: 2 of 7
+    # starts failed here). Without them the child just execs.
+    env = {**os.environ, **RAY_ENV, "GRPC_ENABLE_FORK_SUPPORT": "false"}
+    port, client_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
     common = ["--object-store-memory=100000000", "--disable-usage-stats"]
     groups: list[int] = []
     try:
         for args in (
             ["--head", f"--port={port}", "--num-cpus=0", '--resources={"head": 1}',
-             "--include-dashboard=false", f"--temp-dir={temp}"],
+             "--include-dashboard=false", f"--temp-dir={temp}",
+             f"--ray-client-server-port={client_port}"],
             [f"--address={address}", "--num-cpus=1", '--resources={"worker_node": 1}'],
         ):
             proc = subprocess.Popen([RAY_CLI, "start", *args, *common],
@@ -75,7 +80,8 @@ def ray_cluster() -> Iterator[RayCluster]:
             if proc.returncode != 0:
                 raise RuntimeError(f"ray start {' '.join(args)} failed:\n{out}")
         nodes = _node_ids(address, env)
-        yield RayCluster(address, head_id=nodes["head"], worker_id=nodes["worker_node"])
+        yield RayCluster(address, head_id=nodes["head"], worker_id=nodes["worker_node"],
+                         client_address=f"ray://127.0.0.1:{client_port}")
     finally:
         for group in groups:  # the processes of the two nodes we started, and only those
             try:
@@ -160,6 +166,27 @@ def test_job_runs_on_the_worker_node_with_logs_and_artefacts(
                  "step train: done", "job running on the ray executor", "job succeeded"):
         assert line in text
     assert text.index("hello from stdout") < text.index("job succeeded")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("grpc") is None,
+                    reason="Ray Client needs grpcio (pip install 'modelyard[ray]')")
+def test_a_server_outside_the_cluster_runs_jobs_through_ray_client(
+    ray_cluster: RayCluster, tmp_path: Path, fraud_request: dict[str, object]
+) -> None:
+    proc = start_server(tmp_path, "sqlite", "--executor", "ray", "--ray-address",
+                        ray_cluster.client_address, "--concurrency", "1", env=RAY_ENV)
+    try:
+        with proc.client() as client:
+            job_id = client.train(with_workflow(fraud_request, "Chatty"))
+            result = client.wait(job_id, timeout=180)["result"]
+            assert json.loads(Path(result["metrics_path"]).read_text())["roc_auc"] > 0.5
+            status = client.status(job_id)
+            assert status["worker_host"].endswith(f"(ray node {ray_cluster.worker_id})")
+            text, _ = client.logs(job_id)
+            assert "hello from stdout" in text and "step train: done" in text
+            assert text.index("hello from stdout") < text.index("job succeeded")
+    finally:
+        proc.stop()
 
 
 def test_a_failing_workflow_fails_the_job_with_its_message(

@@ -1,7 +1,7 @@
 """Ray executor: each job is one Ray task on an existing Ray cluster (``--executor ray``).
 
 ``--ray-address`` is ``auto`` (the cluster this machine belongs to), ``HOST:PORT`` of the head
-node's GCS, or ``ray://HOST:10001`` (Ray Client; needs ``pip install 'ray[client]'``).
+node's GCS, or ``ray://HOST:10001`` (Ray Client; ``modelyard[ray]`` installs its grpcio).
 
 How a job runs:
 
