@@ -83,7 +83,7 @@ def _accelerate(model: Any) -> bool:
         return False
     layout = _layout(pre, encoder)
     if layout not in _verified_layouts:
-        probe = _probe_rows(fast, len(categorical))
+        probe = _probe_rows(fast)
         expected = np.asarray(pre.transform(probe), dtype=np.float64)
         if not np.array_equal(expected, fast.transform(probe), equal_nan=True):
             return False
@@ -126,11 +126,11 @@ def _fits(pre: Any, categorical: np.ndarray[Any, Any], fast: CategoricalLookup) 
     return True
 
 
-def _probe_rows(fast: CategoricalLookup, width: int) -> np.ndarray[Any, Any]:
+def _probe_rows(fast: CategoricalLookup) -> np.ndarray[Any, Any]:
     """Every known category of every categorical column, plus unseen and missing values."""
     longest = max((len(c) for c in fast.categories), default=1) + 3
     rng = np.random.default_rng(0)
-    rows = rng.normal(size=(longest, width)) * 100
+    rows = rng.normal(size=(longest, fast.width)) * 100
     for column, cats in zip(fast.cat_idx, fast.categories, strict=True):
         known = cats[~np.isnan(cats)]
         extra = np.array([known.max() + 1 if len(known) else 1.0, -12345.0, np.nan])

@@ -57,7 +57,7 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
     ends = np.r_[starts[1:], len(codes)]
     train_mask = _train_mask(request, table, order)
     # Per tenant, in one pass each: its training rows, and whether they hold two label values.
-    train_rows_of = np.add.reduceat(train_mask, starts) if len(starts) else starts
+    train_rows_of = np.add.reduceat(train_mask, starts)
     two_labels = _two_values(table[request.train.label], order, train_mask, starts)
     segments = (table[spec.segment_column].to_numpy(zero_copy_only=False)[order]
                 if spec.segment_column else None)
@@ -67,7 +67,7 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
     fs.makedirs(f"{_strip(store, root)}/tenants", exist_ok=True)
     out: list[dict[str, Any]] = []
     chosen: list[tuple[str, int, int]] = []  # (partition path, first row, end) in ``order``
-    tenant_names = names[codes[starts]].tolist() if len(starts) else []
+    tenant_names = names[codes[starts]].tolist()
     for index, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         tenant = str(tenant_names[index])
         if wanted is not None and tenant not in wanted:
