@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from modelyard.request import parse_request
 from modelyard.runtime.builtin import SklearnWorkflow
@@ -23,8 +24,14 @@ def _frame_predict(workflow: SklearnWorkflow, model: Any) -> Any:
     return lambda frame: workflow.predict(model, frame)
 
 
-def test_rows_scored_without_a_dataframe_match_the_workflow_exactly() -> None:
-    model, workflow, frame = _fit(max_iter=20)
+@pytest.mark.parametrize("params", [
+    {"max_iter": 20},  # boosted trees: category codes
+    {"estimator": "sklearn.linear_model.LogisticRegression"},  # one-hot, scaled numbers
+], ids=["codes", "one-hot"])
+def test_rows_scored_without_a_dataframe_match_the_workflow_exactly(
+    params: dict[str, Any],
+) -> None:
+    model, workflow, frame = _fit(**params)
     features = workflow.features
     sample = frame[features].head(3).to_dict("records")
     fast = records_predictor(workflow, model, features, _frame_predict(workflow, model), sample)
@@ -40,9 +47,17 @@ def test_rows_scored_without_a_dataframe_match_the_workflow_exactly() -> None:
         np.testing.assert_array_equal(fast(batch), expected)
 
 
-def test_one_hot_pipelines_keep_the_dataframe_path() -> None:
-    model, workflow, frame = _fit(estimator="sklearn.ensemble.RandomForestClassifier",
-                                  n_estimators=5)
+def test_a_pipeline_of_scikit_learns_own_encoders_keeps_the_dataframe_path() -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    _, workflow, frame = _fit(max_iter=5)
+    encode = make_column_transformer((OneHotEncoder(), ["charge_type", "charge_country"]),
+                                     remainder="passthrough")
+    model = make_pipeline(encode, RandomForestClassifier(n_estimators=5, random_state=0))
+    model.fit(frame[workflow.features], frame[workflow.label])
     sample = frame[workflow.features].head(3).to_dict("records")
     assert records_predictor(workflow, model, workflow.features,
                              _frame_predict(workflow, model), sample) is None

@@ -101,7 +101,8 @@ class TorchWorkflow(Workflow):
         return "cpu"
 
     def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
-        from modelyard.runtime.builtin import _categorical_columns, _encoder
+        from modelyard.runtime.builtin import _categorical_columns
+        from modelyard.runtime.encoders import encoder_for
         from modelyard.runtime.evaluation import infer_task
 
         torch = _torch()
@@ -112,8 +113,8 @@ class TorchWorkflow(Workflow):
         if task == "multiclass":
             raise WorkflowError("the torch workflow does binary classification and regression")
         torch.manual_seed(int(params["seed"]))
-        encoder = _encoder(self.features, _categorical_columns(train_df, self.features),
-                           native=False, allow_nan=False)
+        encoder = encoder_for(self.features, _categorical_columns(train_df, self.features),
+                              native=False, allow_nan=False)
         x = np.asarray(encoder.fit_transform(train_df[self.features]), dtype=np.float32)
         y_raw = train_df[self.label]
         classes = sorted(y_raw.dropna().unique().tolist()) if task == "binary" else None

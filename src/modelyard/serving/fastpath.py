@@ -1,7 +1,8 @@
 """Serving fast path: rows scored without a DataFrame, verified equal before use.
 
 For the built-in workflow's models (a Pipeline that starts with
-:class:`~modelyard.runtime.builtin.CategoryCodes`), :func:`records_predictor` encodes rows that
+:class:`~modelyard.runtime.encoders.CategoryCodes` or its one-hot subclass
+:class:`~modelyard.runtime.encoders.OneHotCodes`), :func:`records_predictor` encodes rows that
 arrive as JSON mappings straight into the model's float matrix, skipping the DataFrame that
 costs more than the model on a single row. It is used only once it gives exactly the scores of
 the DataFrame path on probe rows (every known category, unseen and missing values) and on the
@@ -29,7 +30,7 @@ def records_predictor(workflow: Any, model: Any, features: Sequence[str],
                       sample: Records) -> RecordsPredict | None:
     """A predict over mappings that skips the DataFrame, if verified equal to ``frame_predict``
     (the workflow's own predict) on probe rows and on ``sample``; else None."""
-    from modelyard.runtime.builtin import CategoryCodes
+    from modelyard.runtime.encoders import CategoryCodes
     from modelyard.runtime.workflow import Workflow
 
     steps = getattr(model, "steps", None)
