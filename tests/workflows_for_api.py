@@ -86,3 +86,17 @@ class FailsForOne(Workflow):
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"tenant {tenant} fails on purpose")
         return Tiny(self.request).train(train_df, holdout_df)
+
+
+class ReportsThreads(Workflow):
+    """Writes the native thread pools' sizes, as the job sees them, to custom_params["out"]."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        import json
+
+        from threadpoolctl import threadpool_info
+
+        sizes = sorted({lib["num_threads"] for lib in threadpool_info()})
+        with open(self.custom_params["out"], "w") as fh:
+            json.dump(sizes, fh)
+        return Tiny.train(self, train_df, holdout_df)

@@ -40,6 +40,11 @@ class Settings:
     executor_options: tuple[tuple[str, str], ...] = ()
 
     @property
+    def job_threads(self) -> int:
+        """A job's default share of the cores for native thread pools: cores / concurrency."""
+        return max(1, (os.cpu_count() or 1) // self.concurrency)
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 

@@ -77,7 +77,13 @@ def warm_up() -> float:
     return time.perf_counter() - started
 
 
-def serve(socket_path: str) -> None:
+def serve(socket_path: str, threads: int | None = None) -> None:
+    """Import, warm up, then fork workers on request until standard input closes.
+
+    ``threads``: the thread count most jobs run with (cores / concurrency). It is set in the
+    native libraries here, once, so that a worker whose job asks for the same changes nothing
+    (see :func:`~modelyard.runtime.worker.limit_threads`).
+    """
     for name in PRELOAD:
         importlib.import_module(name)
     try:
@@ -85,9 +91,16 @@ def serve(socket_path: str) -> None:
     except Exception as exc:  # a failed warm-up only costs speed
         print(f"modelyard fork server: warm-up failed ({exc}); continuing", file=sys.stderr)
         warm = 0.0
-    from modelyard.runtime.worker import prepare_output, process_main, thread_controller
+    from modelyard.runtime.worker import (
+        limit_threads,
+        prepare_output,
+        process_main,
+        thread_controller,
+    )
 
     thread_controller()  # scan the native libraries once, not in every worker
+    if threads:
+        limit_threads(threads)
     # Keep the garbage collector's hands off everything imported so far: a collection in a
     # worker would otherwise write to every object's header and copy each page on write.
     gc.collect()
@@ -290,4 +303,4 @@ def _read_code(sock: socket.socket) -> int | None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

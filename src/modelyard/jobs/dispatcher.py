@@ -494,7 +494,7 @@ class Dispatcher:
         asked = ((job.request.get("resources") or {}).get("num_cpus"))
         if asked:
             return max(1, int(asked))
-        return max(1, (os.cpu_count() or 1) // self.settings.concurrency)
+        return self.settings.job_threads
 
     def _launch(self, jobs: list[JobRow], *, pack: bool = False) -> None:
         specs = [self._spec(job) for job in jobs]
