@@ -168,6 +168,17 @@ def test_one_hot_keeps_a_number_column_without_values_and_counts_used_categories
     np.testing.assert_array_equal(restored.transform(data), out)
 
 
+@pytest.mark.parametrize("dtype", ["str", "string", object])  # missing: NaN, pd.NA, None
+def test_one_hot_missing_values_are_one_category_in_every_text_type(dtype: Any) -> None:
+    kinds = pd.Series(["a", None, "b"] * 30).astype(dtype)
+    encoder = OneHotCodes(["kind"], ["kind"]).fit(pd.DataFrame({"kind": kinds}))
+    assert encoder.categories_["kind"] == ["__missing__", "a", "b"]
+    expected = np.tile(np.eye(3)[[1, 0, 2]], (30, 1))
+    for rows in (90, 3):  # the vectorised path, and small batches
+        frame = pd.DataFrame({"kind": kinds.head(rows)})
+        np.testing.assert_array_equal(encoder.transform(frame), expected[:rows])
+
+
 def test_one_hot_refuses_max_categories_below_one(frame: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="max_categories of OneHotCodes must be at least 1"):
         OneHotCodes(FEATURES, CATEGORICAL, max_categories=0).fit(frame)

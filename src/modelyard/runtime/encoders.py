@@ -315,4 +315,5 @@ def _number(value: Any) -> float:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    """None, NaN, or pandas' NA (what a nullable "string" column yields for a missing value)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
