@@ -42,11 +42,13 @@ Until = Annotated[Literal["change", "done"], Query(
 
 def _read_result(svc: Services, job_id: str) -> ResultResponse:
     with svc.sessions() as session:
-        job, transitions, steps = store.snapshot_job(session, job_id)
-        status = status_of(job, transitions, steps)
-        return ResultResponse(
-            status=status, result=result_of(job), exception_info=job.exception_info
-        )
+        return _answer(session, job_id)
+
+
+def _answer(session: Session, job_id: str) -> ResultResponse:
+    job, transitions, steps = store.snapshot_job(session, job_id)
+    status = status_of(job, transitions, steps)
+    return ResultResponse(status=status, result=result_of(job), exception_info=job.exception_info)
 
 
 def _read_if_ended(svc: Services, job_id: str) -> ResultResponse | None:
@@ -54,9 +56,9 @@ def _read_if_ended(svc: Services, job_id: str) -> ResultResponse | None:
     having read only its state (a long-poll looks often, and a fleet's row is big)."""
     with svc.sessions() as session:
         state = store.states_of(session, [job_id]).get(job_id)
-    if state is not None and not JobState(state).terminal:
-        return None
-    return _read_result(svc, job_id)
+        if state is not None and not JobState(state).terminal:
+            return None
+        return _answer(session, job_id)
 
 
 async def _wait_and_read(svc: Services, job_id: str, wait: float,
