@@ -10,12 +10,12 @@ They replace ColumnTransformers of per-column scikit-learn encoders for two reas
 - **Serving.** Serving scores a few JSON rows at a time. A ColumnTransformer costs
   milliseconds per call there; these cost microseconds, with
   :meth:`CategoryCodes.transform_records` skipping the DataFrame altogether.
-- **Small models.** On a few thousand rows, fitting OneHotEncoder (infrequent categories),
-  SimpleImputer and StandardScaler in a ColumnTransformer took about 20 ms, most of a tiny
-  job's fit.
+- **Fitting.** OneHotEncoder with infrequent categories counts them in Python, value by value.
+  On the tiny benchmark job's 2,000 rows the encoders made 17 ms of a 24 ms fit (7 ms with
+  :class:`OneHotCodes`); on 1M rows with a 1,000-value column, 5.3 s (0.13 s).
 
-Their output is the same matrix as the scikit-learn encoders they replace; the tests compare the
-two.
+:class:`OneHotCodes` gives the same matrix as the scikit-learn encoders it replaces; the tests
+compare the two.
 """
 
 from __future__ import annotations
