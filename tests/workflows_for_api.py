@@ -99,4 +99,4 @@ class ReportsThreads(Workflow):
         sizes = sorted({lib["num_threads"] for lib in threadpool_info()})
         with open(self.custom_params["out"], "w") as fh:
             json.dump(sizes, fh)
-        return Tiny.train(self, train_df, holdout_df)
+        return Tiny(self.request).train(train_df, holdout_df)
