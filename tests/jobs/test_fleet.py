@@ -106,6 +106,25 @@ def test_small_tenants_are_packed_into_shared_workers(
                and t["level"] == "tenant" for t in fleet["tenants"] if t["job_id"])
 
 
+def test_a_fleet_trained_again_replaces_its_tenants_production_models(
+    client: Client, fraud_request: dict[str, Any]
+) -> None:
+    request = fleet_request(fraud_request, min_training_rows=50, global_model=False)
+    run_fleet(client, request)
+    _, fleet = run_fleet(client, request)  # same model name: every tenant graduates again
+    model = request["metadata"]["model_name"]
+    tenants = [t["tenant"] for t in fleet["tenants"] if t["job_id"]]
+    assert len(tenants) > 4
+    stages = {(v["tenant"], v["version"]): v["stage"] for v in client.versions(model)}
+    assert stages == {**{(t, 1): "archived" for t in tenants},
+                      **{(t, 2): "production" for t in tenants}}
+    trail = [(e["version"], e["from_stage"], e["to_stage"], e["reason"])
+             for e in client.events(model, tenant=tenants[0])]
+    assert (1, "production", "archived", "replaced by version 2") in trail
+    assert any(v == 2 and to == "production" and reason.startswith("graduated")
+               for v, _, to, reason in trail)
+
+
 def test_one_tenant_failing_spares_the_others_and_can_be_retried(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -206,6 +206,7 @@ def _graduate(session: Session, parent: JobRow, children: list[JobRow]) -> None:
                  and (c.fleet or {}).get("graduation") is None]
     versions = {v.job_id: v for v in session.scalars(select(VersionRow).where(
         VersionRow.job_id.in_([c.id for c in undecided])))} if undecided else {}
+    winners: list[tuple[VersionRow, str]] = []
     for child in undecided:
         metrics = (child.result or {}).get("metrics") or {}
         metric = GRADUATION_METRIC.get(str(metrics.get("task")), ("roc_auc", True))[0]
@@ -226,8 +227,9 @@ def _graduate(session: Session, parent: JobRow, children: list[JobRow]) -> None:
         version = versions.get(child.id)
         if graduation["graduated"] and version is not None and (
                 version.stage != Stage.production.value):
-            registry.promote(session, version, actor="fleet",
-                             reason=f"graduated: {graduation['reason']}")
+            winners.append((version, f"graduated: {graduation['reason']}"))
+    registry.promote(session, [v for v, _ in winners], actor="fleet",
+                     reasons=[reason for _, reason in winners])
 
 
 def _record_serving_levels(session: Session, parent: JobRow, children: list[JobRow]) -> None:

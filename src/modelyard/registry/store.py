@@ -262,12 +262,16 @@ def rollback(session: Session, model_name: str, *, actor: str, reason: str,
     return target
 
 
-def promote(session: Session, row: VersionRow, *, actor: str, reason: str) -> None:
-    """Put a version in production for a rule that has already decided (fleet graduation).
+def promote(session: Session, rows: Sequence[VersionRow], *, actor: str,
+            reasons: Sequence[str]) -> None:
+    """Put versions in production for a rule that has already decided (fleet graduation), at
+    most one per model and tenant, each replacing (archiving) its tenant's production version.
 
-    Joins the caller's transaction.
+    In a few statements whatever their number: a fleet graduates its tenants by the hundred,
+    and one look-up and flush per version cost ~0.4 ms each at the end of every fleet. Joins
+    the caller's transaction.
     """
-    _move(session, row, Stage.production, actor, reason)
+    _to_production(session, list(zip(rows, reasons, strict=True)), actor)
 
 
 def approvals_of(session: Session, version_id: int) -> list[ApprovalRow]:
@@ -335,28 +339,62 @@ def set_policy(session: Session, model_name: str, *, auto_promote: bool, metric:
 
 
 def _move(session: Session, row: VersionRow, to: Stage, actor: str, reason: str) -> None:
+    if to is Stage.production:
+        _to_production(session, [(row, reason)], actor)
+        return
+    _check_move(row, to)
+    _set_stage(session, row, to, actor, reason)
+    session.flush()
+
+
+def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor: str) -> None:
+    """Each ``(version, reason)`` to production, its tenant's production version archived."""
+    if not moves:
+        return
+    keys = [(row.model_name, row.tenant) for row, _ in moves]
+    if len(set(keys)) < len(keys):
+        raise ValueError("one version per model and tenant can go to production at a time")
+    for row, _ in moves:
+        _check_move(row, Stage.production)
+    current = {(v.model_name, v.tenant): v for v in session.scalars(select(VersionRow).where(
+        VersionRow.model_name.in_({name for name, _ in keys}),
+        VersionRow.tenant.in_({tenant for _, tenant in keys}),
+        VersionRow.stage == Stage.production.value))}
+    replaced = False
+    for row, _ in moves:
+        old = current.get((row.model_name, row.tenant))
+        if old is not None and old.id != row.id:
+            _set_stage(session, old, Stage.archived, actor, f"replaced by version {row.version}")
+            replaced = True
+    if replaced:
+        session.flush()  # free the unique production slots before taking them
+    for row, reason in moves:
+        _set_stage(session, row, Stage.production, actor, reason)
+    try:
+        session.flush()
+    except IntegrityError:  # the unique production index: someone else promoted meanwhile
+        session.rollback()
+        first = moves[0][0]
+        what = (f"another version of {first.model_name!r} (tenant {first.tenant!r})"
+                if len(moves) == 1 else "another version of one of these tenants")
+        raise Conflict(f"{what} became production at the same time; read the versions again "
+                       "and retry") from None
+
+
+def _check_move(row: VersionRow, to: Stage) -> None:
     current = Stage(row.stage)
     if to not in ALLOWED[current]:
         raise Conflict(f"version {row.version} of {row.model_name!r} is {current.value}; it "
                        f"cannot become {to.value} (allowed: "
                        f"{', '.join(sorted(s.value for s in ALLOWED[current])) or 'none'})")
-    if to is Stage.production:
-        old = production_version(session, row.model_name, row.tenant)
-        if old is not None and old.id != row.id:
-            old.stage = Stage.archived.value
-            old.updated_at = now()
-            _event(session, old, Stage.production, Stage.archived, actor,
-                   f"replaced by version {row.version}")
-            session.flush()  # free the unique production slot before taking it
+
+
+def _set_stage(session: Session, row: VersionRow, to: Stage, actor: str, reason: str) -> None:
+    """Set the stage and stamp it, with its audit event (flushed by the caller)."""
+    current = Stage(row.stage)
     row.stage = to.value
     row.updated_at = now()
     _event(session, row, current, to, actor, reason)
-    try:
-        session.flush()
-    except IntegrityError:  # the unique production index: someone else promoted meanwhile
-        session.rollback()
-        raise Conflict(f"another version of {row.model_name!r} (tenant {row.tenant!r}) became "
-                       "production at the same time; read the versions again and retry") from None
 
 
 def _event(session: Session, row: VersionRow, from_stage: Stage | None, to: Stage, actor: str,
