@@ -60,6 +60,16 @@ def test_the_look_up_tables_stay_out_of_the_pickle(frame: pd.DataFrame) -> None:
     np.testing.assert_array_equal(restored.transform(frame), encoder.transform(frame))
 
 
+@pytest.mark.parametrize("dtype", ["str", "string", object, "category"])
+def test_codes_leave_missing_values_out_of_the_categories(dtype: Any) -> None:
+    kinds = pd.Series(["b", None, "a"] * 30).astype(dtype)
+    encoder = CategoryCodes(["kind"], ["kind"]).fit(pd.DataFrame({"kind": kinds}))
+    assert encoder.categories_ == {"kind": ["a", "b"]}
+    for rows in (90, 3):  # the vectorised path, and small batches
+        codes = encoder.transform(pd.DataFrame({"kind": kinds.head(rows)}))[:, 0]
+        assert codes.tolist() == [1.0, -1.0, 0.0] * (rows // 3)
+
+
 def test_the_encoder_reads_its_columns_from_a_wider_frame(frame: pd.DataFrame) -> None:
     encoder = CategoryCodes(FEATURES, CATEGORICAL).fit(frame)  # label, dates and ids beside
     np.testing.assert_array_equal(encoder.transform(frame),
