@@ -190,10 +190,20 @@ def list_models(session: Session) -> list[dict[str, Any]]:
 
 def production_version(session: Session, model_name: str,
                        tenant: str = GLOBAL_TENANT) -> VersionRow | None:
-    return session.scalar(
-        select(VersionRow).where(VersionRow.model_name == model_name, VersionRow.tenant == tenant,
-                                 VersionRow.stage == Stage.production.value)
-    )
+    return production_versions(session, [(model_name, tenant)]).get((model_name, tenant))
+
+
+def production_versions(session: Session, keys: Sequence[tuple[str, str]]
+                        ) -> dict[tuple[str, str], VersionRow]:
+    """The production version of each ``(model_name, tenant)`` that has one, in one query."""
+    if not keys:
+        return {}
+    rows = session.scalars(select(VersionRow).where(
+        VersionRow.model_name.in_({name for name, _ in keys}),
+        VersionRow.tenant.in_({tenant for _, tenant in keys}),
+        VersionRow.stage == Stage.production.value))
+    wanted = set(keys)
+    return {key: v for v in rows if (key := (v.model_name, v.tenant)) in wanted}
 
 
 def set_stage(session: Session, model_name: str, version: int, to: Stage, *, actor: str,
@@ -356,10 +366,7 @@ def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor:
         raise ValueError("one version per model and tenant can go to production at a time")
     for row, _ in moves:
         _check_move(row, Stage.production)
-    current = {(v.model_name, v.tenant): v for v in session.scalars(select(VersionRow).where(
-        VersionRow.model_name.in_({name for name, _ in keys}),
-        VersionRow.tenant.in_({tenant for _, tenant in keys}),
-        VersionRow.stage == Stage.production.value))}
+    current = production_versions(session, keys)
     replaced = False
     for row, _ in moves:
         old = current.get((row.model_name, row.tenant))
