@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: install the package with its dev extras, start a
-# throwaway PostgreSQL on loopback (installing it if missing), run pytest on SQLite and PostgreSQL.
+# Set up and run the whole test suite, the same on any machine: a virtual environment with
+# exactly the packages pinned in requirements/dev.lock (refresh it with scripts/lock.sh), a
+# throwaway PostgreSQL on loopback (installed if missing, stopped afterwards unless it was
+# already running), then pytest on SQLite and PostgreSQL. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-python3 -m pip install -q -e ".[dev]"
+VENV="${MODELYARD_TEST_VENV:-.venv}"
+python3 -m pip install -q --disable-pip-version-check "uv>=0.4" 2>/dev/null \
+  || python3 -m pip install -q "uv>=0.4"
+[ -x "$VENV/bin/python" ] || python3 -m uv venv -q --seed --python "$(command -v python3)" "$VENV"
+# torch's CPU build lies in /opt/wheels on these machines (the lock pins it).
+FIND=()
+[ -d /opt/wheels ] && FIND=(--find-links /opt/wheels)
+python3 -m uv pip sync -q --python "$VENV/bin/python" "${FIND[@]}" requirements/dev.lock
+python3 -m uv pip install -q --python "$VENV/bin/python" --no-deps -e .
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+
 eval "$(scripts/start-postgres.sh)"
 export MODELYARD_TEST_POSTGRES_URL
-exec python3 -m pytest -q -p no:cacheprovider "$@"
+if [ "${MODELYARD_TEST_PG_STARTED:-0}" = 1 ]; then
+  trap 'scripts/start-postgres.sh --stop >/dev/null' EXIT
+fi
+python -m pytest -q -p no:cacheprovider "$@"
