@@ -44,7 +44,16 @@ def follow(client: Client, job_id: str, console: Console) -> dict[str, Any]:
         while status["transition"]["job_state"] not in TERMINAL:
             status = client.status(job_id, wait=0.5)
             live.update(_status_view(status, started))
+    _end_line(console)
     return client.result(job_id)
+
+
+def _end_line(console: Console) -> None:
+    """End the last line of a stopped ``Live``. In a terminal rich does it (and rich's
+    ``Progress`` does it everywhere); elsewhere ``Live`` prints its final view without the
+    newline, and the next heading would continue that line."""
+    if not console.is_terminal:
+        console.line()
 
 
 def print_result(answer: dict[str, Any], console: Console) -> None:
