@@ -16,8 +16,9 @@ from tests.conftest import ServerProcess, example_request, with_workflow
 
 
 def modelyard(*args: str, url: str | None = None, cwd: Path | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
+              timeout: float = 120, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    """Run the command as a user's script would: stdout and stderr are pipes, not a terminal."""
+    env = {**os.environ, "COLUMNS": str(columns)}
     if url:
         env["MODELYARD_URL"] = url
     return subprocess.run([sys.executable, "-m", "modelyard", *args], capture_output=True,

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from modelyard import __version__
+from modelyard.cli.console import add_id_column, make_console
 from modelyard.errors import JobFailed, ModelyardError
 
-console = Console(soft_wrap=True)
+console = make_console()
 url_option = click.option("--url", envvar="MODELYARD_URL", default=None,
                           help="Server URL (default $MODELYARD_URL or http://127.0.0.1:8765).")
 
@@ -157,12 +158,13 @@ def jobs_list(url: str | None, as_json: bool, **filters: Any) -> None:
         click.echo(json.dumps(answer, indent=2))
         return
     table = Table(title=f"{answer['total']} jobs (showing {len(answer['jobs'])})")
-    for col in ("job id", "state", "model", "owner", "project", "step", "created", "error"):
+    add_id_column(table, "job id")
+    for col in ("state", "model", "owner", "project", "step", "created", "error"):
         table.add_column(col)
     for job in answer["jobs"]:
         table.add_row(job["job_id"], job["state"], job["model_name"], job["owner"],
                       job["project"], job["current_step"] or "", job["created_at"][:19],
-                      (job["error"] or "")[:60])
+                      Text((job["error"] or "")[:60]))
     console.print(table)
 
 

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from modelyard.cli.console import add_id_column, make_console
 from modelyard.client import Client
 
-console = Console(soft_wrap=True)
+console = make_console()
 url_option = click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
 tenant_option = click.option("--tenant", default="*", show_default=True,
                              help="Tenant (customer); '*' is the global model.")
@@ -51,12 +51,15 @@ def versions(model_name: str, tenant: str | None, stage: str | None, as_json: bo
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=model_name)
-    for col in ("tenant", "version", "stage", "roc_auc", "rmse", "model id", "job", "created"):
+    add_id_column(table, "tenant")
+    for col in ("version", "stage", "roc_auc", "rmse", "model id"):
         table.add_column(col)
+    add_id_column(table, "job")
+    table.add_column("created")
     for v in rows:
         m = v["metrics"]
         table.add_row(v["tenant"], str(v["version"]), v["stage"], _fmt(m.get("roc_auc")),
-                      _fmt(m.get("rmse")), v["model_id"][:19], (v["job_id"] or "")[:12],
+                      _fmt(m.get("rmse")), v["model_id"][:19], v["job_id"] or "",
                       v["created_at"][:19])
     console.print(table)
 
