@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from modelyard.cli.progress import follow, print_result
+from modelyard.cli.outcome import print_result
+from modelyard.cli.progress import follow
 from modelyard.client import Client
 from modelyard.server import EmbeddedServer
 from modelyard.settings import Settings

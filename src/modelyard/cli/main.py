@@ -28,6 +28,15 @@ def _client(url: str | None) -> Any:
     return Client(url)
 
 
+def _exit_unless_succeeded(answer: dict[str, Any]) -> None:
+    """Exit 1 if the job ended failed or cancelled (2 is for errors of the command itself)."""
+    from modelyard.client import TERMINAL
+
+    state = answer["status"]["transition"]["job_state"]
+    if state in TERMINAL and state != "succeeded":
+        sys.exit(1)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="modelyard")
 def cli() -> None:
@@ -117,8 +126,9 @@ def validate(request_file: str) -> None:
 @click.option("--wait/--no-wait", default=False, help="Follow the job until it ends.")
 @url_option
 def train(request_file: str, wait: bool, url: str | None) -> None:
-    """Submit a train request (YAML or JSON)."""
-    from modelyard.cli.progress import follow, follow_fleet, print_result
+    """Submit a train request (YAML or JSON); with --wait, exit 1 if the job does not succeed."""
+    from modelyard.cli.outcome import print_outcome
+    from modelyard.cli.progress import follow, follow_fleet
     from modelyard.request import load_request
 
     request = load_request(request_file)
@@ -127,13 +137,10 @@ def train(request_file: str, wait: bool, url: str | None) -> None:
         console.print(f"submitted job [bold]{job_id}[/]")
         if not wait:
             return
-        if request.tenants is not None:
-            answer = follow_fleet(client, job_id, console)
-        else:
-            answer = follow(client, job_id, console)
-            print_result(answer, console)
-        if answer["status"]["transition"]["job_state"] != "succeeded":
-            sys.exit(1)
+        follow_job = follow_fleet if request.tenants is not None else follow
+        answer = follow_job(client, job_id, console)
+        print_outcome(client, answer, console)
+    _exit_unless_succeeded(answer)
 
 
 @cli.group()
@@ -146,6 +153,7 @@ def jobs() -> None:
 @click.option("--owner", default=None)
 @click.option("--project", default=None)
 @click.option("--model-name", default=None)
+@click.option("--parent-id", default=None, help="Only the children of this fleet.")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--offset", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -173,22 +181,28 @@ def jobs_list(url: str | None, as_json: bool, **filters: Any) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @url_option
 def jobs_show(job_id: str, url: str | None, as_json: bool) -> None:
-    """A job's status, steps and result."""
-    from modelyard.cli.progress import print_result
+    """A job's status, steps and result, or why it failed (then exit 1)."""
+    from modelyard.cli.outcome import print_outcome
 
     with _client(url) as client:
         answer = client.job(job_id)
-    if as_json:
-        click.echo(json.dumps(answer, indent=2))
-        return
-    status = answer["status"]
+        if as_json:
+            click.echo(json.dumps(answer, indent=2))
+        else:
+            _print_history(answer["status"])
+            print_outcome(client, answer, console)
+    _exit_unless_succeeded(answer)
+
+
+def _print_history(status: dict[str, Any]) -> None:
+    """A job's transitions with their reasons, and its steps with their timings."""
     for t in status["transitions"]:
-        console.print(f"{t['created_at'][:23]}  {t['job_state']:<10} {t['reason']}",
+        console.print(f"{t['created_at'][:23]}  {t['job_state']:<10} {escape(t['reason'])}",
                       highlight=False)
     for s in status["steps"]:
-        console.print(f"  step {s['name']:<18} {s['duration_s']:.3f}s  {s.get('info') or ''}",
+        took = "running" if s["duration_s"] is None else f"{s['duration_s']:.3f}s"
+        console.print(f"  step {s['name']:<18} {took}  {escape(str(s.get('info') or ''))}",
                       highlight=False)
-    print_result(answer, console)
 
 
 @jobs.command("logs")

@@ -1,4 +1,10 @@
-"""Live progress of a job in the terminal (state, current step, elapsed) and result tables."""
+"""Live progress of a job in the terminal: state, current step and elapsed time of a job; done,
+failed and ETA of a fleet.
+
+Each view long-polls the server (it answers as soon as the job changes), so a long job costs a
+request every half second or so however long it runs. Out of a terminal rich prints only the final
+view, when the display stops.
+"""
 
 from __future__ import annotations
 
@@ -56,37 +62,9 @@ def _end_line(console: Console) -> None:
         console.line()
 
 
-def print_result(answer: dict[str, Any], console: Console) -> None:
-    status = answer["status"]
-    state = status["transition"]["job_state"]
-    if state != "succeeded":
-        info = answer.get("exception_info") or {}
-        console.print(f"[bold red]job {status['job_id']} {state}[/]: "
-                      f"{status['transition'].get('reason', '')}")
-        if info.get("type"):
-            console.print(f"  {info['type']}: {info.get('message')}")
-        console.print(f"  log: {status.get('log_file')}")
-        return
-    result = answer["result"]
-    metrics = Table(title=f"holdout metrics ({result['metrics'].get('task')})", show_header=True)
-    metrics.add_column("metric")
-    metrics.add_column("value", justify="right")
-    for name, value in result["metrics"].items():
-        if isinstance(value, float):
-            metrics.add_row(name, f"{value:.4f}")
-        elif isinstance(value, int | str | bool) and name != "task":
-            metrics.add_row(name, str(value))
-    console.print(metrics)
-    console.print(f"model id        {result['model_id']}")
-    console.print(f"rows            {result.get('row_counts')}")
-    console.print(f"holdout scores  {result['evaluation_holdout_data_path']}")
-    console.print(f"holdout labels  {result['evaluation_holdout_label_path']}")
-    console.print(f"provenance      {result.get('provenance_path')}")
-    console.print(f"log             {status.get('log_file')}")
-
-
 def follow_fleet(client: Client, job_id: str, console: Console) -> dict[str, Any]:
-    """A progress bar of the fleet (done/total, failures, ETA) until every child has ended."""
+    """A progress bar of the fleet (done/total, failures, ETA) until every child has ended;
+    return the fleet job's final result answer."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -114,23 +92,4 @@ def follow_fleet(client: Client, job_id: str, console: Console) -> dict[str, Any
                                        "skipped")
             if state in TERMINAL:
                 break
-    print_fleet(fleet, console)
     return client.result(job_id)
-
-
-def print_fleet(fleet: dict[str, Any], console: Console) -> None:
-    levels: dict[str, int] = {}
-    for t in fleet["tenants"]:
-        levels[t["level"] or "-"] = levels.get(t["level"] or "-", 0) + 1
-    console.print(f"fleet {fleet['parent_id']}: {fleet['state']}  counts {fleet['counts']}")
-    console.print("served by: " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())))
-    table = Table(title="tenants (first 15)")
-    for col in ("tenant", "rows", "state", "roc_auc", "level", "why"):
-        table.add_column(col)
-    for t in fleet["tenants"][:15]:
-        auc = t["metrics"].get("roc_auc")
-        table.add_row(t["tenant"], str(t["rows"]), t["state"],
-                      f"{auc:.3f}" if isinstance(auc, float) else "-", t["level"] or "-",
-                      t["reason"] or "")
-    console.print(table)
-
