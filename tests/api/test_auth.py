@@ -16,6 +16,9 @@ def test_token_is_required_when_configured(tmp_path: Path) -> None:
     server = start_server(tmp_path, "sqlite", env={"MODELYARD_TOKEN": "s3cret"})
     try:
         assert httpx.get(f"{server.url}/healthz").status_code == 200
+        # The API's documentation holds no data, and browsers fetch it without the header.
+        for page in ("/openapi.json", "/docs", "/redoc", "/static/redoc/redoc.standalone.js"):
+            assert httpx.get(f"{server.url}{page}").status_code == 200, page
         denied = httpx.get(f"{server.url}/jobs")
         assert denied.status_code == 401
         assert "bearer token" in denied.json()["message"]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from modelyard import __version__
 from modelyard.api.deps import Services
+from modelyard.api.docs import add_docs
 from modelyard.api.notify import JobNotifier
 from modelyard.api.routes import health, jobs, models, train
 from modelyard.errors import ModelyardError
@@ -73,7 +74,10 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         version=__version__,
         description="Self-hosted model training service: POST a train request, get a model.",
         lifespan=lifespan,
+        docs_url=None,  # add_docs serves /docs and /redoc with the package's own assets
+        redoc_url=None,
     )
+    add_docs(app)
     app.include_router(health.router)
     if run_jobs:
         app.include_router(train.router)
