@@ -567,7 +567,7 @@ def make_tenant_models(home: Path, data: Path, count: int) -> tuple[list[str], i
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    from modelyard.runtime.artifacts import ArtifactStore
+    from modelyard.artifacts import ArtifactStore
 
     t0 = time.perf_counter()
     store = ArtifactStore(str(home / "artifacts"))

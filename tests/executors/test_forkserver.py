@@ -14,7 +14,7 @@ import pytest
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from modelyard.executors.local import LocalExecutor
-from modelyard.runtime.events import JobErrored, JobFinished, WorkerSpec, WorkerStarted
+from modelyard.protocol.events import JobErrored, JobFinished, WorkerSpec, WorkerStarted
 from modelyard.runtime.worker import limit_threads
 from modelyard.settings import Settings
 from modelyard.synthetic import example_request, write_payments
@@ -60,7 +60,7 @@ def test_each_job_runs_once_in_the_process_it_was_given(tmp_path: Path) -> None:
         started = next(e for e in events[job_id] if isinstance(e, WorkerStarted))
         assert started.pid == pid
         assert "does not exist" in next(e for e in events[job_id]
-                                        if isinstance(e, JobErrored)).exception_info["message"]
+                                        if isinstance(e, JobErrored)).exception_info.message
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])

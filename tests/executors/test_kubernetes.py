@@ -33,6 +33,7 @@ import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.errors import ConfigurationError
 from modelyard.executors.k8s_events import (
     EventFileTailer,
@@ -49,15 +50,13 @@ from modelyard.executors.k8s_manifest import (
 )
 from modelyard.executors.k8s_status import Outcome, Phase, outcome_of
 from modelyard.executors.kubernetes import KubernetesExecutor, KubernetesRun
-from modelyard.runtime.artifacts import ArtifactStore
-from modelyard.runtime.event_codec import (
+from modelyard.protocol.codec import (
     EventDecodeError,
     event_from_json,
     event_to_json,
     spec_from_json,
 )
-from modelyard.runtime.events import (
-    NOT_STARTED,
+from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     StepFinished,
@@ -66,6 +65,7 @@ from modelyard.runtime.events import (
     WorkerSpec,
     WorkerStarted,
 )
+from modelyard.protocol.results import ExceptionInfo, FailureKind, JobResult, ModelMeta, failure
 from modelyard.runtime.worker import execute
 from modelyard.settings import Settings
 from modelyard.synthetic import example_request, write_payments
@@ -292,8 +292,10 @@ def test_recorded_responses_are_api_objects(name: str) -> None:
     client = kubernetes.client.ApiClient()
     for obj, model in [(job, "V1Job"), *((pod, "V1Pod") for pod in pods)]:
         _validate(obj)
-        answer = type("Answer", (), {"data": json.dumps(obj)})()
-        back = client.sanitize_for_serialization(client.deserialize(answer, model))
+        # The kubernetes client of requirements/dev.lock (37.x) takes the response text and its
+        # content type; 36.x and older took a response object.
+        back = client.sanitize_for_serialization(
+            client.deserialize(json.dumps(obj), model, "application/json"))
         text = json.dumps(back, default=str).replace("+00:00", "Z")
         assert json.loads(text) == _without_nulls(obj)
 
@@ -315,7 +317,7 @@ def test_outcome_of_recorded_responses(name: str) -> None:
         assert outcome.error_type == error_type
         assert re.search(message, outcome.message), outcome.message
         info = outcome.exception_info()
-        assert info["type"] == error_type and info["message"] == outcome.message
+        assert info.type == error_type and info.message == outcome.message
 
 
 def test_pods_tell_before_the_job_controller_does() -> None:
@@ -357,10 +359,15 @@ EVENTS: list[WorkerEvent] = [
     WorkerStarted("j1", 7, "modelyard-3f2a9c1e7b4d-x7k2p"),
     StepStarted("j1", "load", 1717405923.5),
     StepFinished("j1", "load", 1717405923.5, 0.25, {"files": 1, "rows": np.int64(2000)}),
-    JobFinished("j1", {"model_id": "sha256:" + "0" * 64, "metrics": {"roc_auc": np.float32(0.5)},
-                       "row_counts": {"train": 10}, "git_commit": None}),
-    JobErrored("j2", {"type": "DataError", "message": "no rows — none", "traceback": "T",
-                      "step": "filter"}),
+    JobFinished("j1", JobResult(
+        model_id="sha256:" + "0" * 64, metrics={"roc_auc": np.float32(0.5), "notes": []},
+        evaluation_holdout_data_path="s3://b/jobs/j1/scores.tsv",
+        evaluation_holdout_label_path="s3://b/jobs/j1/labels.tsv",
+        metrics_path="s3://b/jobs/j1/metrics.json", provenance_path="s3://b/jobs/j1/p.json",
+        row_counts={"train": 10}, workflow_class="w:W", data_digest="sha256:1",
+        model=ModelMeta("sha256:" + "0" * 64, "sklearn", "w:W", ["a"], "y", "binary"),
+        request_hash="h")),
+    JobErrored("j2", failure(FailureKind.data_error, "no rows — none", step="filter")),
 ]
 
 
@@ -427,7 +434,8 @@ def _local_spec(payments: Path, artifacts: Path, job_id: str) -> WorkerSpec:
 def _shape(event: WorkerEvent) -> tuple[str, str, tuple[str, ...]]:
     """What two runs of one job must share: kind, step and the fields reported."""
     name = getattr(event, "name", "")
-    fields = getattr(event, "info", None) or getattr(event, "result", None) or {}
+    result = getattr(event, "result", None)
+    fields = result.to_json() if result is not None else getattr(event, "info", None) or {}
     return type(event).__name__, name, tuple(sorted(fields))
 
 
@@ -458,13 +466,19 @@ def test_worker_entry_point_reports_through_the_events_file(payments: Path, tmp_
     assert [_shape(e) for e in from_pod] == [_shape(e) for e in in_process]
     assert isinstance(from_pod[0], WorkerStarted) and isinstance(from_pod[-1], JobFinished)
     assert {e.job_id for e in from_pod} == {pod_spec.job_id}
-    result, expected = from_pod[-1].result, in_process[-1].result  # type: ignore[union-attr]
-    assert result["metrics"] == pytest.approx(expected["metrics"])
+    result, expected = from_pod[-1].result, in_process[-1].result
+    assert isinstance(result, JobResult) and isinstance(expected, JobResult)
+    # Floats approximately (pytest.approx takes numbers only since pytest 9.2), the rest exactly.
+    numbers = {k for k, v in expected.metrics.items() if isinstance(v, float)}
+    assert {k: result.metrics[k] for k in numbers} == pytest.approx(
+        {k: expected.metrics[k] for k in numbers})
+    assert {k: v for k, v in result.metrics.items() if k not in numbers} == {
+        k: v for k, v in expected.metrics.items() if k not in numbers}
     # The pod's model is stored under its content address (byte equality with the in-process
     # run is not asserted: the suite's earlier in-process tests leave native thread settings
     # that can move a histogram split).
-    stored = ArtifactStore(str(artifacts)).get_bytes(result["model_id"])
-    assert hashlib.sha256(stored).hexdigest() == result["model_id"].split(":")[1]
+    stored = ArtifactStore(str(artifacts)).get_bytes(result.model_id)
+    assert hashlib.sha256(stored).hexdigest() == result.model_id.split(":")[1]
     assert (artifacts / "jobs" / pod_spec.job_id / "metrics.json").exists()
 
 
@@ -554,12 +568,12 @@ def test_watcher_reports_a_pod_that_ended_without_a_result(tmp_path: Path) -> No
     executor._watch(run)
     assert [type(e) for e in relayed] == [WorkerStarted, StepStarted, JobErrored]
     assert re.search(r"exited 0 without reporting a result in .*events.jsonl",
-                     relayed[-1].exception_info["message"])  # type: ignore[union-attr]
+                     relayed[-1].exception_info.message)
 
     cluster = RecordedCluster("running", "failed_oomkilled")
     executor, run, relayed = _watched(tmp_path / "2", cluster, *EVENTS[:1])
     executor._watch(run)
-    assert [e.exception_info["type"] for e in _terminal(relayed)] == ["OutOfMemory"]  # type: ignore[union-attr]
+    assert [e.exception_info.type for e in _terminal(relayed)] == ["OutOfMemory"]
 
 
 def test_a_dead_pack_pod_fails_the_job_it_ran_and_marks_the_rest_not_started(
@@ -571,9 +585,9 @@ def test_a_dead_pack_pod_fails_the_job_it_ran_and_marks_the_rest_not_started(
     executor._watch(run)
     outcome = {e.job_id: e for e in _terminal(relayed)}
     assert isinstance(outcome["j1"], JobFinished)
-    assert outcome["j2"].exception_info["type"] == "OutOfMemory"  # type: ignore[union-attr]
-    assert outcome["j3"].exception_info["type"] == NOT_STARTED  # type: ignore[union-attr]
-    assert "while it ran job j2" in outcome["j3"].exception_info["message"]  # type: ignore[union-attr]
+    assert outcome["j2"].exception_info.type == "OutOfMemory"
+    assert outcome["j3"].exception_info.type == "NotStarted"
+    assert "while it ran job j2" in outcome["j3"].exception_info.message
 
 
 def test_watcher_gives_up_on_a_stuck_pod_and_deletes_its_job(tmp_path: Path) -> None:
@@ -581,8 +595,8 @@ def test_watcher_gives_up_on_a_stuck_pod_and_deletes_its_job(tmp_path: Path) -> 
         "pending_image_pull_backoff"))
     executor._watch(run)
     (errored,) = _terminal(relayed)
-    info = errored.exception_info  # type: ignore[union-attr]
-    assert info["type"] == "ImagePullError" and "gave up after 0.1 s" in info["message"]
+    info = errored.exception_info
+    assert info.type == "ImagePullError" and "gave up after 0.1 s" in info.message
     assert cluster.deleted == ["modelyard-j1"]
 
 
@@ -595,12 +609,13 @@ def test_cancel_deletes_the_job_and_reports_once(tmp_path: Path) -> None:
     watcher.join(10)
     assert not watcher.is_alive()
     assert cluster.deleted == ["modelyard-j1"]
-    assert [e.exception_info["type"] for e in _terminal(relayed)] == ["JobCancelled"]  # type: ignore[union-attr]
+    assert [e.exception_info.type for e in _terminal(relayed)] == ["JobCancelled"]
 
 
 def test_outcome_exception_info_is_plain() -> None:
     info = Outcome(Phase.FAILED, "Evicted", "m", "PodEvicted").exception_info()
-    assert json.loads(json.dumps(info)) == info
+    assert (info.kind, info.type, info.message) == (FailureKind.worker_lost, "PodEvicted", "m")
+    assert ExceptionInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
 
 
 # -- docs/kubernetes.md: its manifests, command lines and option table -------------------------

@@ -18,7 +18,7 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 from threadpoolctl import threadpool_limits
 
-from modelyard.runtime.events import WorkerEvent, WorkerSpec
+from modelyard.protocol.events import WorkerEvent, WorkerSpec
 from modelyard.runtime.worker import execute
 from modelyard.synthetic import example_request, payments_table, write_payments
 

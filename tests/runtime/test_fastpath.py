@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.request import parse_request
 from modelyard.runtime import fastpath
-from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.builtin import SklearnWorkflow
 from modelyard.runtime.fastpath import accelerate
 from modelyard.synthetic import example_request, payments_table
@@ -103,7 +103,7 @@ def test_a_jobs_holdout_scores_are_exactly_the_stored_models(
 ) -> None:
     req = with_train(fraud_request, workflow_name="sklearn", custom_params={"max_iter": 20})
     result = finished(run_worker(req))
-    stored = pickle.loads(ArtifactStore(str(artifact_root)).get_bytes(result["model_id"]))
+    stored = pickle.loads(ArtifactStore(str(artifact_root)).get_bytes(result.model_id))
     assert accelerate(pickle.loads(pickle.dumps(stored))), "the evaluation took the fast path"
     assert type(stored.steps[-1][1]._preprocessor).__name__ == "ColumnTransformer", (
         "the stored bytes keep sklearn's own preprocessor")
@@ -113,5 +113,5 @@ def test_a_jobs_holdout_scores_are_exactly_the_stored_models(
                     & (frame.created_at >= pd.Timestamp("2018-10-01"))
                     & (frame.created_at < pd.Timestamp("2019-01-01"))]
     expected = stored.predict_proba(holdout[req["train"]["classifier_features"]])[:, 1]
-    scores = pd.read_csv(result["evaluation_holdout_data_path"], sep="\t")["score"]
+    scores = pd.read_csv(result.evaluation_holdout_data_path, sep="\t")["score"]
     np.testing.assert_array_equal(scores.to_numpy(), expected)

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.request import parse_request
 from modelyard.runtime import fleet
-from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.synthetic import example_request
 
 
@@ -49,8 +49,8 @@ def test_each_partition_holds_exactly_its_tenant_s_rows_in_their_order(tmp_path:
     table = _table()
     plan = fleet.plan(_request(segment_column="segment"), table, ArtifactStore(str(tmp_path)),
                       "p1")
-    entries = {e["tenant"]: e for e in plan["tenants"]}
-    assert [e["tenant"] for e in plan["tenants"]] == ["200", "30", "4", "7", "9"]  # sorted as text
+    entries = {e.tenant: e for e in plan.tenants}
+    assert [e.tenant for e in plan.tenants] == ["200", "30", "4", "7", "9"]  # sorted as text
     merchants = table["merchant_id"].to_pylist()
     for tenant, entry in entries.items():
         rows = [i for i, m in enumerate(merchants) if str(m) == tenant]
@@ -61,22 +61,22 @@ def test_each_partition_holds_exactly_its_tenant_s_rows_in_their_order(tmp_path:
         part = ds.dataset(entry["path"].removeprefix("file://"), format="ipc").to_table()
         assert part["row"].to_pylist() == rows  # exactly its rows, in the source's order
         assert set(part["merchant_id"].to_pylist()) == {tenant}  # written as text
-    assert entries["30"]["qualifies"] and entries["200"]["qualifies"]
-    assert entries["200"]["segment"] == "US" and entries["4"]["segment"] == "EU"
-    assert plan["segments"] == ["EU", "US"]
-    assert entries["4"]["reason"] == "no holdout rows to evaluate a model on"
-    assert entries["9"]["reason"] == (
+    assert entries["30"].qualifies and entries["200"].qualifies
+    assert entries["200"].segment == "US" and entries["4"].segment == "EU"
+    assert plan.segments == ["EU", "US"]
+    assert entries["4"].reason == "no holdout rows to evaluate a model on"
+    assert entries["9"].reason == (
         "label 'has_fraud_dispute' has a single value in its training rows")
-    assert entries["7"]["reason"].startswith("too few training rows (2 < min_training_rows 3)")
-    assert entries["30"]["train_rows"] + entries["30"]["holdout_rows"] == entries["30"]["rows"]
+    assert entries["7"].reason.startswith("too few training rows (2 < min_training_rows 3)")
+    assert entries["30"].train_rows + entries["30"].holdout_rows == entries["30"].rows
 
 
 def test_an_include_list_keeps_its_tenants_and_names_the_missing_one(tmp_path: Path) -> None:
     plan = fleet.plan(_request(include=["30", "999"]), _table(), ArtifactStore(str(tmp_path)),
                       "p2")
-    entries = {e["tenant"]: e for e in plan["tenants"]}
+    entries = {e.tenant: e for e in plan.tenants}
     assert set(entries) == {"30", "999"}
-    assert entries["30"]["qualifies"]
-    assert entries["999"]["reason"] == "no rows for this tenant after the filters"
+    assert entries["30"].qualifies
+    assert entries["999"].reason == "no rows for this tenant after the filters"
     partitions = list((tmp_path / "fleets" / "p2" / "tenants").iterdir())
     assert len(partitions) == 1

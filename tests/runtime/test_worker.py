@@ -20,10 +20,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from modelyard.artifacts import SUCCESS_MARKER, ArtifactStore, digest
 from modelyard.errors import ArtifactError, NotFound
-from modelyard.request import parse_request
-from modelyard.runtime.artifacts import SUCCESS_MARKER, ArtifactStore, digest
-from modelyard.runtime.events import (
+from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     StepFinished,
@@ -31,6 +30,8 @@ from modelyard.runtime.events import (
     WorkerEvent,
     WorkerStarted,
 )
+from modelyard.protocol.results import ExceptionInfo, JobResult
+from modelyard.request import parse_request
 
 from .conftest import PAYMENTS_ROWS, WORKFLOWS_FILE, RunWorker
 
@@ -42,30 +43,31 @@ SHA256_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 # helpers
 
 
-def finished(events: list[WorkerEvent]) -> dict[str, Any]:
+def finished(events: list[WorkerEvent]) -> JobResult:
     """The result of a run that must have succeeded, after checking the event sequence."""
     assert isinstance(events[0], WorkerStarted) and events[0].pid == os.getpid()
     terminal = [e for e in events if isinstance(e, JobFinished | JobErrored)]
     assert len(terminal) == 1 and terminal[0] is events[-1]
     last = events[-1]
-    assert isinstance(last, JobFinished), last.exception_info["message"]
-    steps = [(type(e).__name__, e.name) for e in events[1:-1]]  # type: ignore[union-attr]
+    assert isinstance(last, JobFinished), last.exception_info.message
+    steps = [(type(e).__name__, e.name) for e in events[1:-1]]
     assert steps == [(kind, s) for s in STEPS for kind in ("StepStarted", "StepFinished")]
     assert {e.job_id for e in events} == {events[0].job_id}
+    assert isinstance(last.result, JobResult)
     return last.result
 
 
 def errored(events: list[WorkerEvent], step: str | None, type_name: str, message: str
-            ) -> dict[str, Any]:
+            ) -> ExceptionInfo:
     """The exception_info of a run that must have failed in ``step``, with ``message`` matched."""
     assert isinstance(events[0], WorkerStarted)
     terminal = [e for e in events if isinstance(e, JobFinished | JobErrored)]
     assert len(terminal) == 1 and terminal[0] is events[-1]
     assert isinstance(events[-1], JobErrored), "the job should have failed"
     info = events[-1].exception_info
-    assert set(info) == {"type", "message", "traceback", "step"}
-    assert (info["step"], info["type"]) == (step, type_name), info["message"]
-    assert re.search(message, info["message"]), info["message"]
+    assert (info.step, info.type) == (step, type_name), info.message
+    assert re.search(message, info.message), info.message
+    assert info.traceback
     started = [e.name for e in events if isinstance(e, StepStarted)]
     done = [e.name for e in events if isinstance(e, StepFinished)]
     if step is not None:
@@ -100,7 +102,7 @@ def test_a_job_runs_every_step_and_writes_its_artefacts(
     store = ArtifactStore(str(artifact_root))
 
     # the model id is the sha256 of the stored blob, which unpickles into a working model
-    model_id = result["model_id"]
+    model_id = result.model_id
     assert SHA256_ID.match(model_id)
     blob_path = store.blob_path(model_id)
     assert sha256_file(blob_path) == model_id
@@ -114,7 +116,7 @@ def test_a_job_runs_every_step_and_writes_its_artefacts(
     kept = frame[frame.charge_country.isin(countries)
                  & (frame.created_at < pd.Timestamp("2019-01-01"))]
     holdout = kept[kept.created_at >= pd.Timestamp("2018-10-01")]
-    assert result["row_counts"] == {
+    assert result.row_counts == {
         "total": PAYMENTS_ROWS,
         "after_filters": len(kept),
         "train": len(kept) - len(holdout),
@@ -122,8 +124,8 @@ def test_a_job_runs_every_step_and_writes_its_artefacts(
     }
 
     # one line per holdout row (plus the header) in scores.tsv and labels.tsv
-    scores_path = result["evaluation_holdout_data_path"]
-    labels_path = result["evaluation_holdout_label_path"]
+    scores_path = result.evaluation_holdout_data_path
+    labels_path = result.evaluation_holdout_label_path
     for path, header in ((scores_path, "score"), (labels_path, "label")):
         lines = Path(path).read_text().splitlines()
         assert lines[0] == header and len(lines) == len(holdout) + 1
@@ -131,8 +133,8 @@ def test_a_job_runs_every_step_and_writes_its_artefacts(
     assert labels.tolist() == holdout.has_fraud_dispute.tolist()
 
     # metrics.json holds what sklearn computes from those two files
-    metrics = json.loads(Path(result["metrics_path"]).read_text())
-    assert metrics == result["metrics"]
+    metrics = json.loads(Path(result.metrics_path).read_text())
+    assert metrics == result.metrics
     assert metrics["task"] == "binary" and metrics["holdout_rows"] == len(holdout)
     assert metrics["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, scores), abs=1e-9)
     assert metrics["pr_auc"] == pytest.approx(skm.average_precision_score(labels, scores),
@@ -140,9 +142,9 @@ def test_a_job_runs_every_step_and_writes_its_artefacts(
     assert metrics["roc_auc"] > 0.6, "the synthetic fraud label is learnable"
 
     # provenance.json says where everything came from
-    provenance = json.loads(Path(result["provenance_path"]).read_text())
+    provenance = json.loads(Path(result.provenance_path).read_text())
     request = parse_request(fraud_request)
-    assert provenance["request_hash"] == request.request_hash() == result["request_hash"]
+    assert provenance["request_hash"] == request.request_hash() == result.request_hash
     assert provenance["request"] == request.model_dump(mode="json")
     assert provenance["workflow"]["name"] == "Logistic"
     assert provenance["workflow"]["class"] == "workflows_for_tests:Logistic"
@@ -151,10 +153,10 @@ def test_a_job_runs_every_step_and_writes_its_artefacts(
         assert provenance["packages"][package] == metadata.version(package)
     assert provenance["python"] == sys.version.split()[0]
     data = provenance["data"]
-    assert data["digest"] == result["data_digest"] and SHA256_ID.match(data["digest"])
+    assert data["digest"] == result.data_digest and SHA256_ID.match(data["digest"])
     assert data["file_count"] == 1 and data["files"][0]["num_rows"] == PAYMENTS_ROWS
     assert data["files"][0]["path"] == os.path.realpath(data_root / "payments.parquet")
-    assert provenance["row_counts"] == result["row_counts"]
+    assert provenance["row_counts"] == result.row_counts
     assert set(provenance["durations_s"]) == set(STEPS)
     assert provenance["job_id"] == "job-ok" and provenance["compute_resource"] == "CPU"
 
@@ -178,12 +180,12 @@ def test_step_infos_report_rows_and_the_model(
     result = finished(events)
     info = {e.name: e.info for e in events if isinstance(e, StepFinished)}
     assert info["load"] == {"files": 1, "rows": PAYMENTS_ROWS}
-    assert info["filter"] == {"rows": result["row_counts"]["after_filters"], "filters": 1}
+    assert info["filter"] == {"rows": result.row_counts["after_filters"], "filters": 1}
     assert info["split"]["task"] == "binary"
-    assert info["split"]["holdout_rows"] == result["row_counts"]["holdout"]
+    assert info["split"]["holdout_rows"] == result.row_counts["holdout"]
     assert info["train"]["model_type"] == "sklearn.pipeline.Pipeline"
-    assert info["serialize"]["model_id"] == result["model_id"]
-    assert info["evaluate"]["roc_auc"] == result["metrics"]["roc_auc"]
+    assert info["serialize"]["model_id"] == result.model_id
+    assert info["evaluate"]["roc_auc"] == result.metrics["roc_auc"]
 
 
 def test_the_builtin_sklearn_workflow_trains_the_demo_request(
@@ -192,8 +194,8 @@ def test_the_builtin_sklearn_workflow_trains_the_demo_request(
     req = with_train(fraud_request, workflow_name="sklearn", custom_params={
         "estimator": "sklearn.ensemble.HistGradientBoostingClassifier", "max_iter": 20})
     result = finished(run_worker(req))
-    assert result["workflow_class"] == "modelyard.runtime.builtin:SklearnWorkflow"
-    assert result["metrics"]["roc_auc"] > 0.6
+    assert result.workflow_class == "modelyard.runtime.builtin:SklearnWorkflow"
+    assert result.metrics["roc_auc"] > 0.6
 
 
 def test_custom_params_reach_the_workflow_untouched(
@@ -203,11 +205,11 @@ def test_custom_params_reach_the_workflow_untouched(
               "nested": {"a": {"b": [True, {"c": "d"}]}}, "none": None}
     result = finished(run_worker(with_train(fraud_request, workflow_name="EchoParams",
                                             custom_params=params)))
-    model = pickle.loads(ArtifactStore(str(artifact_root)).get_bytes(result["model_id"]))
+    model = pickle.loads(ArtifactStore(str(artifact_root)).get_bytes(result.model_id))
     assert model.custom_params_seen == params
     assert type(model.custom_params_seen["max_depth"]) is int
     assert (model.train_rows_seen, model.holdout_rows_seen) == (
-        result["row_counts"]["train"], result["row_counts"]["holdout"])
+        result.row_counts["train"], result.row_counts["holdout"])
 
 
 def test_a_random_fraction_holdout(run_worker: RunWorker, fraud_request: dict[str, Any]) -> None:
@@ -215,19 +217,19 @@ def test_a_random_fraction_holdout(run_worker: RunWorker, fraud_request: dict[st
         "sampling_function": "RANDOM_FRACTION",
         "random_fraction_sampling": {"fraction": 0.25, "seed": 3}}}
     first = finished(run_worker(req))
-    counts = first["row_counts"]
+    counts = first.row_counts
     assert counts["total"] == counts["after_filters"] == counts["train"] + counts["holdout"]
     assert abs(counts["holdout"] / PAYMENTS_ROWS - 0.25) < 0.03
     again = finished(run_worker(req))
-    labels = [Path(r["evaluation_holdout_label_path"]).read_text() for r in (first, again)]
-    assert again["row_counts"] == counts and labels[0] == labels[1]
+    labels = [Path(r.evaluation_holdout_label_path).read_text() for r in (first, again)]
+    assert again.row_counts == counts and labels[0] == labels[1]
 
 
 def test_a_dotted_path_names_a_workflow(run_worker: RunWorker, fraud_request: dict[str, Any]
                                         ) -> None:
     req = with_train(fraud_request, workflow_name="tests.runtime.workflows_for_tests:Logistic")
     result = finished(run_worker(req, workflow_modules=()))
-    assert result["workflow_class"] == "tests.runtime.workflows_for_tests:Logistic"
+    assert result.workflow_class == "tests.runtime.workflows_for_tests:Logistic"
 
 
 def test_a_dotted_path_finds_a_workflow_in_a_configured_file(
@@ -247,12 +249,12 @@ def test_a_regression_label_gets_regression_metrics(
                      classifier_features=["charge_type", "card_age_days", "hour_of_day"],
                      custom_params={"max_iter": 20})
     result = finished(run_worker(req))
-    metrics = result["metrics"]
+    metrics = result.metrics
     assert metrics["task"] == "regression"
     assert {"rmse", "mae", "r2"} <= set(metrics) and "roc_auc" not in metrics
-    y = read_tsv(result["evaluation_holdout_label_path"])["label"]
-    s = read_tsv(result["evaluation_holdout_data_path"])["score"]
-    assert len(y) == len(s) == result["row_counts"]["holdout"]
+    y = read_tsv(result.evaluation_holdout_label_path)["label"]
+    s = read_tsv(result.evaluation_holdout_data_path)["score"]
+    assert len(y) == len(s) == result.row_counts["holdout"]
     assert metrics["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, s)), rel=1e-6)
     assert metrics["mae"] == pytest.approx(skm.mean_absolute_error(y, s), rel=1e-6)
     assert metrics["r2"] == pytest.approx(skm.r2_score(y, s), rel=1e-6, abs=1e-9)
@@ -270,13 +272,13 @@ def test_a_text_label_of_several_classes_gets_multiclass_metrics(
     run_worker: RunWorker, fraud_request: dict[str, Any]
 ) -> None:
     result = finished(run_worker(bands_request(fraud_request, "sklearn", max_iter=20)))
-    metrics = result["metrics"]
+    metrics = result.metrics
     assert metrics["task"] == "multiclass"
     assert {"accuracy", "f1_macro", "log_loss"} <= set(metrics) and "roc_auc" not in metrics
-    scores = read_tsv(result["evaluation_holdout_data_path"])
-    labels = read_tsv(result["evaluation_holdout_label_path"])["label"]
+    scores = read_tsv(result.evaluation_holdout_data_path)
+    labels = read_tsv(result.evaluation_holdout_label_path)["label"]
     assert list(scores.columns) == ["score_high", "score_low", "score_mid"]
-    assert len(scores) == len(labels) == result["row_counts"]["holdout"]
+    assert len(scores) == len(labels) == result.row_counts["holdout"]
     predicted = scores.idxmax(axis=1).str.removeprefix("score_")
     assert metrics["accuracy"] == pytest.approx(skm.accuracy_score(labels, predicted))
     assert metrics["f1_macro"] == pytest.approx(skm.f1_score(labels, predicted, average="macro"))
@@ -289,9 +291,9 @@ def test_a_multiclass_model_that_never_predicts_a_class_is_still_evaluated(
     run_worker: RunWorker, fraud_request: dict[str, Any]
 ) -> None:
     result = finished(run_worker(bands_request(fraud_request, "Prior")))
-    scores = read_tsv(result["evaluation_holdout_data_path"])
+    scores = read_tsv(result.evaluation_holdout_data_path)
     assert scores.nunique().max() == 1, "the prior is the same for every row"
-    assert result["metrics"]["f1_macro"] < 0.5 and result["metrics"]["accuracy"] < 0.9
+    assert result.metrics["f1_macro"] < 0.5 and result.metrics["accuracy"] < 0.9
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,7 +394,7 @@ def test_an_empty_file_with_a_random_fraction_holdout(
     fraud_request["holdout_sampling"] = {"sampling_function": "RANDOM_FRACTION",
                                          "random_fraction_sampling": {"fraction": 0.2}}
     info = errored(run_worker(fraud_request), "filter", "DataError", r"empty\.parquet")
-    assert "date_range_sampling" not in info["message"]
+    assert "date_range_sampling" not in info.message
 
 
 def test_a_label_with_a_single_class(run_worker: RunWorker, fraud_request: dict[str, Any]) -> None:
@@ -410,7 +412,7 @@ def test_an_unknown_workflow_lists_the_known_ones(
                    "resolve_workflow", "WorkflowError",
                    r"^unknown workflow 'NoSuchFlow' \(known: .*\); register it in the "
                    r"entry-point group modelyard\.workflows")
-    known = re.search(r"\(known: (.*?)\)", info["message"]).group(1).split(", ")  # type: ignore[union-attr]
+    known = re.search(r"\(known: (.*?)\)", info.message).group(1).split(", ")
     assert {"Logistic", "Raises", "ReturnsNone", "sklearn", "lightgbm", "xgboost"} <= set(known)
 
 
@@ -419,8 +421,8 @@ def test_a_workflow_that_raises_keeps_its_exception(
 ) -> None:
     req = with_train(fraud_request, workflow_name="Raises", custom_params={"max_depth": 60})
     info = errored(run_worker(req), "train", "ValueError", r"^boom: max_depth=60 is not allowed$")
-    assert "workflows_for_tests.py" in info["traceback"]
-    assert "ValueError: boom: max_depth=60 is not allowed" in info["traceback"]
+    assert "workflows_for_tests.py" in info.traceback
+    assert "ValueError: boom: max_depth=60 is not allowed" in info.traceback
 
 
 def test_a_workflow_that_raises_its_own_exception_type(
@@ -428,7 +430,7 @@ def test_a_workflow_that_raises_its_own_exception_type(
 ) -> None:
     info = errored(run_worker(with_train(fraud_request, workflow_name="Diverges")), "train",
                    "workflows_for_tests.TrainingDiverged", r"^loss is nan at iteration 3$")
-    assert 'raise TrainingDiverged("loss is nan at iteration 3")' in info["traceback"]
+    assert 'raise TrainingDiverged("loss is nan at iteration 3")' in info.traceback
 
 
 def test_a_workflow_that_returns_none(run_worker: RunWorker, fraud_request: dict[str, Any]) -> None:

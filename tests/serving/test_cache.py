@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.errors import ArtifactError
-from modelyard.runtime.artifacts import ArtifactStore
-from modelyard.runtime.events import JobFinished, WorkerSpec
+from modelyard.protocol.events import JobFinished, WorkerSpec
 from modelyard.runtime.worker import execute
 from modelyard.serving.loading import RESIDENT_FACTOR, ModelCache, VersionRef
 from modelyard.synthetic import example_request, write_payments

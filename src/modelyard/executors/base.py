@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from modelyard.runtime.events import WorkerEvent, WorkerSpec
+from modelyard.protocol.events import WorkerEvent, WorkerSpec
 
 OnEvent = Callable[[WorkerEvent], None]
 

@@ -37,7 +37,7 @@ import tempfile
 import time
 from multiprocessing.connection import Connection
 
-from modelyard.runtime.events import WorkerSpec
+from modelyard.protocol.events import WorkerSpec
 
 PRELOAD = [
     "modelyard.runtime.worker",

@@ -17,8 +17,8 @@ from typing import Any
 
 import fsspec
 
-from modelyard.runtime.event_codec import EventDecodeError, event_from_json, event_to_json
-from modelyard.runtime.events import WorkerEvent
+from modelyard.protocol.codec import EventDecodeError, event_from_json, event_to_json
+from modelyard.protocol.events import WorkerEvent
 
 log = logging.getLogger("modelyard.executors.k8s_events")
 

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from modelyard.errors import ConfigurationError
+from modelyard.protocol.codec import spec_to_json
+from modelyard.protocol.events import WorkerSpec
 from modelyard.request.loading import parse_request
 from modelyard.request.models import ComputeResource, TrainRequest
-from modelyard.runtime.event_codec import spec_to_json
-from modelyard.runtime.events import WorkerSpec
 
 DEFAULT_IMAGE = "modelyard:latest"
 WORKER_MODULE = "modelyard.executors.k8s_worker"

@@ -18,6 +18,8 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modelyard.protocol.results import ExceptionInfo, FailureKind, failure
+
 Json = Mapping[str, Any]
 
 # Waiting reasons that may resolve (a registry hiccup, a Secret created a moment later).
@@ -49,10 +51,13 @@ class Outcome:
     def ended(self) -> bool:
         return self.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.GONE)
 
-    def exception_info(self) -> dict[str, Any]:
-        """``exception_info`` for a job this outcome ends."""
-        return {"type": self.error_type, "message": self.message, "traceback": None,
-                "step": None, "reason": self.reason}
+    def exception_info(self) -> ExceptionInfo:
+        """``exception_info`` for a job this outcome ends (``type`` names Kubernetes' error)."""
+        kind = _KIND_OF_ERROR.get(self.error_type, FailureKind.worker_lost)
+        return dataclasses.replace(failure(kind, self.message), type=self.error_type)
+
+
+_KIND_OF_ERROR = {"JobTimeout": FailureKind.timeout, "OutOfMemory": FailureKind.out_of_memory}
 
 
 def outcome_of(job: Json | None, pods: Sequence[Json]) -> Outcome:

@@ -15,7 +15,7 @@ import sys
 
 from modelyard.executors.k8s_events import EventFileWriter, events_url
 from modelyard.executors.k8s_manifest import SPEC_ENV
-from modelyard.runtime.event_codec import EventDecodeError, spec_from_json
+from modelyard.protocol.codec import EventDecodeError, spec_from_json
 from modelyard.runtime.worker import execute
 
 log = logging.getLogger("modelyard.executors.k8s_worker")

@@ -30,8 +30,8 @@ from modelyard.executors.base import OnEvent
 from modelyard.executors.k8s_events import EventFileTailer, events_url
 from modelyard.executors.k8s_manifest import KubernetesOptions, job_manifest
 from modelyard.executors.k8s_status import Outcome, Phase, outcome_of
-from modelyard.runtime.event_codec import EventDecodeError
-from modelyard.runtime.events import (
+from modelyard.protocol.codec import EventDecodeError
+from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     WorkerEvent,
@@ -39,6 +39,7 @@ from modelyard.runtime.events import (
     WorkerStarted,
     lost_job_errors,
 )
+from modelyard.protocol.results import ExceptionInfo, FailureKind, failure
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.executors.kubernetes")
@@ -103,7 +104,7 @@ class KubernetesRun:
                 self._started.add(event.job_id)
         self.on_event(event)
 
-    def end(self, info: dict[str, Any], *, died: bool = False) -> None:
+    def end(self, info: ExceptionInfo, *, died: bool = False) -> None:
         """Report ``info`` as the error of every job that has no terminal event yet.
 
         ``died``: the pod ended on its own (crashed, out of memory); then a pack's jobs that
@@ -314,8 +315,8 @@ class KubernetesExecutor:
                     job, pods = self.observe(run)
                     new = run.tailer.poll()
                 except EventDecodeError as exc:
-                    run.end({"type": "WorkerProtocolError", "step": None, "traceback": None,
-                             "message": f"bad line in {self._events(run)}: {exc}"})
+                    run.end(failure(FailureKind.protocol_error,
+                                    f"bad line in {self._events(run)}: {exc}"))
                     self.delete_job(run.name)
                     return
                 except (ConfigurationError, OSError) as exc:
@@ -324,9 +325,9 @@ class KubernetesExecutor:
                         trouble_since = now
                         log.warning("job %s: %s; retrying", run.spec.job_id, exc)
                     if now - trouble_since >= opts.lost_after_s:
-                        run.end({"type": "WorkerLost", "step": None, "traceback": None,
-                                 "message": f"lost track of Kubernetes Job {run.name} for "
-                                            f"{opts.lost_after_s:g} s: {exc}"})
+                        run.end(failure(FailureKind.worker_lost,
+                                        f"lost track of Kubernetes Job {run.name} for "
+                                        f"{opts.lost_after_s:g} s: {exc}"))
                         return
                     run.stopped.wait(opts.poll_s)
                     continue
@@ -347,8 +348,8 @@ class KubernetesExecutor:
                     grace = opts.pull_grace_s if pulling else opts.schedule_grace_s
                     if time.monotonic() - since >= grace:
                         info = outcome.exception_info()
-                        info["message"] += f" (gave up after {grace:g} s)"
-                        run.end(info)
+                        run.end(dataclasses.replace(
+                            info, message=f"{info.message} (gave up after {grace:g} s)"))
                         self.delete_job(run.name)  # or it would run whenever it can
                         return
                 else:
@@ -356,14 +357,14 @@ class KubernetesExecutor:
                 run.stopped.wait(opts.poll_s)
         except Exception as exc:  # a bug here must not leave a job running forever
             log.exception("job %s: watching Kubernetes Job %s failed", run.spec.job_id, run.name)
-            run.end({"type": "WorkerLost", "step": None, "traceback": None,
-                     "message": f"the kubernetes executor stopped watching Job {run.name}: "
-                                f"{type(exc).__name__}: {exc}"})
+            run.end(failure(FailureKind.worker_lost,
+                            f"the kubernetes executor stopped watching Job {run.name}: "
+                            f"{type(exc).__name__}: {exc}"))
         finally:
             if run.stopped.is_set() and run.pending:
                 self.delete_job(run.name)
-                run.end({"type": "JobCancelled", "step": None, "traceback": None,
-                         "message": f"cancelled: Kubernetes Job {run.name} was deleted"})
+                run.end(failure(FailureKind.cancelled,
+                                f"cancelled: Kubernetes Job {run.name} was deleted"))
             with self._lock:
                 if self._runs.get(run.spec.job_id) is run:
                     del self._runs[run.spec.job_id]
@@ -371,7 +372,7 @@ class KubernetesExecutor:
     def _events(self, run: KubernetesRun) -> str:
         return events_url(run.spec.artifact_root, run.spec.job_id)
 
-    def _ended_info(self, run: KubernetesRun, outcome: Outcome) -> dict[str, Any]:
+    def _ended_info(self, run: KubernetesRun, outcome: Outcome) -> ExceptionInfo:
         if outcome.phase is not Phase.SUCCEEDED:
             return outcome.exception_info()
         return Outcome(

@@ -17,12 +17,12 @@ import sys
 import tempfile
 import threading
 from multiprocessing.connection import Connection
-from typing import IO, Any
+from typing import IO
 
 from modelyard.errors import ConfigurationError
 from modelyard.executors import forkserver
 from modelyard.executors.base import OnEvent
-from modelyard.runtime.events import (
+from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     PackEnded,
@@ -30,12 +30,13 @@ from modelyard.runtime.events import (
     WorkerStarted,
     lost_job_errors,
 )
+from modelyard.protocol.results import ExceptionInfo, FailureKind, failure
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.executors.local")
 
 
-def crash_record(exitcode: int | None) -> dict[str, Any]:
+def crash_record(exitcode: int | None) -> ExceptionInfo:
     """``exception_info`` for a worker that ended without reporting a result."""
     if exitcode is not None and exitcode < 0:
         sig = signal.Signals(-exitcode).name
@@ -54,8 +55,9 @@ def crash_record(exitcode: int | None) -> dict[str, Any]:
             "(the workflow may call sys.exit or os._exit, or crashed in native code); "
             "see the job's log"
         )
-    return {"type": "WorkerCrashed", "message": message, "traceback": None, "step": None,
-            "exitcode": exitcode}
+    kind = (FailureKind.out_of_memory if exitcode is not None and -exitcode == signal.SIGKILL
+            else FailureKind.worker_crashed)
+    return failure(kind, message, exitcode=exitcode)
 
 
 class LocalRun:
@@ -178,9 +180,8 @@ class LocalExecutor:
                         lost, run.closed = sorted(run.pending), True
                         run.pending.clear()
                     for job_id in lost:
-                        on_event(JobErrored(job_id, {
-                            "type": "WorkerProtocolError", "message": f"bad message from "
-                            f"worker: {exc}", "traceback": None, "step": None}))
+                        on_event(JobErrored(job_id, failure(
+                            FailureKind.protocol_error, f"bad message from worker: {exc}")))
                     break
                 for event in received if isinstance(received, list) else [received]:
                     on_event(event)

@@ -49,8 +49,7 @@ import ray.exceptions
 
 from modelyard.errors import ConfigurationError
 from modelyard.executors.base import OnEvent
-from modelyard.request.loading import parse_request
-from modelyard.runtime.events import (
+from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     LogLines,
@@ -58,6 +57,8 @@ from modelyard.runtime.events import (
     WorkerSpec,
     WorkerStarted,
 )
+from modelyard.protocol.results import ExceptionInfo, FailureKind, failure
+from modelyard.request.loading import parse_request
 from modelyard.runtime.worker import execute
 from modelyard.settings import Settings
 
@@ -152,31 +153,32 @@ def _describe(resources: dict[str, float]) -> str:
     return ", ".join(parts)
 
 
-def lost_record(exc: BaseException) -> dict[str, Any]:
+def lost_record(exc: BaseException) -> ExceptionInfo:
     """``exception_info`` for a task that ended without returning its terminal event."""
     if isinstance(exc, ray.exceptions.TaskCancelledError):
-        kind, message = "Cancelled", "the Ray task was cancelled"
+        kind, message = FailureKind.cancelled, "the Ray task was cancelled"
     elif isinstance(exc, ray.exceptions.OutOfMemoryError):
-        kind, message = "OutOfMemory", (
+        kind, message = FailureKind.out_of_memory, (
             "Ray's memory monitor killed the job's worker because its node ran out of memory; "
             "use less data, or reserve more memory (compute_resource: HIGH_MEMORY or "
             f"resources.memory_gb). Ray said: {exc}")
     elif isinstance(exc, ray.exceptions.NodeDiedError | ray.exceptions.LocalRayletDiedError):
-        kind, message = "WorkerLost", (
+        kind, message = FailureKind.worker_lost, (
             f"the Ray node running the job died or became unreachable; resubmit the request. "
             f"Ray said: {exc}")
     elif isinstance(exc, ray.exceptions.WorkerCrashedError):
-        kind, message = "WorkerCrashed", (
+        kind, message = FailureKind.worker_crashed, (
             "the Ray worker process died before the job finished (killed by a signal, out of "
             "memory, or a crash in native code); see the job's log and the node's Ray logs "
             "(python-core-worker-*.log)")
     elif isinstance(exc, ray.exceptions.RayTaskError):
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-        kind, message = "WorkerProtocolError", (
+        kind, message = FailureKind.protocol_error, (
             f"the Ray task failed outside the job: {type(cause).__name__}: {cause}")
     else:
-        kind, message = "WorkerLost", f"the Ray task failed: {type(exc).__name__}: {exc}"
-    return {"type": kind, "message": message, "traceback": None, "step": None}
+        kind, message = FailureKind.worker_lost, (
+            f"the Ray task failed: {type(exc).__name__}: {exc}")
+    return failure(kind, message)
 
 
 # -- inside the Ray worker -------------------------------------------------------------------
@@ -512,9 +514,8 @@ class RayExecutor:
             return JobErrored(run.job_id, lost_record(exc))
         if isinstance(event, JobFinished | JobErrored):
             return event
-        return JobErrored(run.job_id, {"type": "WorkerProtocolError", "traceback": None,
-                                       "step": None, "message": f"bad result from the Ray "
-                                                                f"task: {event!r:.200}"})
+        return JobErrored(run.job_id, failure(FailureKind.protocol_error,
+                                              f"bad result from the Ray task: {event!r:.200}"))
 
     def close(self) -> None:
         """Cancel running tasks and disconnect; a cluster is never shut down from here."""

@@ -23,16 +23,13 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict
 from modelyard.executors.base import Executor, Refillable, RunHandle
 from modelyard.jobs import fleet, store
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
-from modelyard.registry import store as registry_store
-from modelyard.registry.stages import GLOBAL_TENANT
-from modelyard.runtime.artifacts import ArtifactStore
-from modelyard.runtime.events import (
-    NOT_STARTED,
+from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     LogLines,
@@ -43,9 +40,10 @@ from modelyard.runtime.events import (
     WorkerEvent,
     WorkerSpec,
     WorkerStarted,
-    exception_record,
 )
-from modelyard.runtime.fleet import partition_root as fleet_root
+from modelyard.protocol.results import FailureKind, FleetPlan, FleetRole, JobResult, failure
+from modelyard.registry import store as registry_store
+from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.dispatcher")
@@ -145,8 +143,8 @@ class Dispatcher:
                 try:
                     store.transition(
                         session, job.id, JobState.failed, reason,
-                        exception_info={"type": "WorkerLost", "message": reason,
-                                        "traceback": None, "step": job.current_step},
+                        exception_info=failure(FailureKind.worker_lost, reason,
+                                               step=job.current_step),
                     )
                 except Conflict:
                     continue
@@ -267,9 +265,9 @@ class Dispatcher:
             store.record_steps(session, finished, current)
             store.set_workers(session, {e.job_id: (e.pid, e.host) for e in events
                                         if isinstance(e, WorkerStarted)})
-            succeeded: dict[str, dict[str, Any]] = {}
+            succeeded: dict[str, JobResult] = {}
             for event in events:
-                if isinstance(event, JobFinished) and "fleet" not in event.result:
+                if isinstance(event, JobFinished) and isinstance(event.result, JobResult):
                     succeeded[event.job_id] = event.result
                 elif isinstance(event, LogLines | JobFinished | JobErrored):
                     self._apply_one(session, event)
@@ -308,22 +306,21 @@ class Dispatcher:
                         fh.write(event.text)
                 except OSError:
                     log.warning("cannot write to job log %s", active.log_file)
-        elif isinstance(event, JobFinished):  # a fleet's plan
+        elif isinstance(event, JobFinished) and isinstance(event.result, FleetPlan):
             self._active.pop(job_id, None)
             parent = store.read_job(session, job_id)
             if parent.state == JobState.running.value:
-                parent.result = {"row_counts": event.result.get("row_counts", {})}
-                created = fleet.start_fleet(session, parent, event.result["fleet"])
+                parent.result = {"row_counts": event.result.row_counts}
+                created = fleet.start_fleet(session, parent, event.result)
                 _append_log(parent.log_file, f"fleet planned: {created} more models queued")
                 fleet.advance(session, job_id)  # in case nothing was left to train
                 self.wake()
         elif isinstance(event, JobErrored):
             self._active.pop(job_id, None)
             info = event.exception_info
-            where = f" in step {info['step']}" if info.get("step") else ""
-            reason = f"{info.get('type')}{where}: {info.get('message')}"
-            if (self._end(session, job_id, JobState.failed, reason, active, exception_info=info)
-                    and info.get("type") == NOT_STARTED):
+            if (self._end(session, job_id, JobState.failed, info.reason, active,
+                          exception_info=info)
+                    and info.kind is FailureKind.not_started):
                 # Its pack's worker died running another tenant: this one never ran.
                 again = fleet.requeue_not_started(session, store.read_job(session, job_id))
                 if again is not None:
@@ -331,7 +328,7 @@ class Dispatcher:
                                 f"queued again as job {again}")
                     self.wake()
 
-    def _succeed(self, session: Session, results: dict[str, dict[str, Any]]) -> None:
+    def _succeed(self, session: Session, results: dict[str, JobResult]) -> None:
         """Mark the jobs succeeded and register their models, in the same transaction and in a
         few statements for the whole batch (a pack's tenants end by the dozen)."""
         if not results:
@@ -339,7 +336,7 @@ class Dispatcher:
         actives = {job_id: self._active.pop(job_id, None) for job_id in results}
         reason = "the workflow trained and was evaluated"
         won = store.finish_many(session, {
-            job_id: {"result": r, "model_id": r.get("model_id"), "git_commit": r.get("git_commit")}
+            job_id: {"result": r.to_json(), "model_id": r.model_id, "git_commit": r.git_commit}
             for job_id, r in results.items()}, reason)
         jobs = store.read_jobs(session, won)
         versions = registry_store.register_versions(
@@ -385,8 +382,7 @@ class Dispatcher:
                 reason = ("stopped with its pack: another job packed into the same worker was "
                           "cancelled; retry it")
                 self._end(session, job_id, JobState.failed, reason, self._active.get(job_id),
-                          exception_info={"type": "PackStopped", "message": reason,
-                                          "traceback": None, "step": None})
+                          exception_info=failure(FailureKind.pack_stopped, reason))
             session.commit()
         for job_id in sorted(stopped | set(mates)):
             active = self._active.pop(job_id, None)
@@ -412,8 +408,7 @@ class Dispatcher:
                     "timeout_seconds in the request (or --job-timeout) or make training faster"
                 )
                 self._end(session, job_id, JobState.failed, reason, active,
-                          exception_info={"type": "JobTimeout", "message": reason,
-                                          "traceback": None, "step": None})
+                          exception_info=failure(FailureKind.timeout, reason))
             session.commit()
         self.on_change(dict.fromkeys(expired, True))
 
@@ -476,7 +471,7 @@ class Dispatcher:
     def _spec(self, job: JobRow) -> WorkerSpec:
         roots = self.settings.data_roots
         if job.parent_id and job.fleet is not None:
-            roots = (*roots, fleet_root(self._artifacts, job.parent_id))
+            roots = (*roots, self._artifacts.fleet_root(job.parent_id))
         return WorkerSpec(
             job_id=job.id,
             request=job.request,
@@ -486,7 +481,7 @@ class Dispatcher:
             log_path=job.log_file,
             memory_limit=self.settings.job_memory_limit,
             threads=self._threads(job),
-            fleet=job.fleet,
+            fleet=FleetRole.from_json(job.fleet) if job.fleet else None,
         )
 
     def _threads(self, job: JobRow) -> int:
@@ -505,8 +500,8 @@ class Dispatcher:
         try:
             handle = self.executor.start(spec, self._on_event)
         except Exception as exc:
-            info = exception_record(exc)
             reason = f"the {self.executor.name} executor could not start the job: {exc}"
+            info = failure(FailureKind.executor_error, reason, exc=exc)
             with self.sessions() as session:
                 for job in jobs:
                     self._end(session, job.id, JobState.failed, reason, None,
@@ -536,19 +531,19 @@ class Dispatcher:
         self.on_change(dict.fromkeys([job.id for job in jobs], False))
 
 
-def _version_of(job: JobRow, result: dict[str, Any]) -> dict[str, Any]:
+def _version_of(job: JobRow, result: JobResult) -> dict[str, Any]:
     """The registry entry of a succeeded job's model."""
     request = job.request
     return {
         "model_name": job.model_name,
         "tenant": job.tenant or GLOBAL_TENANT,
-        "model_id": result["model_id"],
+        "model_id": result.model_id,
         "job_id": job.id,
-        "metrics": result["metrics"],
-        "model_meta": result.get("model", {}),
+        "metrics": result.metrics,
+        "model_meta": dataclasses.asdict(result.model),
         "holdout": {"sampling": request["holdout_sampling"],
                     "path": request["data"]["features"]["path"]},
-        "provenance_path": result.get("provenance_path"),
+        "provenance_path": result.provenance_path,
     }
 
 

@@ -26,6 +26,7 @@ from modelyard.errors import Conflict
 from modelyard.jobs import store
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
+from modelyard.protocol.results import GRADUATION_METRIC, FailureKind, FleetPlan, failure
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
 from modelyard.registry.tables import FleetTenantRow, VersionRow
 from modelyard.request.loading import parse_request
@@ -110,13 +111,14 @@ def queue_global(session: Session, parent: JobRow) -> str | None:
     return job_id
 
 
-def start_fleet(session: Session, parent: JobRow, plan: dict[str, Any]) -> int:
+def start_fleet(session: Session, parent: JobRow, fleet_plan: FleetPlan) -> int:
     """The plan is done: store it and queue the segments' and tenants' models (does not commit).
     Returns how many were queued.
 
     Segment models read the source data with the fleet's filters and their segment's; tenant
     models read their own partition.
     """
+    plan = fleet_plan.to_json()
     parent.fleet = plan
     column = plan["column"]
     created = 0
@@ -186,8 +188,7 @@ def advance(session: Session, parent_id: str) -> bool:
             store.transition(session, parent_id,
                              JobState.failed if all_failed else JobState.succeeded, reason,
                              result={**(parent.result or {}), "fleet": counts},
-                             exception_info={"type": "FleetFailed", "message": reason,
-                                             "traceback": None, "step": None}
+                             exception_info=failure(FailureKind.fleet_failed, reason)
                              if all_failed else None)
         except Conflict:
             pass
@@ -197,7 +198,6 @@ def advance(session: Session, parent_id: str) -> bool:
 def _graduate(session: Session, parent: JobRow, children: list[JobRow]) -> None:
     """Compare each tenant's model with its fallback on its own holdout; promote the winners."""
     from modelyard.registry import store as registry
-    from modelyard.runtime.fleet import GRADUATION_METRIC, compare
 
     fallbacks = _fallbacks(children)
     undecided = [c for c in latest_by_key(children).values()
@@ -353,3 +353,24 @@ def retry_children(session: Session, parent_id: str,
     created = _tenant_children(session, parent, parent.fleet, only=chosen)
     session.commit()
     return created
+
+
+def compare(own_metrics: dict[str, Any], metric: str, fallback_value: float | None,
+            fallback_level: str) -> dict[str, Any]:
+    """Does a tenant's own model beat its fallback on the tenant's holdout?"""
+    higher = next((h for m, h in GRADUATION_METRIC.values() if m == metric), True)
+    own = own_metrics.get(metric)
+    out: dict[str, Any] = {"metric": metric, "own": own, "fallback": fallback_value,
+                           "fallback_level": fallback_level}
+    if own is None:
+        out.update(graduated=False, reason=f"its own {metric} is undefined on its holdout")
+    elif fallback_value is None:
+        out.update(graduated=True,
+                   reason=f"the {fallback_level} model's {metric} is undefined on its holdout")
+    else:
+        better = own > fallback_value if higher else own < fallback_value
+        word = "beats" if better else "does not beat"
+        out.update(graduated=bool(better),
+                   reason=f"own {metric} {own:.4f} {word} {fallback_level}'s "
+                          f"{fallback_value:.4f} on its holdout")
+    return out

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from modelyard.errors import Conflict, NotFound
 from modelyard.jobs.states import TERMINAL, JobState, sources_of
 from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
+from modelyard.protocol.results import ExceptionInfo
 from modelyard.request.models import TrainRequest, request_hash
 from modelyard.sql.base import table_of
 
@@ -192,18 +193,21 @@ def list_jobs(
 
 
 def transition(
-    session: Session, job_id: str, to: JobState, reason: str, **fields: Any
+    session: Session, job_id: str, to: JobState, reason: str, *,
+    exception_info: ExceptionInfo | None = None, **fields: Any
 ) -> None:
     """Move a job to ``to`` if the state machine allows it from its current state.
 
-    Stamps the time and the reason, sets ``started_at``/``finished_at``, and any extra column in
-    ``fields`` in the same UPDATE. Does not commit.
+    Stamps the time and the reason, sets ``started_at``/``finished_at``, the failure's
+    ``exception_info`` and any extra column in ``fields`` in the same UPDATE. Does not commit.
 
     Raises:
         NotFound: no such job.
         Conflict: the job's current state does not allow the move (it may have changed under us).
     """
     at = now()
+    if exception_info is not None:
+        fields["exception_info"] = exception_info.to_json()
     values = _stamped(to, at, fields)
     sources = {s.value for s in sources_of(to)}
     for _ in range(3):

@@ -3,7 +3,7 @@
 Nothing here knows of HTTP or the job store; importing it never loads FastAPI or SQLAlchemy.
 """
 
-from modelyard.runtime.events import WorkerSpec
+from modelyard.protocol.events import WorkerSpec
 from modelyard.runtime.workflow import Workflow
 
 __all__ = ["Workflow", "WorkerSpec"]

@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from modelyard.artifacts import protocols
 from modelyard.errors import DataAccessDenied, DataError
 from modelyard.request.models import Filter, Predicate, TrainRequest
-from modelyard.runtime.artifacts import protocols
 
 if TYPE_CHECKING:
     import pandas as pd

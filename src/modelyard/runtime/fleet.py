@@ -19,26 +19,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.errors import DataError
+from modelyard.protocol.results import GRADUATION_METRIC, FleetPlan, TenantPlan
 from modelyard.request.models import TrainRequest
 from modelyard.runtime import data as datamod
-from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.workflow import Task
 
-# The metric a tenant's model must beat its fallback on, per task, and whether higher is better.
-GRADUATION_METRIC: dict[str, tuple[str, bool]] = {
-    "binary": ("roc_auc", True),
-    "multiclass": ("accuracy", True),
-    "regression": ("rmse", False),
-}
 
-
-def partition_root(store: ArtifactStore, parent_id: str) -> str:
-    return store.url(store.join("fleets", parent_id))
-
-
-def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id: str
-         ) -> dict[str, Any]:
+def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id: str,
+         row_counts: dict[str, int] | None = None) -> FleetPlan:
     """Partition ``table`` (filtered, within the holdout window) by tenant; say who qualifies."""
     spec = request.tenants
     if spec is None:
@@ -62,10 +52,10 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
     segments = (table[spec.segment_column].to_numpy(zero_copy_only=False)[order]
                 if spec.segment_column else None)
     wanted = None if spec.include == "all" else set(spec.include)
-    root = partition_root(store, parent_id)
+    root = store.fleet_root(parent_id)
     fs = store.fs
     fs.makedirs(f"{_strip(store, root)}/tenants", exist_ok=True)
-    out: list[dict[str, Any]] = []
+    out: list[TenantPlan] = []
     chosen: list[tuple[str, int, int]] = []  # (partition path, first row, end) in ``order``
     tenant_names = names[codes[starts]].tolist()
     for index, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
@@ -74,26 +64,28 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
             continue
         train_rows = int(train_rows_of[index])
         holdout_rows = end - start - train_rows
-        entry: dict[str, Any] = {"tenant": tenant, "rows": int(end - start),
-                                 "train_rows": train_rows, "holdout_rows": holdout_rows}
+        segment = None
         if segments is not None:
             values, counts = np.unique(segments[start:end].astype(str), return_counts=True)
-            entry["segment"] = str(values[int(np.argmax(counts))])
+            segment = str(values[int(np.argmax(counts))])
+        partition = None
         if train_rows < spec.min_training_rows:
-            entry["qualifies"], entry["reason"] = False, (
+            qualifies, reason = False, (
                 f"too few training rows ({train_rows:,} < min_training_rows "
                 f"{spec.min_training_rows:,})")
         elif holdout_rows == 0:
-            entry["qualifies"], entry["reason"] = False, "no holdout rows to evaluate a model on"
+            qualifies, reason = False, "no holdout rows to evaluate a model on"
         elif not two_labels[index]:
-            entry["qualifies"], entry["reason"] = False, (
+            qualifies, reason = False, (
                 f"label {request.train.label!r} has a single value in its training rows")
         else:
-            entry["qualifies"], entry["reason"] = True, "enough rows for a model of its own"
+            qualifies, reason = True, "enough rows for a model of its own"
             path = f"{_strip(store, root)}/tenants/t{index:06d}.arrow"
-            entry["path"] = store.url(path)
+            partition = store.url(path)
             chosen.append((path, start, end))
-        out.append(entry)
+        out.append(TenantPlan(tenant=tenant, rows=int(end - start), train_rows=train_rows,
+                              holdout_rows=holdout_rows, qualifies=qualifies, reason=reason,
+                              segment=segment, path=partition))
     # One gather of the qualifying tenants' rows (the small ones' are never copied), then a
     # file per tenant: read once, whole, by one child, so Arrow's own format rather than
     # parquet (no encoding either way: a third of the time to write, 0.6x to read, measured).
@@ -105,19 +97,13 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
             writer.write_table(grouped.slice(at, end - start))
         at += end - start
     if wanted is not None:
-        missing = sorted(wanted - {e["tenant"] for e in out})
-        out += [{"tenant": t, "rows": 0, "train_rows": 0, "holdout_rows": 0, "qualifies": False,
-                 "reason": "no rows for this tenant after the filters"} for t in missing]
-    seg_names = sorted({e["segment"] for e in out if e.get("segment")}) if segments is not None \
-        else []
-    return {
-        "root": root,
-        "column": column,
-        "segment_column": spec.segment_column,
-        "global_model": spec.global_model,
-        "segments": seg_names,
-        "tenants": out,
-    }
+        missing = sorted(wanted - {e.tenant for e in out})
+        out += [TenantPlan(tenant=t, rows=0, train_rows=0, holdout_rows=0, qualifies=False,
+                           reason="no rows for this tenant after the filters") for t in missing]
+    seg_names = sorted({e.segment for e in out if e.segment}) if segments is not None else []
+    return FleetPlan(root=root, column=column, segment_column=spec.segment_column,
+                     global_model=spec.global_model, segments=seg_names, tenants=out,
+                     row_counts=dict(row_counts or {}))
 
 
 def _order_by_tenant(tenants: pa.ChunkedArray) -> tuple[np.ndarray[Any, Any],
@@ -205,24 +191,3 @@ def per_tenant_metrics(task: Task, holdout_df: Any, label: str, tenant_column: s
     n_neg = n - n_pos
     auc = (rank_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     return {str(t): (float(v) if n_pos[t] > 0 and n_neg[t] > 0 else None) for t, v in auc.items()}
-
-
-def compare(own_metrics: dict[str, Any], metric: str, fallback_value: float | None,
-            fallback_level: str) -> dict[str, Any]:
-    """Does a tenant's own model beat its fallback on the tenant's holdout?"""
-    higher = next((h for m, h in GRADUATION_METRIC.values() if m == metric), True)
-    own = own_metrics.get(metric)
-    out: dict[str, Any] = {"metric": metric, "own": own, "fallback": fallback_value,
-                           "fallback_level": fallback_level}
-    if own is None:
-        out.update(graduated=False, reason=f"its own {metric} is undefined on its holdout")
-    elif fallback_value is None:
-        out.update(graduated=True,
-                   reason=f"the {fallback_level} model's {metric} is undefined on its holdout")
-    else:
-        better = own > fallback_value if higher else own < fallback_value
-        word = "beats" if better else "does not beat"
-        out.update(graduated=bool(better),
-                   reason=f"own {metric} {own:.4f} {word} {fallback_level}'s "
-                          f"{fallback_value:.4f} on its holdout")
-    return out

@@ -9,6 +9,7 @@ when the server is gone) and sends the events down a pipe.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -28,12 +29,9 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.errors import DataError, WorkflowError
-from modelyard.request.loading import parse_request
-from modelyard.runtime import data as datamod
-from modelyard.runtime import evaluation, fastpath, fleet
-from modelyard.runtime.artifacts import ArtifactStore
-from modelyard.runtime.events import (
+from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     PackIdle,
@@ -42,8 +40,11 @@ from modelyard.runtime.events import (
     WorkerEvent,
     WorkerSpec,
     WorkerStarted,
-    exception_record,
 )
+from modelyard.protocol.results import FleetPlan, JobResult, ModelMeta, failure
+from modelyard.request.loading import parse_request
+from modelyard.runtime import data as datamod
+from modelyard.runtime import evaluation, fastpath, fleet
 from modelyard.runtime.workflow import Workflow, resolve_workflow, workflow_source
 
 log = logging.getLogger("modelyard.worker")
@@ -88,7 +89,7 @@ class _Steps:
         self.report(StepFinished(self.job_id, name, started, duration, info))
 
 
-def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
+def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
     """Run the request in ``spec``: resolve, load, filter, split, train, serialize, evaluate.
 
     Returns the job's result (model id, metric values, artefact paths, provenance summary).
@@ -151,12 +152,13 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
 
     if request.tenants is not None:  # a fleet's plan job: partition, then the children train
         with steps.step("partition") as info:
-            fleet_plan = fleet.plan(request, table, store, spec.job_id)
-            qualifying = sum(1 for t in fleet_plan["tenants"] if t["qualifies"])
-            info.update(tenants=len(fleet_plan["tenants"]), qualifying=qualifying,
-                        segments=len(fleet_plan["segments"]))
-        return {"fleet": fleet_plan, "row_counts": {"total": total_rows,
-                                                    "after_filters": scanned_rows}}
+            fleet_plan = fleet.plan(request, table, store, spec.job_id,
+                                    row_counts={"total": total_rows,
+                                                "after_filters": scanned_rows})
+            qualifying = sum(1 for t in fleet_plan.tenants if t.qualifies)
+            info.update(tenants=len(fleet_plan.tenants), qualifying=qualifying,
+                        segments=len(fleet_plan.segments))
+        return fleet_plan
 
     with steps.step("split") as info:
         if drs is not None:
@@ -237,8 +239,8 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         info.update({k: v for k, v in metrics.items() if isinstance(v, float)})
 
     by_tenant = None
-    tenant_column = (spec.fleet or {}).get("tenant_column")
-    if tenant_column and (spec.fleet or {}).get("level") in ("global", "segment"):
+    tenant_column = spec.fleet.tenant_column if spec.fleet else None
+    if spec.fleet and tenant_column and spec.fleet.level in ("global", "segment"):
         with steps.step("score_tenants") as info:
             by_tenant = fleet.per_tenant_metrics(task, holdout_df, request.train.label,
                                                  tenant_column, scores)
@@ -262,15 +264,14 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         "durations_s": steps.durations,
     }
-    model_meta = {
-        "model_id": model_id,
-        "format": "pickle",
-        "workflow": request.train.workflow_name,
-        "workflow_class": source["class"],
-        "features": list(request.train.classifier_features),
-        "label": request.train.label,
-        "task": task,
-    }
+    model_meta = ModelMeta(
+        model_id=model_id,
+        workflow=request.train.workflow_name,
+        workflow_class=source["class"],
+        features=list(request.train.classifier_features),
+        label=request.train.label,
+        task=task,
+    )
     paths = store.write_job_files(
         spec.job_id,
         {
@@ -278,24 +279,24 @@ def run_job(spec: WorkerSpec, report: Report) -> dict[str, Any]:
             "labels.tsv": labels_text.result(),
             "metrics.json": _json(metrics),
             "provenance.json": _json(provenance),
-            "model.json": _json(model_meta),
+            "model.json": _json(dataclasses.asdict(model_meta)),
         },
     )
-    return {
-        "model_id": model_id,
-        "metrics": metrics,
-        "evaluation_holdout_data_path": paths["scores.tsv"],
-        "evaluation_holdout_label_path": paths["labels.tsv"],
-        "metrics_path": paths["metrics.json"],
-        "provenance_path": paths["provenance.json"],
-        "row_counts": row_counts,
-        "git_commit": source.get("git_commit"),
-        "workflow_class": source["class"],
-        "data_digest": fingerprint["digest"],
-        "model": model_meta,
-        "by_tenant": by_tenant,
-        "request_hash": provenance["request_hash"],
-    }
+    return JobResult(
+        model_id=model_id,
+        metrics=metrics,
+        evaluation_holdout_data_path=paths["scores.tsv"],
+        evaluation_holdout_label_path=paths["labels.tsv"],
+        metrics_path=paths["metrics.json"],
+        provenance_path=paths["provenance.json"],
+        row_counts=row_counts,
+        git_commit=source.get("git_commit"),
+        workflow_class=source["class"],
+        data_digest=fingerprint["digest"],
+        model=model_meta,
+        by_tenant=by_tenant,
+        request_hash=str(provenance["request_hash"]),
+    )
 
 
 _helpers: dict[int, ThreadPoolExecutor] = {}
@@ -332,9 +333,9 @@ def execute(spec: WorkerSpec, report: Report) -> None:
     try:
         result = run_job(spec, report)
     except StepFailed as failed:
-        report(JobErrored(spec.job_id, exception_record(failed.original, step=failed.step)))
+        report(JobErrored(spec.job_id, failure(exc=failed.original, step=failed.step)))
     except BaseException as exc:  # the request itself, or anything outside a step
-        report(JobErrored(spec.job_id, exception_record(exc)))
+        report(JobErrored(spec.job_id, failure(exc=exc)))
     else:
         report(JobFinished(spec.job_id, result))
 

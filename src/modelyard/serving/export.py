@@ -26,8 +26,8 @@ import tarfile
 from typing import Any
 
 from modelyard import __version__
+from modelyard.artifacts import ArtifactStore
 from modelyard.registry.tables import VersionRow
-from modelyard.runtime.artifacts import ArtifactStore
 
 PREDICT_PY = '''"""Load and score this exported Modelyard model; needs only requirements.txt."""
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.request.loading import parse_request
-from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.runtime.fastpath import accelerate
 from modelyard.runtime.workflow import Workflow, resolve_workflow
 from modelyard.serving.fastpath import Records, RecordsPredict, records_predictor

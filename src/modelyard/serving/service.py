@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.errors import ArtifactError, ModelyardError, NotFound
-from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.serving.batching import Batcher, Rows, check_rows, single_threaded
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.routing import Router

@@ -273,7 +273,7 @@ def score(cache: Any, shadow_log: Any, batch: list[ShadowWork]) -> tuple[int, in
 
 
 def main(ack_fd: int) -> None:
-    from modelyard.runtime.artifacts import ArtifactStore
+    from modelyard.artifacts import ArtifactStore
     from modelyard.serving.loading import ModelCache
     from modelyard.serving.shadow_log import ShadowLog
 

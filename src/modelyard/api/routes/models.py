@@ -24,9 +24,9 @@ from modelyard.api.registry_schemas import (
     policy_of,
     version_of,
 )
+from modelyard.artifacts import ArtifactStore
 from modelyard.registry import store
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
-from modelyard.runtime.artifacts import ArtifactStore
 from modelyard.serving.export import export_tarball
 
 

@@ -5,6 +5,10 @@ Layout under the root::
     objects/sha256/<2 hex>/<62 hex>     immutable blobs; the id is "sha256:<64 hex>"
     jobs/<job id>/                      one folder per job: scores.tsv, labels.tsv, metrics.json,
                                         provenance.json, model.json (model id + how to load it)
+    fleets/<job id>/tenants/            a fleet plan's partitions, one Arrow IPC file per tenant
+
+It sits beside the layers rather than in one: the worker writes artefacts, the server, the
+registry and serving read them.
 
 Writes are atomic. A blob is written to a temporary name and renamed into place (object stores
 make a single put atomic already). A job folder is assembled under a temporary name and renamed
@@ -53,6 +57,10 @@ class ArtifactStore:
     def url(self, path: str) -> str:
         """A path a user can open: a plain path locally, a full URL elsewhere."""
         return path if self._local else self.fs.unstrip_protocol(path)
+
+    def fleet_root(self, parent_id: str) -> str:
+        """Where a fleet's plan writes its tenants' partitions (a URL a worker can read)."""
+        return self.url(self.join("fleets", parent_id))
 
     def blob_path(self, object_id: str) -> str:
         algo, _, hexdigest = object_id.partition(":")

@@ -1,24 +1,26 @@
 """Worker events and specs as JSON, for backends that pass them through files or env variables.
 
-The records in :mod:`modelyard.runtime.events` are plain dataclasses. One event is one JSON
+The records in :mod:`modelyard.protocol.events` (and the results they carry) are plain
+dataclasses. One event is one JSON
 object tagged with its class name (``{"event": "StepStarted", "job_id": ..., ...}``), so a
 JSON-lines file of them reads back as the same sequence. A spec is one JSON object; tuples come
 back as tuples and packed specs as :class:`WorkerSpec` again. Every event class in the
-:data:`~modelyard.runtime.events.WorkerEvent` union is known without being listed here.
+:data:`~modelyard.protocol.events.WorkerEvent` union is known without being listed here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import functools
 import json
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin
 
-from modelyard.runtime import events
-from modelyard.runtime.events import WorkerEvent, WorkerSpec
+from modelyard.protocol import events, results
+from modelyard.protocol.events import WorkerEvent, WorkerSpec
 
 _TAG = "event"
 T = TypeVar("T")
@@ -115,7 +117,7 @@ _HINTS: dict[type[Any], dict[str, Any]] = {}
 
 def _hints(cls: type[Any]) -> dict[str, Any]:
     if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls, vars(events))
+        _HINTS[cls] = typing.get_type_hints(cls, {**vars(results), **vars(events)})
     return _HINTS[cls]
 
 
@@ -123,15 +125,37 @@ def _convert(hint: Any, value: Any) -> Any:
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         options = [a for a in get_args(hint) if a is not type(None)]
-        # Only ``X | None`` is rebuilt; a wider union holds plain JSON values by contract.
-        return value if value is None or len(options) != 1 else _convert(options[0], value)
+        if value is None:
+            return None
+        if len(options) == 1:
+            return _convert(options[0], value)
+        # A union of records (``JobResult | FleetPlan``) is told apart by their ``kind`` tag;
+        # any other union holds plain JSON values by contract.
+        tagged = {_tag_of(o): o for o in options if _tag_of(o) is not None}
+        if isinstance(value, dict) and value.get("kind") in tagged:
+            return _build(tagged[value["kind"]], value)
+        return value
     if dataclasses.is_dataclass(hint) and isinstance(hint, type) and isinstance(value, dict):
         return _build(hint, value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
     if origin is tuple and isinstance(value, list):
         args = get_args(hint)
         item = args[0] if len(args) == 2 and args[1] is Ellipsis else Any
         return tuple(_convert(item, v) for v in value)
+    if origin is list and isinstance(value, list):
+        (item,) = get_args(hint) or (Any,)
+        return [_convert(item, v) for v in value]
     return value
+
+
+def _tag_of(cls: Any) -> str | None:
+    """The ``kind`` a record class is tagged with, if it has one (``Literal["model"]``)."""
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        return None
+    hint = _hints(cls).get("kind")
+    args = get_args(hint) if get_origin(hint) is typing.Literal else ()
+    return str(args[0]) if len(args) == 1 else None
 
 
 def _excerpt(text: str | bytes, limit: int = 200) -> str:

@@ -1,5 +1,9 @@
 """What a worker tells its executor: plain, picklable records, the same on every backend.
 
+This package (:mod:`modelyard.protocol`) is the one both sides of the process boundary import:
+the worker (``runtime``), the executors and the dispatcher (``jobs``). It imports nothing else
+of Modelyard, so the server never loads the training runtime to read a worker's events.
+
 The worker never touches the job store. It reports a :class:`WorkerStarted`, then a
 :class:`StepStarted`/:class:`StepFinished` pair per step, and ends with exactly one
 :class:`JobFinished` or :class:`JobErrored`. An executor that loses its worker (killed, crashed,
@@ -13,9 +17,17 @@ next ones, or none, on the same socket; its executor says :class:`PackEnded` whe
 from __future__ import annotations
 
 import dataclasses
-import traceback
 from collections.abc import Collection, Sequence
 from typing import Any
+
+from modelyard.protocol.results import (
+    ExceptionInfo,
+    FailureKind,
+    FleetPlan,
+    FleetRole,
+    JobResult,
+    failure,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +44,7 @@ class WorkerSpec:
     # Native threads (OpenMP, BLAS) the job may use; None leaves the libraries' defaults.
     threads: int | None = None
     # A fleet child: its tenant, level and what it scores for graduation (see runtime.fleet).
-    fleet: dict[str, Any] | None = None
+    fleet: FleetRole | None = None
     # Several small jobs run one after another in one worker (fleets pack small tenants).
     pack: tuple[WorkerSpec, ...] = ()
     # A pack that asks for more (:class:`PackIdle`) before its jobs are done, instead of exiting;
@@ -69,14 +81,16 @@ class StepFinished:
 
 @dataclasses.dataclass(frozen=True)
 class JobFinished:
+    """The job succeeded: a trained model, or (a fleet's plan job) the fleet's plan."""
+
     job_id: str
-    result: dict[str, Any]
+    result: JobResult | FleetPlan
 
 
 @dataclasses.dataclass(frozen=True)
 class JobErrored:
     job_id: str
-    exception_info: dict[str, Any]
+    exception_info: ExceptionInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,26 +101,21 @@ class LogLines:
     text: str
 
 
-# ``exception_info["type"]`` of a packed job whose worker died before it started: it did not
-# fail on its own account, and a fleet queues it again.
-NOT_STARTED = "NotStarted"
-
-
-def lost_job_errors(lost: Sequence[str], started: Collection[str], crash: dict[str, Any], *,
+def lost_job_errors(lost: Sequence[str], started: Collection[str], crash: ExceptionInfo, *,
                     packed: bool) -> list[JobErrored]:
     """The terminal events an executor reports for jobs its worker left without one.
 
     ``crash`` goes to the job(s) it was running; in a pack (``packed``), the jobs the worker
-    never started (no :class:`WorkerStarted` came) are reported :data:`NOT_STARTED` instead:
+    never started (no :class:`WorkerStarted` came) are reported ``not_started`` instead:
     they did not fail on their own account, and a fleet queues them again.
     """
     crashed = [j for j in lost if j in started or not packed]
     where = f" while it ran job {', '.join(crashed)}" if crashed else ""
-    not_started = {"type": NOT_STARTED, "step": None, "traceback": None,
-                   "exitcode": crash.get("exitcode"),
-                   "message": f"not run: the worker it was packed into died{where} before "
-                              "reaching it (a fleet queues such a tenant again, once)"}
-    return [JobErrored(j, dict(crash if j in crashed else not_started)) for j in lost]
+    not_started = failure(FailureKind.not_started,
+                          f"not run: the worker it was packed into died{where} before reaching "
+                          "it (a fleet queues such a tenant again, once)",
+                          exitcode=crash.exitcode)
+    return [JobErrored(j, crash if j in crashed else not_started) for j in lost]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,16 +135,3 @@ class PackEnded:
 
 WorkerEvent = (WorkerStarted | StepStarted | StepFinished | LogLines | JobFinished | JobErrored
                | PackIdle | PackEnded)
-
-
-def exception_record(exc: BaseException, *, step: str | None = None) -> dict[str, Any]:
-    """A plain, picklable description of ``exc`` for ``exception_info``."""
-    cls = type(exc)
-    plain = cls.__module__ in ("builtins", "__main__") or cls.__module__.startswith("modelyard.")
-    name = cls.__name__ if plain else f"{cls.__module__}.{cls.__qualname__}"
-    return {
-        "type": name,
-        "message": str(exc) or cls.__name__,
-        "traceback": "".join(traceback.format_exception(exc)),
-        "step": step,
-    }

@@ -1,0 +1,57 @@
+"""The worker <-> server protocol: what crosses the process boundary, typed.
+
+- :mod:`~modelyard.protocol.events`: :class:`WorkerSpec` (what to run) and the events a worker
+  reports (started, steps, log lines, finished, errored; a pack's idle and end).
+- :mod:`~modelyard.protocol.results`: what a job ends with (:class:`JobResult`,
+  :class:`FleetPlan`, :class:`ExceptionInfo` with its :class:`FailureKind`).
+- :mod:`~modelyard.protocol.codec`: the same records as JSON, for backends that pass them
+  through files (Kubernetes).
+
+Both sides import this package and nothing of each other: ``runtime`` (the worker) produces
+these records, ``executors`` relay them, ``jobs`` (the dispatcher) stores them. It imports only
+the standard library.
+"""
+
+from modelyard.protocol.events import (
+    JobErrored,
+    JobFinished,
+    LogLines,
+    PackEnded,
+    PackIdle,
+    StepFinished,
+    StepStarted,
+    WorkerEvent,
+    WorkerSpec,
+    WorkerStarted,
+)
+from modelyard.protocol.results import (
+    ExceptionInfo,
+    FailureKind,
+    FleetPlan,
+    FleetRole,
+    JobResult,
+    ModelMeta,
+    TenantPlan,
+    failure,
+)
+
+__all__ = [
+    "ExceptionInfo",
+    "FailureKind",
+    "FleetPlan",
+    "FleetRole",
+    "JobErrored",
+    "JobFinished",
+    "JobResult",
+    "LogLines",
+    "ModelMeta",
+    "PackEnded",
+    "PackIdle",
+    "StepFinished",
+    "StepStarted",
+    "TenantPlan",
+    "WorkerEvent",
+    "WorkerSpec",
+    "WorkerStarted",
+    "failure",
+]
