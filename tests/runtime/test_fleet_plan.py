@@ -54,11 +54,12 @@ def test_each_partition_holds_exactly_its_tenant_s_rows_in_their_order(tmp_path:
     merchants = table["merchant_id"].to_pylist()
     for tenant, entry in entries.items():
         rows = [i for i, m in enumerate(merchants) if str(m) == tenant]
-        assert entry["rows"] == len(rows)
-        if not entry["qualifies"]:
-            assert "path" not in entry
+        assert entry.rows == len(rows)
+        if not entry.qualifies:
+            assert entry.path is None
             continue
-        part = ds.dataset(entry["path"].removeprefix("file://"), format="ipc").to_table()
+        assert entry.path is not None
+        part = ds.dataset(entry.path.removeprefix("file://"), format="ipc").to_table()
         assert part["row"].to_pylist() == rows  # exactly its rows, in the source's order
         assert set(part["merchant_id"].to_pylist()) == {tenant}  # written as text
     assert entries["30"].qualifies and entries["200"].qualifies
