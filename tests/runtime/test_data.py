@@ -23,6 +23,8 @@ from modelyard.errors import DataAccessDenied, DataError
 from modelyard.request import parse_request
 from modelyard.request.models import DateRangeSampling, Filter, Predicate, TrainRequest
 from modelyard.runtime import data as datamod
+from modelyard.runtime.filters import build_filter, explain_empty_filter
+from modelyard.runtime.holdout import date_bound, split_date_range, split_random
 
 from .conftest import CountingFileSystem
 
@@ -51,7 +53,7 @@ def make_filter(column: str, predicate: str, value: dict[str, Any] | None) -> Fi
 
 def read_ids(source: datamod.Source, filters: list[Filter]) -> set[int]:
     dataset = datamod.open_dataset(source)
-    table = datamod.scan(dataset, ["id"], datamod.build_filter(filters, dataset.schema))
+    table = datamod.scan(dataset, ["id"], build_filter(filters, dataset.schema))
     return set(table["id"].to_pylist())
 
 
@@ -295,7 +297,7 @@ def test_filters_are_anded_and_only_the_asked_columns_come_back(pred_data: Any) 
         make_filter("ts", "LessThan", {"date_val": "2018-07-01"}),
     ]
     dataset = datamod.open_dataset(source)
-    table = datamod.scan(dataset, ["id", "s"], datamod.build_filter(filters, dataset.schema))
+    table = datamod.scan(dataset, ["id", "s"], build_filter(filters, dataset.schema))
     assert table.column_names == ["id", "s"]
     expected = (
         pandas_ids(frame, "s", "IsIn", ["US", "CA"])
@@ -303,7 +305,7 @@ def test_filters_are_anded_and_only_the_asked_columns_come_back(pred_data: Any) 
         & pandas_ids(frame, "ts", "LessThan", T("2018-07-01"))
     )
     assert set(table["id"].to_pylist()) == expected
-    assert datamod.build_filter([], dataset.schema) is None
+    assert build_filter([], dataset.schema) is None
 
 
 def test_equals_on_a_large_integer_id_selects_that_row(tmp_path: Path) -> None:
@@ -343,7 +345,7 @@ def test_a_value_of_the_wrong_type_names_the_filter(
     _, source = pred_data
     schema = datamod.open_dataset(source).schema
     with pytest.raises(DataError, match=message):
-        datamod.build_filter([make_filter(column, predicate, value)], schema)
+        build_filter([make_filter(column, predicate, value)], schema)
 
 
 def test_a_missing_column_is_named_with_the_columns_there_are(pred_data: Any) -> None:
@@ -368,7 +370,7 @@ def test_a_filter_that_leaves_no_rows_is_explained_filter_by_filter(pred_data: A
         make_filter("x", "GreaterThan", {"number_val": 0}),
     ]
     kept = len(pandas_ids(frame, "x", "GreaterThan", 0.0))
-    message = datamod.explain_empty_filter(dataset, filters, ROWS, source.display)
+    message = explain_empty_filter(dataset, filters, ROWS, source.display)
     assert message == (
         f"the filters leave no rows of the {ROWS} in pred.parquet (s Equals "
         f"{{'string_val': 'ZZ'}} keeps 0; x GreaterThan {{'number_val': 0}} keeps {kept}); "
@@ -379,11 +381,11 @@ def test_a_filter_that_leaves_no_rows_is_explained_filter_by_filter(pred_data: A
 def test_date_bound_refuses_a_column_that_is_not_a_date(pred_data: Any) -> None:
     _, source = pred_data
     schema = datamod.open_dataset(source).schema
-    assert datamod.date_bound(schema, "ts") == pa.timestamp("us")
-    assert datamod.date_bound(schema, "d") == pa.date32()
+    assert date_bound(schema, "ts") == pa.timestamp("us")
+    assert date_bound(schema, "d") == pa.date32()
     with pytest.raises(DataError, match=r"date_range_sampling\.date_column 's' has type string, "
                                         r"not a date or timestamp"):
-        datamod.date_bound(schema, "s")
+        date_bound(schema, "s")
 
 
 # --------------------------------------------------------------------------------------------
@@ -612,7 +614,7 @@ def test_a_selective_filter_on_a_sorted_column_reads_few_row_groups(
 
     def bytes_for(columns: list[str], filters: list[Filter]) -> tuple[int, int]:
         counting_fs.bytes_read = 0
-        out = datamod.scan(dataset, columns, datamod.build_filter(filters, dataset.schema))
+        out = datamod.scan(dataset, columns, build_filter(filters, dataset.schema))
         return counting_fs.bytes_read, out.num_rows
 
     everything, n_all = bytes_for(["k", "v", "s"], [])
@@ -641,7 +643,7 @@ def test_date_range_split_takes_start_and_leaves_end_on_timestamps() -> None:
                         dt.datetime(2019, 2, 1), None, dt.datetime(2018, 1, 1)],
                        type=pa.timestamp("us")),
     })
-    train, holdout = datamod.split_date_range(table, "ts", drs.start_date, drs.end_date)
+    train, holdout = split_date_range(table, "ts", drs.start_date, drs.end_date)
     assert sorted(train["id"].to_pylist()) == [0, 7]
     assert sorted(holdout["id"].to_pylist()) == [1, 2, 3]
 
@@ -652,7 +654,7 @@ def test_date_range_split_on_a_date_column_with_date_bounds() -> None:
         "d": pa.array([dt.date(2018, 9, 30), dt.date(2018, 10, 1), dt.date(2018, 12, 31),
                        dt.date(2019, 1, 1), dt.date(2017, 1, 1)], type=pa.date32()),
     })
-    train, holdout = datamod.split_date_range(table, "d", dt.date(2018, 10, 1),
+    train, holdout = split_date_range(table, "d", dt.date(2018, 10, 1),
                                               dt.date(2019, 1, 1))
     assert sorted(train["id"].to_pylist()) == [0, 4]
     assert sorted(holdout["id"].to_pylist()) == [1, 2]
@@ -660,15 +662,15 @@ def test_date_range_split_on_a_date_column_with_date_bounds() -> None:
 
 def test_random_split_is_seeded_and_near_its_fraction() -> None:
     table = ids_table(10_000)
-    train, holdout = datamod.split_random(table, 0.2, seed=1)
+    train, holdout = split_random(table, 0.2, seed=1)
     train_ids, holdout_ids = set(train["id"].to_pylist()), set(holdout["id"].to_pylist())
     assert train_ids.isdisjoint(holdout_ids) and train_ids | holdout_ids == set(range(10_000))
     assert abs(len(holdout_ids) / 10_000 - 0.2) < 0.02
-    again = datamod.split_random(table, 0.2, seed=1)[1]["id"].to_pylist()
+    again = split_random(table, 0.2, seed=1)[1]["id"].to_pylist()
     assert again == holdout["id"].to_pylist()
-    other = datamod.split_random(table, 0.2, seed=2)[1]["id"].to_pylist()
+    other = split_random(table, 0.2, seed=2)[1]["id"].to_pylist()
     assert set(other) != holdout_ids
-    half = datamod.split_random(table, 0.5, seed=1)[1]
+    half = split_random(table, 0.5, seed=1)[1]
     assert abs(half.num_rows / 10_000 - 0.5) < 0.03
 
 

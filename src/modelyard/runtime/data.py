@@ -1,25 +1,24 @@
-"""Read the request's data: resolve the path inside the data roots, scan parquet with filters pushed
-down and only the needed columns projected, and split train/holdout.
+"""Find and read the request's data: resolve its path inside the data roots, open the files as
+one dataset, scan only the needed columns of the rows that pass a filter expression, and
+fingerprint what was read.
 
-Everything here is pyarrow until the very end, where the two splits become pandas frames for the
-workflow. pyarrow and fsspec errors are translated into :class:`DataError` with a message that names
-the path, the column or the filter, and says what to do.
+The filter expression comes from :mod:`~modelyard.runtime.filters`, the train/holdout split is
+:mod:`~modelyard.runtime.holdout`'s. Everything here is pyarrow until :func:`to_frame` hands a split
+to the workflow as pandas. pyarrow and fsspec errors are translated into :class:`DataError` with a
+message that names the path or the column, and says what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
-import math
 import os
 import posixpath
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -27,7 +26,7 @@ import pyarrow.fs as pafs
 
 from modelyard.artifacts import protocols
 from modelyard.errors import DataAccessDenied, DataError
-from modelyard.request.models import Filter, Predicate, TrainRequest
+from modelyard.request.models import TrainRequest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -242,141 +241,9 @@ def check_columns(dataset: ds.Dataset, request: TrainRequest, source: Source) ->
             )
 
 
-def build_filter(filters: Sequence[Filter], schema: pa.Schema) -> pc.Expression | None:
-    """AND the request's filters into one pyarrow expression the scan pushes down."""
-    expr: pc.Expression | None = None
-    for f in filters:
-        one = _filter_expression(f, schema.field(f.feature_name))
-        expr = one if expr is None else expr & one
-    return expr
-
-
-def _filter_expression(f: Filter, field: pa.Field) -> pc.Expression:
-    col = pc.field(f.feature_name)
-    p = f.predicate
-    if p is Predicate.IsNull:
-        return col.is_null()
-    if p is Predicate.IsNotNull:
-        return col.is_valid()
-    value = f.feature_value
-    if value is None:  # the request model already refuses this; keep the message if bypassed
-        raise DataError(f"filter on {f.feature_name!r}: predicate {p.value} needs a feature_value")
-    on_integers = pa.types.is_integer(_value_type(field))
-    if p in (Predicate.IsIn, Predicate.NotIn):
-        raw = value.values()
-        if on_integers:  # no integer equals 2.5: such a value can match nothing
-            raw = [v for v in raw if not _fractional(v)]
-        values = pa.array([_coerce(v, field, f) for v in raw], type=_value_type(field))
-        isin = col.isin(values)
-        # A null is not "not in" the list, as it is not "not equal" to a value: drop it.
-        return isin if p is Predicate.IsIn else ~isin & col.is_valid()
-    if p is Predicate.Between:
-        low, high = value.min, value.max
-        if on_integers:  # between 9.5 and 20.5 is between 10 and 20
-            low = math.ceil(low) if _fractional(low) else low
-            high = math.floor(high) if _fractional(high) else high
-        return (col >= scalar_for(low, field, f)) & (col <= scalar_for(high, field, f))
-    if on_integers and _fractional(value.scalar()):
-        return _fractional_on_integers(p, value.scalar(), col, field, f)
-    v = scalar_for(value.scalar(), field, f)
-    ops = {
-        Predicate.Equals: col == v,
-        Predicate.NotEquals: col != v,
-        Predicate.GreaterThan: col > v,
-        Predicate.GreaterThanOrEqual: col >= v,
-        Predicate.LessThan: col < v,
-        Predicate.LessThanOrEqual: col <= v,
-    }
-    return ops[p]
-
-
-def _fractional(value: Any) -> TypeGuard[float]:
-    return isinstance(value, float) and math.isfinite(value) and not value.is_integer()
-
-
-def _fractional_on_integers(
-    p: Predicate, value: float, col: pc.Expression, field: pa.Field, f: Filter
-) -> pc.Expression:
-    """Compare an integer column with a number that is not whole, exactly and still in integers
-    (so row-group statistics keep pruning the scan): > 99.5 is >= 100, <= 99.5 is <= 99."""
-    if p is Predicate.Equals:
-        return col.is_valid() & pc.scalar(False)  # no integer equals 99.5
-    if p is Predicate.NotEquals:
-        return col.is_valid()
-    if p in (Predicate.GreaterThan, Predicate.GreaterThanOrEqual):
-        return col >= scalar_for(math.ceil(value), field, f)
-    return col <= scalar_for(math.floor(value), field, f)
-
-
-def _value_type(field: pa.Field) -> pa.DataType:
-    t = field.type
-    return t.value_type if pa.types.is_dictionary(t) else t
-
-
-def scalar_for(value: Any, field: pa.Field, f: Filter | None = None) -> pa.Scalar:
-    """``value`` as a pyarrow scalar of ``field``'s type (for comparisons pushed into a scan)."""
-    return pa.scalar(_coerce(value, field, f), type=_value_type(field))
-
-
-def _coerce(value: Any, field: pa.Field, f: Filter | None) -> Any:
-    """Turn a request value into a Python value of the column's type, or say why it cannot be."""
-    t = _value_type(field)
-    what = f"filter on {field.name!r}" if f is not None else f"column {field.name!r}"
-    try:
-        if pa.types.is_timestamp(t) or pa.types.is_date(t):
-            when = value
-            if isinstance(when, str):
-                when = dt.datetime.fromisoformat(when)
-            if isinstance(when, dt.datetime) and pa.types.is_date(t):
-                return when.date()
-            if isinstance(when, dt.date) and not isinstance(when, dt.datetime):
-                when = dt.datetime(when.year, when.month, when.day)
-            if not isinstance(when, dt.datetime):
-                raise TypeError
-            if pa.types.is_timestamp(t) and t.tz is not None and when.tzinfo is None:
-                when = when.replace(tzinfo=dt.UTC)
-            if pa.types.is_timestamp(t) and t.tz is None and when.tzinfo is not None:
-                when = when.astimezone(dt.UTC).replace(tzinfo=None)
-            return when
-        if pa.types.is_boolean(t):
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if pa.types.is_integer(t):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError
-            if isinstance(value, float) and not value.is_integer():
-                raise TypeError
-            return int(value)
-        if pa.types.is_floating(t) or pa.types.is_decimal(t):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError
-            return float(value)
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        return pa.scalar(value).cast(t).as_py()
-    except (TypeError, ValueError, OverflowError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(
-            f"{what}: the value {value!r} does not fit the column's type {t}; "
-            f"use a {_value_kind(t)} value"
-        ) from None
-
-
-def _value_kind(t: pa.DataType) -> str:
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return "date_val (ISO date) or min/max dates"
-    if pa.types.is_boolean(t):
-        return "bool_val"
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return "number_val / number_vals"
-    return "string_val / string_vals"
-
-
 # Below this many bytes of parquet a scan runs on the calling thread: handing a small file to
-# Arrow's thread pool costs more than it saves (0.45 ms of a 1.2 ms scan of a fleet tenant).
-# Arrow IPC files have nothing to decode: read on the calling thread whatever their size.
+# Arrow's thread pool costs more than the decoding it spreads (a fleet tenant's partition is
+# small). Arrow IPC files have nothing to decode: read on the calling thread whatever their size.
 THREADED_SCAN_MIN_BYTES = 1 << 20
 
 
@@ -398,62 +265,8 @@ def scan(
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """``table`` as a pandas DataFrame; a small one converted on the calling thread (in a newly
-    forked worker, Arrow's thread pool cost ~3 ms of a tiny job's two conversions, measured)."""
+    forked worker, starting Arrow's thread pool costs more than converting a small table)."""
     return table.to_pandas(use_threads=table.nbytes >= THREADED_SCAN_MIN_BYTES)
-
-
-def explain_empty_filter(
-    dataset: ds.Dataset, filters: Sequence[Filter], total_rows: int, display: str
-) -> str:
-    """Say which filter left no rows (one count per filter; only on the error path)."""
-    parts = []
-    for f in filters:
-        expr = _filter_expression(f, dataset.schema.field(f.feature_name))
-        n = dataset.count_rows(filter=expr)
-        value = f.feature_value.model_dump(exclude_none=True) if f.feature_value else ""
-        parts.append(f"{f.feature_name} {f.predicate.value} {value} keeps {n:,}")
-    return (
-        f"the filters leave no rows of the {total_rows:,} in {display} ("
-        + "; ".join(parts)
-        + "); loosen the filters"
-    )
-
-
-def date_bound(table_or_schema: pa.Schema, column: str) -> pa.DataType:
-    t = table_or_schema.field(column).type
-    if not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
-        raise DataError(
-            f"holdout_sampling.date_range_sampling.date_column {column!r} has type {t}, "
-            "not a date or timestamp; store it as a parquet timestamp or date"
-        )
-    return t
-
-
-def split_date_range(
-    table: pa.Table, column: str, start: dt.date, end: dt.date
-) -> tuple[pa.Table, pa.Table]:
-    """Holdout is ``[start, end)``; training is everything before ``start`` (no future leakage)."""
-    field = table.schema.field(column)
-    lo = scalar_for(start, field, None)
-    hi = scalar_for(end, field, None)
-    col = table[column]
-    holdout_mask = pc.and_(pc.greater_equal(col, lo), pc.less(col, hi))
-    train_mask = pc.less(col, lo)
-    return table.filter(train_mask), table.filter(holdout_mask)
-
-
-def split_random(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
-    """A seeded Bernoulli draw per row: the same data and seed always give the same split."""
-    mask = np.random.default_rng(seed).random(table.num_rows) < fraction
-    holdout_mask = pa.array(mask)
-    return table.filter(pc.invert(holdout_mask)), table.filter(holdout_mask)
-
-
-def date_span(table: pa.Table, column: str) -> str:
-    if table.num_rows == 0:
-        return "no rows"
-    mm = pc.min_max(table[column])
-    return f"{mm['min'].as_py()} to {mm['max'].as_py()}"
 
 
 def fingerprint(source: Source, dataset: ds.Dataset) -> dict[str, Any]:

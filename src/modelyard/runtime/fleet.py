@@ -23,7 +23,7 @@ from modelyard.artifacts import ArtifactStore
 from modelyard.errors import DataError
 from modelyard.protocol.results import GRADUATION_METRIC, FleetPlan, TenantPlan
 from modelyard.request.models import TrainRequest
-from modelyard.runtime import data as datamod
+from modelyard.runtime.filters import scalar_for
 from modelyard.runtime.workflow import Task
 
 
@@ -146,7 +146,7 @@ def _train_mask(request: TrainRequest, table: pa.Table, order: np.ndarray[Any, A
     training rows (a random-fraction child draws its own split)."""
     drs = request.holdout_sampling.date_range_sampling
     if request.holdout_sampling.sampling_function == "DATE_RANGE" and drs is not None:
-        lo = datamod.scalar_for(drs.start_date, table.schema.field(drs.date_column))
+        lo = scalar_for(drs.start_date, table.schema.field(drs.date_column))
         mask: np.ndarray[Any, Any] = np.asarray(
             pc.less(table[drs.date_column], lo).to_numpy(zero_copy_only=False), dtype=bool)[order]
         return mask

@@ -44,7 +44,8 @@ from modelyard.protocol.events import (
 from modelyard.protocol.results import FleetPlan, JobResult, ModelMeta, failure
 from modelyard.request.loading import parse_request
 from modelyard.runtime import data as datamod
-from modelyard.runtime import evaluation, fastpath, fleet
+from modelyard.runtime import evaluation, fastpath, filters, fleet
+from modelyard.runtime import holdout as holdoutmod
 from modelyard.runtime.workflow import Workflow, resolve_workflow, workflow_source
 
 log = logging.getLogger("modelyard.worker")
@@ -120,12 +121,12 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
 
     holdout = request.holdout_sampling
     with steps.step("filter") as info:
-        expr = datamod.build_filter(request.filters, dataset.schema)
+        expr = filters.build_filter(request.filters, dataset.schema)
         drs = holdout.date_range_sampling if holdout.sampling_function == "DATE_RANGE" else None
         scan_expr = expr
         if drs is not None:
-            datamod.date_bound(dataset.schema, drs.date_column)
-            end = datamod.scalar_for(drs.end_date, dataset.schema.field(drs.date_column), None)
+            holdoutmod.date_bound(dataset.schema, drs.date_column)
+            end = filters.scalar_for(drs.end_date, dataset.schema.field(drs.date_column), None)
             window = pc.field(drs.date_column) < end
             scan_expr = window if expr is None else expr & window
         table = datamod.scan(dataset, request.columns(), scan_expr,
@@ -139,7 +140,7 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
             # Without a date window only the filters can have emptied the scan.
             if drs is None or (request.filters and dataset.count_rows(filter=expr) == 0):
                 raise DataError(
-                    datamod.explain_empty_filter(
+                    filters.explain_empty_filter(
                         dataset, request.filters, total_rows, source_data.display
                     )
                 )
@@ -162,27 +163,27 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
 
     with steps.step("split") as info:
         if drs is not None:
-            train_t, holdout_t = datamod.split_date_range(
+            train_t, holdout_t = holdoutmod.split_date_range(
                 table, drs.date_column, drs.start_date, drs.end_date
             )
             window = f"[{drs.start_date}, {drs.end_date})"
             if holdout_t.num_rows == 0:
                 raise DataError(
                     f"the holdout is empty: no filtered rows have {drs.date_column} in {window} "
-                    f"(filtered rows span {datamod.date_span(table, drs.date_column)}); move "
+                    f"(filtered rows span {holdoutmod.date_span(table, drs.date_column)}); move "
                     "holdout_sampling.date_range_sampling to dates the data covers"
                 )
             if train_t.num_rows == 0:
                 raise DataError(
                     f"no training rows: no filtered rows have {drs.date_column} before "
                     f"{drs.start_date} (filtered rows span "
-                    f"{datamod.date_span(table, drs.date_column)}); move start_date later"
+                    f"{holdoutmod.date_span(table, drs.date_column)}); move start_date later"
                 )
         else:
             rfs = holdout.random_fraction_sampling
             if rfs is None:
                 raise DataError("holdout_sampling.random_fraction_sampling is missing")
-            train_t, holdout_t = datamod.split_random(table, rfs.fraction, rfs.seed)
+            train_t, holdout_t = holdoutmod.split_random(table, rfs.fraction, rfs.seed)
             if holdout_t.num_rows == 0 or train_t.num_rows == 0:
                 raise DataError(
                     f"a random fraction of {rfs.fraction} of {table.num_rows} filtered rows "
