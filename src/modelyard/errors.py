@@ -12,11 +12,15 @@ body) back to the same class, so ``except modelyard.errors.NotFound`` works on b
     ├── NotFound(LookupError)       no such job / model / artefact                 (404)
     ├── Conflict                    the job is not in a state that allows this     (409)
     ├── Unauthorized                missing or wrong bearer token                  (401)
+    ├── ModelUnavailable            the production model cannot be loaded, and no
+    │                               earlier one is loaded to answer instead         (503)
     ├── DataError(ValueError)       a problem found in the data: missing file or column,
     │   │                           a filter that leaves no rows, an empty holdout  (job fails)
     │   └── DataAccessDenied(PermissionError)  a path outside the data roots
     ├── WorkflowError               unknown workflow, or a workflow that raised     (job fails)
     ├── ArtifactError               an artefact is missing or its hash does not match
+    ├── WorkflowCheckFailed(AssertionError)  ``modelyard.testing.check_workflow``: the
+    │                               workflow breaks the contract (raised in the user's tests)
     └── JobFailed                   raised by ``Client.wait`` when a job ends failed
 
 Foreign exceptions (pyarrow, SQLAlchemy, fsspec) are translated where they are caught, so a user
@@ -62,6 +66,12 @@ class Unauthorized(ModelyardError):
     status_code = 401
 
 
+class ModelUnavailable(ModelyardError):
+    """The production model cannot be loaded and no earlier one is loaded to fall back on."""
+
+    status_code = 503
+
+
 class DataError(ModelyardError, ValueError):
     """A problem found in the data the request points at."""
 
@@ -82,6 +92,10 @@ class WorkflowError(ModelyardError):
 
 class ArtifactError(ModelyardError):
     """An artefact is missing, or its bytes do not match its content address."""
+
+
+class WorkflowCheckFailed(ModelyardError, AssertionError):
+    """A workflow broke the contract; the message says which rule and how."""
 
 
 class JobFailed(ModelyardError):
@@ -108,9 +122,11 @@ _BY_NAME: dict[str, type[ModelyardError]] = {
         NotFound,
         Conflict,
         Unauthorized,
+        ModelUnavailable,
         DataError,
         DataAccessDenied,
         WorkflowError,
         ArtifactError,
+        WorkflowCheckFailed,
     )
 }

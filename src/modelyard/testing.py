@@ -22,14 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import WorkflowCheckFailed
 from modelyard.request.loading import parse_request
 from modelyard.runtime.workflow import Workflow
 from modelyard.synthetic import example_request, payments_table
 
-
-class WorkflowCheckFailed(ModelyardError, AssertionError):
-    """A workflow broke the contract; the message says which rule and how."""
+# WorkflowCheckFailed lives in the exception tree; users import it from here too.
+__all__ = ["WorkflowCheckFailed", "check_workflow"]
 
 
 def check_workflow(

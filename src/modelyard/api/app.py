@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from modelyard import __version__
+from modelyard._version import __version__
 from modelyard.api.deps import Services
 from modelyard.api.docs import add_docs
 from modelyard.api.notify import JobNotifier

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from modelyard import __version__
+from modelyard._version import __version__
 from modelyard.cli.console import add_id_column, make_console
 from modelyard.errors import JobFailed, ModelyardError
 

@@ -25,7 +25,7 @@ import sys
 import tarfile
 from typing import Any
 
-from modelyard import __version__
+from modelyard._version import __version__
 from modelyard.artifacts import ArtifactStore
 from modelyard.registry.tables import VersionRow
 

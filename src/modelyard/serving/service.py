@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.artifacts import ArtifactStore
-from modelyard.errors import ArtifactError, ModelyardError, NotFound
+from modelyard.errors import ArtifactError, ModelUnavailable, NotFound
 from modelyard.serving.batching import Batcher, Rows, check_rows, single_threaded
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.routing import Router
@@ -23,12 +23,6 @@ from modelyard.serving.shadow_log import ShadowLog
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.serving")
-
-
-class ModelUnavailable(ModelyardError):
-    """The production model cannot be loaded and no earlier one is loaded to fall back on."""
-
-    status_code = 503
 
 
 class ServingService:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from modelyard import __version__
+from modelyard._version import __version__
 from modelyard.api.deps import Services, services
 from modelyard.api.schemas import Health
 
