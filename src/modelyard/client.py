@@ -262,7 +262,7 @@ class Client:
         if format not in ("folder", "mlflow"):
             raise RequestError(f"format must be 'folder' or 'mlflow', got {format!r} instead")
         if format == "mlflow":
-            from modelyard.serving.mlflow_model import import_mlflow, save_mlflow_model
+            from modelyard.mlflow_export import import_mlflow, save_mlflow_model
 
             import_mlflow()  # fail before the download when mlflow is missing
         data = self._call("GET", f"/models/{model_name}/versions/{version}/export",

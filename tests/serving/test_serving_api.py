@@ -251,7 +251,7 @@ def test_mlflow_export_loads_without_modelyard_and_scores_like_the_registered_ve
         "charge_type": "string", "charge_amount": "double", "charge_country": "string",
         "card_age_days": "long", "hour_of_day": "long"}
     assert "modelyard_pyfunc" in modules  # the loader copied into the model, not ours
-    assert "modelyard.serving.mlflow_model" not in modules and "modelyard.api" not in modules
+    assert "modelyard.mlflow_export" not in modules and "modelyard.api" not in modules
 
     with pytest.raises(Conflict, match="already exists and is not empty"):
         client.export(model["name"], 1, tmp_path / "mlflow", format="mlflow")

@@ -1,5 +1,7 @@
 """An exported version as an MLflow pyfunc model (the optional ``modelyard[mlflow]`` extra).
 
+It lives beside the client, not in serving: the conversion runs where the client runs.
+
 :func:`save_mlflow_model` turns the folder that :mod:`modelyard.serving.export` writes into an
 MLflow model folder::
 
