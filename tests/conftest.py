@@ -4,10 +4,16 @@ The ``server`` fixture starts ``modelyard server`` for real (a subprocess on a f
 waits for ``/healthz``. It is parametrized over job-store backends: SQLite always, PostgreSQL
 when ``MODELYARD_TEST_POSTGRES_URL`` points at a server (``.ci/run`` starts one; each server
 fixture gets a fresh database in it).
+
+Under ``CI=true`` nothing is skipped quietly: every optional extra the suite exercises must be
+installed (``scripts/test.sh`` installs them from requirements/dev.lock), and a test that skips
+anyway fails with its reason. A skip on a developer's machine (no PostgreSQL, no Ray) is fine;
+in CI it would hide an executor or a workflow that nobody tested.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -27,6 +33,44 @@ from modelyard.synthetic import example_request, write_payments
 
 TESTS = Path(__file__).parent
 WORKFLOWS = TESTS / "workflows_for_api.py"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# Module -> the extra that brings it: each executor, built-in workflow and export the suite runs.
+SUITE_NEEDS = {
+    "ray": "ray", "kubernetes": "kubernetes", "kubernetes_validate": "dev",
+    "lightgbm": "lightgbm", "xgboost": "xgboost", "torch": "torch", "mlflow": "mlflow",
+    "psycopg": "postgres", "importlinter": "dev",
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not IN_CI:
+        return
+    missing = {m: extra for m, extra in SUITE_NEEDS.items()
+               if importlib.util.find_spec(m) is None}
+    if missing:
+        raise pytest.UsageError(
+            f"CI=true but the suite's extras are missing: {missing} (module: extra); install "
+            "them with scripts/test.sh, which installs requirements/dev.lock")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where nothing may skip: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if IN_CI and report.skipped:  # a whole module skipped (pytest.skip at module level)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where nothing may skip: {report.longrepr}"
 POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
 
 

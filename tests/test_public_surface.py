@@ -38,3 +38,21 @@ def test_request_contract_has_no_io_dependencies() -> None:
     loaded = _modules_after_import("modelyard.request")
     assert not {m for m in loaded if m.split(".")[0] in ("pyarrow", "pandas", "sklearn",
                                                           "fastapi", "sqlalchemy")}
+
+
+def test_the_root_package_leaves_the_http_client_to_those_who_use_it() -> None:
+    loaded = _modules_after_import("modelyard")
+    assert "httpx" not in loaded and "modelyard.client" not in loaded
+    out = subprocess.run([sys.executable, "-c", "import modelyard; print(modelyard.Client)"],
+                         capture_output=True, text=True, check=True)
+    assert "modelyard.client.Client" in out.stdout
+
+
+def test_the_protocol_loads_nothing_but_the_standard_library() -> None:
+    beyond_root = _modules_after_import("modelyard.protocol.codec") - _modules_after_import(
+        "modelyard")
+    assert {m for m in beyond_root if m.startswith("modelyard")} <= {
+        "modelyard.protocol", "modelyard.protocol.codec", "modelyard.protocol.events",
+        "modelyard.protocol.results"}
+    assert not {m for m in beyond_root if m.split(".")[0] in ("numpy", "pandas", "pyarrow",
+                                                               "sqlalchemy", "fastapi")}
