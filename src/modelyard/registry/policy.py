@@ -1,9 +1,13 @@
-"""The approval gate: may this version become production?
+"""A model's promotion policy, and the approval gate that applies it: may this version become
+production?
 
 Yes if a named user approved it. Otherwise only if the model's policy says ``auto_promote`` and
 the candidate beats production by the policy's margin on the policy's metric, measured on the
 same holdout window (same sampling and the same data path), or there is no production version
 yet. Every answer carries the reason, with the numbers.
+
+A model without a stored policy has the default one: no auto-promotion, ``roc_auc``, higher is
+better, no margin, same holdout required.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from modelyard.registry.audit import now
 from modelyard.registry.tables import ApprovalRow, PolicyRow, VersionRow
 
 
@@ -58,3 +65,32 @@ def _number(metrics: dict[str, Any], name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         return None
     return float(value)
+
+
+def read_policy(session: Session, model_name: str) -> PolicyRow:
+    """The model's policy, or the default one (not stored) if it has none."""
+    row = session.get(PolicyRow, model_name)
+    if row is None:
+        return PolicyRow(model_name=model_name, auto_promote=False, metric="roc_auc",
+                         min_improvement=0.0, higher_is_better=True, require_same_holdout=True,
+                         updated_by="", updated_at=now())
+    return row
+
+
+def set_policy(session: Session, model_name: str, *, auto_promote: bool, metric: str,
+               min_improvement: float, higher_is_better: bool, require_same_holdout: bool,
+               actor: str) -> PolicyRow:
+    """Store the model's policy (replacing the previous one) and commit."""
+    row = session.get(PolicyRow, model_name)
+    if row is None:
+        row = PolicyRow(model_name=model_name)
+        session.add(row)
+    row.auto_promote = auto_promote
+    row.metric = metric
+    row.min_improvement = min_improvement
+    row.higher_is_better = higher_is_better
+    row.require_same_holdout = require_same_holdout
+    row.updated_by = actor
+    row.updated_at = now()
+    session.commit()
+    return row

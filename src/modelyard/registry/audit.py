@@ -1,0 +1,48 @@
+"""The registry's audit trail: one event per stage change (who, when, why), and approvals.
+
+Events are written by :mod:`~modelyard.registry.registration` and
+:mod:`~modelyard.registry.promotion` (every stage move) in the same transaction as the change
+they record, so the history and the stages never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from modelyard.registry.stages import Stage
+from modelyard.registry.tables import ApprovalRow, StageEventRow, VersionRow
+
+SYSTEM_ACTOR = "modelyard"  # the actor of what no person asked for (registration)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def record_event(session: Session, row: VersionRow, from_stage: Stage | None, to: Stage,
+                 actor: str, reason: str) -> None:
+    """Add the audit event of a version's move (flushed with the move by the caller)."""
+    session.add(StageEventRow(
+        version_id=row.id, model_name=row.model_name, tenant=row.tenant, version=row.version,
+        from_stage=from_stage.value if from_stage else None, to_stage=to.value, actor=actor,
+        reason=reason, at=now(),
+    ))
+
+
+def events_of(session: Session, model_name: str, tenant: str | None = None,
+              limit: int = 200) -> list[StageEventRow]:
+    """A model's stage events, newest first (one tenant's, or every tenant's)."""
+    query = select(StageEventRow).where(StageEventRow.model_name == model_name)
+    if tenant is not None:
+        query = query.where(StageEventRow.tenant == tenant)
+    return list(session.scalars(query.order_by(StageEventRow.id.desc()).limit(limit)).all())
+
+
+def approvals_of(session: Session, version_id: int) -> list[ApprovalRow]:
+    """A version's named approvals, oldest first."""
+    return list(session.scalars(
+        select(ApprovalRow).where(ApprovalRow.version_id == version_id).order_by(ApprovalRow.id)
+    ).all())

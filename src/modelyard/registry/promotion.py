@@ -1,0 +1,171 @@
+"""Stage moves: set a stage, approve, roll back, promote a batch that a rule has decided.
+
+Every move goes through :func:`move`, which checks the stage table
+(:data:`~modelyard.registry.stages.ALLOWED`), archives the version a new production one
+replaces (one production per model and tenant, also enforced by a unique index, so two
+concurrent promotions cannot both win), and writes an audit event with who, when and why.
+A move to production asked for by a person passes the approval gate
+(:func:`modelyard.registry.policy.decide`) first.
+
+The verbs that are whole actions of their own (:func:`set_stage`, :func:`approve_version`,
+:func:`rollback`) commit; :func:`promote` and :func:`move` join the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelyard.errors import Conflict, NotFound
+from modelyard.registry import policy as gate
+from modelyard.registry.audit import approvals_of, now, record_event
+from modelyard.registry.stages import ALLOWED, GLOBAL_TENANT, Stage
+from modelyard.registry.tables import ApprovalRow, StageEventRow, VersionRow
+from modelyard.registry.versions import production_version, production_versions, read_version
+
+
+def set_stage(session: Session, model_name: str, version: int, to: Stage, *, actor: str,
+              reason: str, tenant: str = GLOBAL_TENANT) -> VersionRow:
+    """Move a version to ``to``; to production only through the approval gate.
+
+    Raises:
+        Conflict: the move is not allowed, or the gate refuses (the message says why).
+    """
+    row = read_version(session, model_name, version, tenant)
+    if to is Stage.production:
+        decision = gate.decide(row, production_version(session, model_name, tenant),
+                               gate.read_policy(session, model_name),
+                               approvals_of(session, row.id))
+        if not decision.allowed:
+            raise Conflict(f"version {version} of {model_name!r} cannot go to production: "
+                           f"{decision.reason}")
+        reason = f"{reason} ({decision.reason})" if reason else decision.reason
+    move(session, row, to, actor, reason)
+    session.commit()
+    return row
+
+
+def approve_version(session: Session, model_name: str, version: int, *, approver: str,
+                    comment: str, tenant: str = GLOBAL_TENANT) -> VersionRow:
+    """Record a named approval and promote the version to production.
+
+    Raises:
+        Conflict: no approver's name, or the version cannot be promoted from its stage.
+    """
+    if not approver.strip():
+        raise Conflict("an approval needs the approver's name")
+    row = read_version(session, model_name, version, tenant)
+    if row.stage == Stage.production.value:
+        raise Conflict(f"version {version} of {model_name!r} is already in production")
+    if Stage.production not in ALLOWED[Stage(row.stage)]:
+        raise Conflict(f"version {version} of {model_name!r} is {row.stage}; it cannot be "
+                       "promoted")
+    session.add(ApprovalRow(version_id=row.id, approver=approver, comment=comment, at=now()))
+    session.flush()
+    move(session, row, Stage.production, approver, f"approved: {comment}" if comment
+         else "approved")
+    session.commit()
+    return row
+
+
+def rollback(session: Session, model_name: str, *, actor: str, reason: str,
+             tenant: str = GLOBAL_TENANT) -> VersionRow:
+    """Put the previous production version back in production (archiving the current one).
+
+    Raises:
+        Conflict: there is no earlier production version to return to.
+    """
+    current = production_version(session, model_name, tenant)
+    events = session.scalars(
+        select(StageEventRow).where(
+            StageEventRow.model_name == model_name, StageEventRow.tenant == tenant,
+            StageEventRow.to_stage == Stage.production.value,
+        ).order_by(StageEventRow.id.desc())
+    ).all()
+    previous = next((e for e in events if current is None or e.version_id != current.id), None)
+    if previous is None:
+        raise Conflict(f"model {model_name!r} (tenant {tenant!r}) has no earlier production "
+                       "version to roll back to")
+    target = session.get(VersionRow, previous.version_id)
+    if target is None:  # the foreign key makes this impossible; keep the message if it happens
+        raise NotFound(f"version row {previous.version_id} is missing")
+    move(session, target, Stage.production, actor,
+         f"rollback: {reason}" if reason else "rollback")
+    session.commit()
+    return target
+
+
+def promote(session: Session, rows: Sequence[VersionRow], *, actor: str,
+            reasons: Sequence[str]) -> None:
+    """Put versions in production for a rule that has already decided (fleet graduation), at
+    most one per model and tenant, each replacing (archiving) its tenant's production version.
+
+    In a few statements whatever their number: a fleet graduates its tenants by the hundred,
+    at its end, on its critical path. Joins the caller's transaction.
+    """
+    _to_production(session, list(zip(rows, reasons, strict=True)), actor)
+
+
+def move(session: Session, row: VersionRow, to: Stage, actor: str, reason: str) -> None:
+    """Move one version (no gate: the caller decided), with its audit event; flushes.
+
+    Raises:
+        Conflict: the stage table does not allow the move, or another version of the same
+            model and tenant became production at the same time.
+    """
+    if to is Stage.production:
+        _to_production(session, [(row, reason)], actor)
+        return
+    _check_move(row, to)
+    _set_stage(session, row, to, actor, reason)
+    session.flush()
+
+
+def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor: str) -> None:
+    """Each ``(version, reason)`` to production, its tenant's production version archived."""
+    if not moves:
+        return
+    keys = [(row.model_name, row.tenant) for row, _ in moves]
+    if len(set(keys)) < len(keys):
+        raise ValueError("one version per model and tenant can go to production at a time")
+    for row, _ in moves:
+        _check_move(row, Stage.production)
+    current = production_versions(session, keys)
+    replaced = False
+    for row, _ in moves:
+        old = current.get((row.model_name, row.tenant))
+        if old is not None and old.id != row.id:
+            _set_stage(session, old, Stage.archived, actor, f"replaced by version {row.version}")
+            replaced = True
+    if replaced:
+        session.flush()  # free the unique production slots before taking them
+    for row, reason in moves:
+        _set_stage(session, row, Stage.production, actor, reason)
+    try:
+        session.flush()
+    except IntegrityError:  # the unique production index: someone else promoted meanwhile
+        session.rollback()
+        first = moves[0][0]
+        what = (f"another version of {first.model_name!r} (tenant {first.tenant!r})"
+                if len(moves) == 1 else "another version of one of these tenants")
+        raise Conflict(f"{what} became production at the same time; read the versions again "
+                       "and retry") from None
+
+
+def _check_move(row: VersionRow, to: Stage) -> None:
+    current = Stage(row.stage)
+    if to not in ALLOWED[current]:
+        raise Conflict(f"version {row.version} of {row.model_name!r} is {current.value}; it "
+                       f"cannot become {to.value} (allowed: "
+                       f"{', '.join(sorted(s.value for s in ALLOWED[current])) or 'none'})")
+
+
+def _set_stage(session: Session, row: VersionRow, to: Stage, actor: str, reason: str) -> None:
+    """Set the stage and stamp it, with its audit event (flushed by the caller)."""
+    current = Stage(row.stage)
+    row.stage = to.value
+    row.updated_at = now()
+    record_event(session, row, current, to, actor, reason)
