@@ -28,7 +28,7 @@ def _modules_after_import(module: str) -> set[str]:
 
 
 def test_runtime_never_loads_the_server_stack() -> None:
-    loaded = _modules_after_import("modelyard.runtime.worker")
+    loaded = _modules_after_import("modelyard.runtime.training")
     assert not {m for m in loaded if m.split(".")[0] in ("fastapi", "sqlalchemy", "uvicorn",
                                                           "alembic", "starlette")}
     assert "modelyard.api" not in loaded and "modelyard.jobs" not in loaded

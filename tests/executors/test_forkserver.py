@@ -4,18 +4,15 @@ answered, including large packed specs and back-to-back requests (spares are han
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from modelyard.executors.local import LocalExecutor
 from modelyard.protocol.events import JobErrored, JobFinished, WorkerSpec, WorkerStarted
-from modelyard.runtime.worker import limit_threads
 from modelyard.settings import Settings
 from modelyard.synthetic import example_request, write_payments
 
@@ -95,38 +92,3 @@ def test_a_worker_runs_with_its_job_s_thread_budget(tmp_path: Path, concurrency:
     assert all(isinstance(e, JobFinished) for e in ended), ended
     for i, threads in enumerate(budgets):
         assert (tmp_path / f"threads-{i}.json").read_text() == f"[{threads}]"
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
-def test_limit_threads_leaves_a_pool_at_the_asked_size_alone() -> None:
-    """Setting OpenBLAS's size in a newly forked process, even to the size it has, starts its
-    threads, which spin on the cores the job needs; limit_threads does not touch such a pool."""
-    blas = [lib for lib in ThreadpoolController().lib_controllers
-            if lib.internal_api == "openblas"]
-    if not blas:
-        pytest.skip("no OpenBLAS loaded")
-    with threadpool_limits(limits=2):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: only os and the thread pools' own calls
-            code = 1
-            try:
-                before = _threads()
-                limit_threads(2)
-                after_ours = _threads()
-                blas[0].set_num_threads(2)  # what a plain threadpoolctl limit does
-                os.write(w, f"{before} {after_ours} {_threads()}".encode())
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        _, status = os.waitpid(pid, 0)
-        with os.fdopen(r) as fh:
-            before, after_ours, after_plain = (int(n) for n in fh.read().split())
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert after_ours == before
-    assert after_plain > before  # the threads limit_threads spared the job
-
-
-def _threads() -> int:
-    return len(os.listdir("/proc/self/task"))

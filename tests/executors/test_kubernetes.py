@@ -66,7 +66,7 @@ from modelyard.protocol.events import (
     WorkerStarted,
 )
 from modelyard.protocol.results import ExceptionInfo, FailureKind, JobResult, ModelMeta, failure
-from modelyard.runtime.worker import execute
+from modelyard.runtime.training import execute
 from modelyard.settings import Settings
 from modelyard.synthetic import example_request, write_payments
 

@@ -19,7 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 from threadpoolctl import threadpool_limits
 
 from modelyard.protocol.events import WorkerEvent, WorkerSpec
-from modelyard.runtime.worker import execute
+from modelyard.runtime.training import execute
 from modelyard.synthetic import example_request, payments_table, write_payments
 
 WORKFLOWS_FILE = Path(__file__).with_name("workflows_for_tests.py")

@@ -19,7 +19,7 @@ from modelyard.runtime.fastpath import accelerate
 from modelyard.synthetic import example_request, payments_table
 
 from .conftest import RunWorker
-from .test_worker import finished, with_train
+from .test_training import finished, with_train
 
 
 def _fit(rows: int = 5_000, seed: int = 0, **params: Any) -> tuple[Any, SklearnWorkflow, Any]:

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import ArtifactError
 from modelyard.protocol.events import JobFinished, WorkerSpec
-from modelyard.runtime.worker import execute
+from modelyard.runtime.training import execute
 from modelyard.serving.loading import RESIDENT_FACTOR, ModelCache, VersionRef
 from modelyard.synthetic import example_request, write_payments
 

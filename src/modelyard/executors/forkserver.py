@@ -40,7 +40,8 @@ from multiprocessing.connection import Connection
 from modelyard.protocol.events import WorkerSpec
 
 PRELOAD = [
-    "modelyard.runtime.worker",
+    "modelyard.executors.local_worker",
+    "modelyard.runtime.training",
     "modelyard.runtime.builtin",
     "numpy",
     "pandas",
@@ -64,7 +65,7 @@ _CODE = struct.Struct("!q")
 def warm_up() -> float:
     """Run one tiny job in the fork server so every worker starts with lazy imports and first-call
     caches already paid. No OpenMP estimator here: OpenMP thread pools do not survive fork."""
-    from modelyard.runtime.worker import execute
+    from modelyard.runtime.training import execute
     from modelyard.synthetic import example_request, write_payments
 
     started = time.perf_counter()
@@ -82,7 +83,7 @@ def serve(socket_path: str, threads: int | None = None) -> None:
 
     ``threads``: the thread count most jobs run with (cores / concurrency). It is set in the
     native libraries here, once, so that a worker whose job asks for the same changes nothing
-    (see :func:`~modelyard.runtime.worker.limit_threads`).
+    (see :func:`~modelyard.executors.local_worker.limit_threads`).
     """
     for name in PRELOAD:
         importlib.import_module(name)
@@ -91,7 +92,7 @@ def serve(socket_path: str, threads: int | None = None) -> None:
     except Exception as exc:  # a failed warm-up only costs speed
         print(f"modelyard fork server: warm-up failed ({exc}); continuing", file=sys.stderr)
         warm = 0.0
-    from modelyard.runtime.worker import (
+    from modelyard.executors.local_worker import (
         limit_threads,
         prepare_output,
         process_main,

@@ -1,7 +1,7 @@
 """The entry point of a Kubernetes worker pod: ``python -m modelyard.executors.k8s_worker``.
 
 It reads the :class:`WorkerSpec` from ``MODELYARD_WORKER_SPEC`` (JSON), runs the job with the
-same :func:`~modelyard.runtime.worker.execute` as every backend, and reports each event as a
+same :func:`~modelyard.runtime.training.execute` as every backend, and reports each event as a
 line of ``<artifact root>/runs/<job id>/events.jsonl``, which the server tails. Its stdout and
 stderr are the pod's log. It exits 0 once the job's terminal event is written, whatever the job's
 outcome; a non-zero exit means the worker itself broke (bad spec, unwritable store).
@@ -16,7 +16,7 @@ import sys
 from modelyard.executors.k8s_events import EventFileWriter, events_url
 from modelyard.executors.k8s_manifest import SPEC_ENV
 from modelyard.protocol.codec import EventDecodeError, spec_from_json
-from modelyard.runtime.worker import execute
+from modelyard.runtime.training import execute
 
 log = logging.getLogger("modelyard.executors.k8s_worker")
 

@@ -10,7 +10,7 @@ How a job runs:
   could ever run it (Ray would leave it pending forever), and submits :func:`run_task`. Tasks
   never retry (a job never runs twice) and get a fresh worker process each (``max_calls=1``), as
   with the local executor.
-* Inside the task, :func:`modelyard.runtime.worker.execute` runs unchanged. Its events, and
+* Inside the task, :func:`modelyard.runtime.training.execute` runs unchanged. Its events, and
   everything the job writes to stdout/stderr (subprocesses included) or logs, go in small batches
   to a mailbox actor that this executor owns; the terminal event is the task's return value, sent
   after a last synchronous flush so that it comes after the job's other events.
@@ -59,7 +59,7 @@ from modelyard.protocol.events import (
 )
 from modelyard.protocol.results import ExceptionInfo, FailureKind, failure
 from modelyard.request.loading import parse_request
-from modelyard.runtime.worker import execute
+from modelyard.runtime.training import execute
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.executors.ray")

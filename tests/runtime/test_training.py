@@ -1,5 +1,6 @@
-"""The worker run in-process on real parquet files, a real artefact folder and real workflows:
-the events it reports, the artefacts it writes, and one actionable error per failure mode.
+"""The training contract (runtime.training.execute) run in-process on real parquet files, a real
+artefact folder and real workflows: the events it reports, the artefacts it writes, and one
+actionable error per failure mode.
 """
 
 from __future__ import annotations
@@ -569,58 +570,18 @@ def test_the_store_works_on_an_fsspec_url(memory_bucket: str) -> None:
 
 
 def test_the_artefact_thread_is_shared_by_a_process_s_jobs_and_restarted_after_a_fork() -> None:
-    from modelyard.runtime import worker
+    from modelyard.runtime import training
 
-    helper = worker._helper()
-    assert worker._helper() is helper and helper.submit(lambda: 41 + 1).result(timeout=10) == 42
+    helper = training._helper()
+    assert training._helper() is helper and helper.submit(lambda: 41 + 1).result(timeout=10) == 42
     pid = os.fork()
     if pid == 0:  # a forked child has no copy of the thread: a fresh pool must do the work
         code = 1
         try:
-            fresh = worker._helper()
+            fresh = training._helper()
             code = 0 if fresh is not helper and fresh.submit(lambda: 7).result(timeout=10) == 7 \
                 else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-
-
-def test_each_packed_job_s_output_goes_to_its_own_log_even_after_a_job_broke_the_streams(
-    tmp_path: Path,
-) -> None:
-    """The streams and the logging set-up are prepared once per worker; a job that replaced or
-    closed them must not send the next job's output astray."""
-    import io
-    import logging
-
-    from modelyard.runtime import worker
-
-    first, second = tmp_path / "first.log", tmp_path / "second.log"
-    pid = os.fork()
-    if pid == 0:  # fds 1 and 2 are redirected: not in the test process itself
-        code = 1
-        try:
-            worker.prepare_output()
-            worker._redirect_output(str(first))
-            print("stdout of the first job")
-            logging.getLogger("job").info("log of the first job")
-            os.system("echo subprocess of the first job")
-            sys.stdout = io.StringIO()  # the first job breaks things on its way out
-            sys.stderr.close()
-            logging.basicConfig(stream=io.StringIO(), force=True)
-            logging.root.setLevel(logging.ERROR)
-            worker._redirect_output(str(second))
-            print("stdout of the second job")
-            logging.getLogger("job").info("log of the second job")
-            sys.stdout.flush()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    one, two = first.read_text(), second.read_text()
-    for line in ("stdout of the first job", "log of the first job", "subprocess of the first job"):
-        assert line in one
-    assert "stdout of the second job" in two and "log of the second job" in two
-    assert "second job" not in one
