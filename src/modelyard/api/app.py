@@ -8,13 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from modelyard._version import __version__
-from modelyard.api.deps import Services
+from modelyard.api.deps import Services, require_token
 from modelyard.api.docs import add_docs
 from modelyard.api.notify import JobNotifier
 from modelyard.api.routes import health, jobs, models, train
@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         app.include_router(train.router)
         app.include_router(jobs.router)
     app.include_router(models.router)
-    app.include_router(serving_routes.router)
+    # Serving's router leaves authentication to the app that mounts it (serving imports no API).
+    app.include_router(serving_routes.router, dependencies=[Depends(require_token)])
     app.add_exception_handler(ModelyardError, _modelyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app

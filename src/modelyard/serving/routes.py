@@ -1,4 +1,9 @@
-"""Serving routes: predict, labels, the shadow report, serving stats."""
+"""Serving routes: predict, labels, the shadow report, serving stats.
+
+The router carries no authentication of its own: the application that mounts it adds its
+dependencies (:func:`modelyard.api.app.create_app` adds the bearer-token check it puts on every
+route but ``/healthz`` and the docs), so serving depends on no layer above it.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.api.deps import require_token
 from modelyard.serving.report import shadow_report
 from modelyard.serving.service import ServingService
 from modelyard.serving.shadow_log import read_labels
 
-router = APIRouter(tags=["serving"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["serving"])
 
 
 class PredictRequest(BaseModel):
