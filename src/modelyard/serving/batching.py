@@ -1,6 +1,6 @@
 """Adaptive micro-batching: concurrent requests for one model become one predict call.
 
-scikit-learn and pandas cost a fixed ~millisecond per call whatever the row count, so under load
+scikit-learn and pandas cost a fixed overhead per call whatever the row count, so under load
 one call on 64 rows beats 64 calls on one row. There is no fixed wait: an idle model predicts at
 once; requests that arrive while a call is running are gathered and run together as the next call
 (up to ``max_rows``). A single client therefore pays no batching delay.
@@ -83,11 +83,10 @@ def single_threaded(predict: Callable[[Rows], np.ndarray[Any, Any]]
                     ) -> Callable[[Rows], np.ndarray[Any, Any]]:
     """Run ``predict`` with OpenMP/BLAS limited to one thread.
 
-    Starting a parallel region for a batch of a few rows costs more than the work (measured on
-    the demo model under load: one-row predict 21.7 ms with OpenMP threads, 2.5 ms without);
-    serving gets its concurrency from batching and two predict threads instead. The limit is
-    applied per call (about 20 us) because it is per library and training workers must keep
-    their threads.
+    Starting a parallel region for a batch of a few rows costs more than the work; serving gets
+    its concurrency from batching and two predict threads. The limit is applied around each
+    call, not once per process, because it is per library and training workers must keep their
+    threads.
     """
     import sys
 

@@ -20,6 +20,7 @@ from modelyard.runtime.workflow import Workflow, resolve_workflow
 from modelyard.serving.fastpath import Records, RecordsPredict, records_predictor
 
 log = logging.getLogger("modelyard.serving")
+# Memory an unpickled model holds per byte of its pickle: the cache budgets resident size.
 RESIDENT_FACTOR = 3.5
 ACCELERATE_AFTER = 3  # predict calls before a model gets its verified fast path
 
@@ -53,7 +54,8 @@ class LoadedModel:
         if self.fast is not None:
             return self.fast(records)
         if self.calls >= ACCELERATE_AFTER and not self.accelerated:
-            # Only models that are used: verifying costs a few ms, too much for every cold load.
+            # Only models that are used: verifying scores probe rows both ways, which a cold
+            # load of every tenant's model cannot afford.
             self.accelerated = True
             self._accelerate(records)
             if self.fast is not None:
@@ -90,8 +92,6 @@ def load_model(store: ArtifactStore, ref: VersionRef,
     if request is None:
         raise LookupError(f"version {ref.version} of {ref.model_name!r} has no training request")
     cls = resolve_workflow(request.train.workflow_name, workflow_modules)
-    # Budgeted as resident size: unpickled models take more memory than their bytes (measured
-    # about 3.4x for boosted trees).
     return LoadedModel(ref=ref, model=model, workflow=cls(request),
                        nbytes=int(len(blob) * RESIDENT_FACTOR))
 

@@ -1,9 +1,8 @@
 """Shadow scoring in a process of its own, beside the serving process.
 
 Shadows triple the model work of every request they score. Done in the serving process they
-compete with requests for its one interpreter (measured: two shadows cost 45% of throughput on
-100-row requests); in a process of their own they use another core, and a shadow model that
-crashes or leaks cannot take serving down with it.
+would compete with requests for its one interpreter; in a process of their own they use another
+core, and a shadow model that crashes or leaks cannot take serving down with it.
 
 The serving process only appends each request's rows and production scores to a list (no
 copy, no encoding); a sender thread ships the list every :data:`SEND_EVERY_S` as one pickled

@@ -35,6 +35,6 @@ class Base(DeclarativeBase):
 
 def table_of(row: type[Base]) -> Table:
     """A mapped class's table, for Core statements: an INSERT of plain rows through the Core
-    costs 2-2.5x less than through the ORM's bulk path (measured on SQLite), and the job
-    store's bookkeeping runs a few of them per batch of worker events."""
+    skips the ORM's per-object bookkeeping, and the job store and the registry run a few such
+    INSERTs per batch of worker events."""
     return cast(Table, row.__table__)

@@ -33,8 +33,8 @@ from modelyard.serving.export import export_tarball
 def _refresh_serving(request: Request) -> Iterator[None]:
     """After a registry change through this server, serve the new stages at once: before the
     answer goes out (``scope="function"``), so a predict call the client makes next already
-    sees them. After it, as a dependency's exit runs by default, the next call could race
-    the refresh (a shadow set just before a request missed that request)."""
+    sees them. Refreshed after the answer (where a dependency's exit runs by default), the
+    next call could race the refresh, and a shadow set just before a request would miss it."""
     yield
     serving = getattr(request.app.state, "serving", None)
     if serving is not None and request.method != "GET":
