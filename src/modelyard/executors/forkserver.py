@@ -2,9 +2,10 @@
 forks a worker process per job.
 
 Why not ``multiprocessing``'s forkserver: each of its children re-runs the parent's ``__main__``
-module first (``spawn.prepare``). For a script that embeds the server that re-imports FastAPI,
-uvicorn and SQLAlchemy on every job: 600-900 ms measured, against ~20 ms here. This one starts as
-``python -m modelyard.executors.forkserver``, so a worker holds only what the fork server imported.
+module first (``spawn.prepare``). For a script that embeds the server, that re-imports FastAPI,
+uvicorn and SQLAlchemy on every job, which costs far more than the fork (the figures are in
+docs/performance.md). This one starts as ``python -m modelyard.executors.forkserver``, so a
+worker holds only what the fork server imported: :data:`PRELOAD`, warmed up by one tiny job.
 
 Protocol, one AF_UNIX connection per job:
 
@@ -14,9 +15,10 @@ Protocol, one AF_UNIX connection per job:
 * server -> client: 8 bytes, the worker's pid; later 8 bytes, its exit code (negative: killed by
   that signal) when it ends; then the connection closes.
 
-The server keeps one worker forked ahead of time (a *spare*, waiting on a socketpair): a request
-is handed to it with its descriptor, the client gets the spare's pid at once, and the next spare
-is forked after the answer, so no job waits for a fork.
+:class:`ForkServer` keeps one worker forked ahead of time (a *spare*, waiting on a socketpair):
+a request is handed to it with its descriptor, the client gets the spare's pid at once, and the
+next spare is forked after the answer, so no job waits for a fork. The worker then runs
+:func:`~modelyard.executors.local_worker.process_main`.
 
 The server exits when its standard input closes, i.e. when the process that started it is gone
 (and an idle spare exits when its socket closes).
@@ -24,6 +26,7 @@ The server exits when its standard input closes, i.e. when the process that star
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import os
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
+from typing import NoReturn
 
 from modelyard.protocol.events import WorkerSpec
 
@@ -92,12 +96,9 @@ def serve(socket_path: str, threads: int | None = None) -> None:
     except Exception as exc:  # a failed warm-up only costs speed
         print(f"modelyard fork server: warm-up failed ({exc}); continuing", file=sys.stderr)
         warm = 0.0
-    from modelyard.executors.local_worker import (
-        limit_threads,
-        prepare_output,
-        process_main,
-        thread_controller,
-    )
+    # Imported here, not at the top: the local executor imports this module (for request_fork)
+    # in the server's process, which must not load the runtime.
+    from modelyard.executors.local_worker import limit_threads, thread_controller
 
     thread_controller()  # scan the native libraries once, not in every worker
     if threads:
@@ -107,121 +108,164 @@ def serve(socket_path: str, threads: int | None = None) -> None:
     gc.collect()
     gc.freeze()
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owning server decides when we stop
-    sig_r, sig_w = os.pipe()
-    os.set_blocking(sig_r, False)
-    os.set_blocking(sig_w, False)
-    signal.set_wakeup_fd(sig_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    listener.listen(128)
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, "accept")
-    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "alive")
-    selector.register(sig_r, selectors.EVENT_READ, "child")
-    children: dict[int, socket.socket] = {}
-
+    server = ForkServer(socket_path)
     print(f"modelyard fork server ready (pid {os.getpid()}, warm-up {warm * 1000:.0f} ms)",
           file=sys.stderr, flush=True)
     sys.stdout.buffer.write(READY)
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nobody reads our stdout from now on
+    server.run()
 
-    def close_inherited() -> None:
+
+@dataclasses.dataclass(frozen=True)
+class _Spare:
+    """A worker forked ahead of its job, waiting for it on its end of ``handoff``."""
+
+    pid: int
+    handoff: socket.socket
+
+
+class ForkServer:
+    """The serving loop: accept a request, hand it to the spare, fork the next spare, and tell
+    each job's client its worker's exit code when the worker is reaped.
+
+    One selector watches three things: the listening socket (a request), standard input (closed:
+    the owning server is gone, so stop) and a pipe that SIGCHLD writes to (a child ended).
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owning server decides when we stop
+        self.socket_path = socket_path
+        self.sig_r, self.sig_w = os.pipe()
+        os.set_blocking(self.sig_r, False)
+        os.set_blocking(self.sig_w, False)
+        signal.set_wakeup_fd(self.sig_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(socket_path)
+        self.listener.listen(128)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "alive")
+        self.selector.register(self.sig_r, selectors.EVENT_READ, "child")
+        self.children: dict[int, socket.socket] = {}  # a running job's pid -> its client
+        self.spare: _Spare | None = None
+
+    def run(self) -> None:
+        """Serve until standard input closes."""
+        self.spare = self.fork_spare()
+        while True:
+            for key, _ in self.selector.select():
+                if key.data == "alive":
+                    if not os.read(sys.stdin.fileno(), 4096):
+                        self.listener.close()
+                        os.unlink(self.socket_path)
+                        return
+                elif key.data == "child":
+                    self._drain_wakeups()
+                    self.reap()
+                else:
+                    self.accept()
+            self.reap()
+
+    def accept(self) -> None:
+        """Take one request: hand it to a spare, answer its pid, fork the next spare."""
+        conn, _ = self.listener.accept()
+        try:
+            request, pipe_fd = _receive_raw(conn)
+        except (OSError, ValueError) as exc:
+            print(f"modelyard fork server: bad request: {exc}", file=sys.stderr)
+            conn.close()
+            return
+        pid = self.hand_off(request, pipe_fd)
+        os.close(pipe_fd)
+        if pid is None:
+            conn.close()
+            return
+        conn.sendall(_CODE.pack(pid))
+        self.children[pid] = conn
+        # After answering: the next job's fork is off this one's path.
+        self.spare = self.fork_spare()
+
+    def hand_off(self, request: bytes, pipe_fd: int) -> int | None:
+        """Send the request and its descriptor to the spare (a new one if it is gone, once);
+        the pid of the worker that got it, or None."""
+        for _attempt in range(2):
+            spare = self.spare or self.fork_spare()
+            self.spare = None
+            try:
+                sent = socket.send_fds(spare.handoff, [request], [pipe_fd])
+            except OSError as exc:  # that spare is gone; fork another
+                print(f"modelyard fork server: spare {spare.pid} unreachable ({exc}); "
+                      "forking another", file=sys.stderr)
+                spare.handoff.close()
+                continue
+            # Once the descriptor went, the job is the spare's: never send it twice.
+            try:
+                if sent < len(request):
+                    spare.handoff.sendall(request[sent:])
+            except OSError as exc:
+                print(f"modelyard fork server: spare {spare.pid} lost mid-request ({exc})",
+                      file=sys.stderr)
+            finally:
+                spare.handoff.close()
+            return spare.pid
+        return None
+
+    def fork_spare(self) -> _Spare:
+        """Fork the next worker ahead of time; it waits for its job on a socket of its own, so a
+        request costs a hand-off instead of a fork."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            self._spare_main(ours, theirs)
+        theirs.close()
+        return _Spare(pid, ours)
+
+    def _spare_main(self, ours: socket.socket, theirs: socket.socket) -> NoReturn:
+        """The spare worker, in the child: wait for a job on ``theirs``, run it, exit."""
+        from modelyard.executors.local_worker import prepare_output, process_main
+
+        code = 1
+        try:
+            ours.close()
+            self.close_inherited()
+            prepare_output()  # while idle: the job's log then takes two dup2 calls
+            spec, pipe_fd = _receive(theirs)  # blocks until a job comes, or the server ends
+            theirs.close()
+            process_main(spec, Connection(pipe_fd))
+            code = 0
+        except (OSError, ValueError, pickle.UnpicklingError):
+            code = 2  # the server went away (or sent nonsense) before a job came
+        finally:
+            os._exit(code)
+
+    def close_inherited(self) -> None:
         """In a new child: drop what belongs to the server (fds, handlers, other jobs)."""
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        for fd in (sig_r, sig_w):
+        for fd in (self.sig_r, self.sig_w):
             os.close(fd)
-        selector.close()
-        listener.close()
-        for child in children.values():
+        self.selector.close()
+        self.listener.close()
+        for child in self.children.values():
             child.close()
 
-    def fork_spare() -> tuple[int, socket.socket]:
-        """Fork the next worker ahead of time; it waits for its job on a socket of its own, so a
-        request costs a hand-off instead of a fork (about 7 ms on 2 cores, more under load)."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
-        if pid == 0:  # the spare worker
-            code = 1
-            try:
-                ours.close()
-                close_inherited()
-                prepare_output()  # while idle: the job's log then takes two dup2 calls
-                spec, pipe_fd = _receive(theirs)  # blocks until a job comes, or the server ends
-                theirs.close()
-                process_main(spec, Connection(pipe_fd))
-                code = 0
-            except (OSError, ValueError, pickle.UnpicklingError):
-                code = 2  # the server went away (or sent nonsense) before a job came
-            finally:
-                os._exit(code)
-        theirs.close()
-        return pid, ours
+    def reap(self) -> None:
+        """Collect ended children, telling each job's client its exit code; a spare that died
+        idle (killed from outside) is replaced at the next request."""
+        reaped = _reap(self.children)
+        if self.spare is not None and self.spare.pid in reaped:
+            self.spare.handoff.close()
+            self.spare = None
 
-    spare: tuple[int, socket.socket] | None = fork_spare()
-    while True:
-        for key, _ in selector.select():
-            if key.data == "alive":
-                if not os.read(sys.stdin.fileno(), 4096):
-                    listener.close()
-                    os.unlink(socket_path)
-                    return
-            elif key.data == "child":
-                try:
-                    while os.read(sig_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                if spare is not None and spare[0] in _reap(children):
-                    spare[1].close()
-                    spare = None  # died idle (killed from outside): a new one on next request
-            else:
-                conn, _ = listener.accept()
-                try:
-                    request, pipe_fd = _receive_raw(conn)
-                except (OSError, ValueError) as exc:
-                    print(f"modelyard fork server: bad request: {exc}", file=sys.stderr)
-                    conn.close()
-                    continue
-                pid = None
-                for _attempt in range(2):
-                    if spare is None:
-                        spare = fork_spare()
-                    candidate, handoff = spare
-                    spare = None
-                    try:
-                        sent = socket.send_fds(handoff, [request], [pipe_fd])
-                    except OSError as exc:  # that spare is gone; fork another
-                        print(f"modelyard fork server: spare {candidate} unreachable ({exc}); "
-                              "forking another", file=sys.stderr)
-                        handoff.close()
-                        continue
-                    # Once the descriptor went, the job is the spare's: never send it twice.
-                    pid = candidate
-                    try:
-                        if sent < len(request):
-                            handoff.sendall(request[sent:])
-                    except OSError as exc:
-                        print(f"modelyard fork server: spare {candidate} lost mid-request "
-                              f"({exc})", file=sys.stderr)
-                    finally:
-                        handoff.close()
-                    break
-                os.close(pipe_fd)
-                if pid is None:
-                    conn.close()
-                    continue
-                conn.sendall(_CODE.pack(pid))
-                children[pid] = conn
-                spare = fork_spare()  # after answering: the next job's fork is off this one's path
-        reaped = _reap(children)
-        if spare is not None and spare[0] in reaped:
-            spare[1].close()
-            spare = None
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self.sig_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
 
 def _receive_raw(conn: socket.socket) -> tuple[bytes, int]:
