@@ -1,7 +1,7 @@
 """Local executor: one worker process per job, forked from a pre-imported fork server.
 
-A fresh Python that imports pandas and scikit-learn costs about a second; forking a server that
-has already imported them (and run one warm-up job) costs milliseconds. Each job still gets its
+A fresh Python that imports pandas and scikit-learn would pay those imports on every job; forking
+a server that has already imported them (and run one warm-up job) does not. Each job still gets its
 own process: a workflow that raises, crashes, is killed or runs out of memory takes down only its
 own job. See :mod:`modelyard.executors.forkserver` for why the fork server is our own.
 """
@@ -117,9 +117,8 @@ class LocalExecutor:
             env = dict(os.environ)
             # Workers import what this process can: same sys.path, whoever started us.
             env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-            # Idle OpenBLAS threads spin for 2**28 cycles (~0.1 s) before they sleep, on cores
-            # that other jobs need; 2**22 (~1.5 ms) still bridges back-to-back BLAS calls. A
-            # 200k x 60 LogisticRegression fit on 2 cores took 0.25 s instead of 0.37 (measured).
+            # Idle OpenBLAS threads spin for 2**28 cycles before they sleep, on cores that other
+            # jobs need; 2**22 still bridges back-to-back BLAS calls.
             env.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")
             self._server = subprocess.Popen(
                 [sys.executable, "-m", "modelyard.executors.forkserver", self._socket,

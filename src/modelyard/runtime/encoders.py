@@ -7,12 +7,12 @@
 
 They replace ColumnTransformers of per-column scikit-learn encoders for two reasons:
 
-- **Serving.** Serving scores a few JSON rows at a time. A ColumnTransformer costs
-  milliseconds per call there; these cost microseconds, with
-  :meth:`CategoryCodes.transform_records` skipping the DataFrame altogether.
-- **Fitting.** OneHotEncoder with infrequent categories counts them in Python, value by value.
-  On the tiny benchmark job's 2,000 rows the encoders made 17 ms of a 24 ms fit (7 ms with
-  :class:`OneHotCodes`); on 1M rows with a 1,000-value column, 5.3 s (0.13 s).
+- **Serving.** Serving scores a few JSON rows at a time, where a ColumnTransformer's fixed cost
+  per call dwarfs the model's; these are vectorised over a whole column, and
+  :meth:`CategoryCodes.transform_records` skips the DataFrame altogether.
+- **Fitting.** OneHotEncoder with infrequent categories counts them in Python, value by value,
+  which dominates a small job's fit and grows with a column's distinct values; these count them
+  vectorised. (The figures are in docs/performance.md.)
 
 :class:`OneHotCodes` gives the same matrix as the scikit-learn encoders it replaces; the tests
 compare the two.
@@ -50,8 +50,8 @@ class CategoryCodes(BaseEstimator, TransformerMixin):  # type: ignore[misc]
         self.categories_: dict[str, list[str]] = {}
         self.codes_: dict[str, dict[str, int]] = {}
         for c in self.categorical:
-            # Distinct values first, missing ones dropped from those: dropna() on the whole
-            # column cost 4x more (a small tenant's fit, measured).
+            # Distinct values first, missing ones dropped from those: dropna() would copy the
+            # whole column to drop a few values.
             values = sorted({str(v) for v in x[c].unique() if not _missing(v)})
             self.categories_[c] = values
             self.codes_[c] = {v: i for i, v in enumerate(values)}
@@ -96,7 +96,7 @@ class CategoryCodes(BaseEstimator, TransformerMixin):  # type: ignore[misc]
         dtype = column.dtype
         if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
             # Arrow-backed text (pandas' default since 3.0): a hash look-up in Arrow, without
-            # converting every value to a Python string first (5x faster).
+            # converting every value to a Python string first.
             import pyarrow as pa
             import pyarrow.compute as pc
 

@@ -1,17 +1,17 @@
 """A cheaper predict for boosted trees with categories: same scores, verified before use.
 
 HistGradientBoosting with native categorical features re-encodes its input on every predict
-with an internal ColumnTransformer + OrdinalEncoder: about 2.8 ms of a 4.5 ms predict on a
-fleet tenant's holdout, and 1.3 ms of a 1.6 ms one-row serving call (profiled). :func:`accelerate`
-swaps it for a numpy look-up over the same fitted categories. The worker does so before
+with an internal ColumnTransformer + OrdinalEncoder, most of a predict on a fleet tenant's
+holdout or of a one-row serving call (figures in docs/performance.md). :func:`accelerate` swaps
+it for a numpy look-up over the same fitted categories. The worker does so before
 evaluating a model (after its bytes were stored), serving on a model's third predict.
 
 Whether the look-up gives what the preprocessor gives is checked on probe rows built from every
 known category, unseen values and missing values, the first time a preprocessor of that *layout*
 (its parts and the encoder's settings: everything but the fitted categories) is seen in the
 process. Later models of the same layout are only checked for what varies between them (column
-masks, sorted numeric categories), which costs microseconds instead of a ~3 ms transform: a
-worker evaluating hundreds of fleet tenants verifies once. Anything unexpected (another sklearn
+masks, sorted numeric categories), which costs far less than a transform: a worker evaluating
+hundreds of fleet tenants verifies once. Anything unexpected (another sklearn
 layout, a check that differs, a preprocessor fitted on named columns) leaves the model
 untouched: the fast path is an optimisation, never a behaviour change. Stored bytes are never
 modified.
