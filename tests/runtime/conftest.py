@@ -1,5 +1,6 @@
 """Fixtures of the runtime tests: real parquet files on disk, a real artefact folder, the worker run
-in-process, and fsspec filesystems (an in-memory bucket, a local one that counts the bytes read).
+in-process, and fsspec filesystems (an in-memory bucket, a local one that counts the bytes read);
+and the helpers the data, filter and holdout tests share (write, ids_table, make_filter, read_ids).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import fsspec
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +21,9 @@ from fsspec.implementations.local import LocalFileSystem
 from threadpoolctl import threadpool_limits
 
 from modelyard.protocol.events import WorkerEvent, WorkerSpec
+from modelyard.request.models import Filter
+from modelyard.runtime import data as datamod
+from modelyard.runtime.filters import build_filter
 from modelyard.runtime.training import execute
 from modelyard.synthetic import example_request, payments_table, write_payments
 
@@ -143,3 +148,31 @@ def memory_bucket() -> Iterator[str]:
     if fs.exists(f"/{bucket}"):
         fs.rm(f"/{bucket}", recursive=True)
 
+
+# --------------------------------------------------------------------------------------------
+# helpers of the data, filter and holdout tests
+
+
+def write(path: Path, table: pa.Table | pd.DataFrame, **kwargs: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(table, path, **kwargs)
+    return path
+
+
+def ids_table(n: int, start: int = 0) -> pa.Table:
+    return pa.table({"id": pa.array(np.arange(start, start + n, dtype=np.int64))})
+
+
+def make_filter(column: str, predicate: str, value: dict[str, Any] | None) -> Filter:
+    body: dict[str, Any] = {"feature_name": column, "predicate": predicate}
+    if value is not None:
+        body["feature_value"] = value
+    return Filter.model_validate(body)
+
+
+def read_ids(source: datamod.Source, filters: list[Filter]) -> set[int]:
+    dataset = datamod.open_dataset(source)
+    table = datamod.scan(dataset, ["id"], build_filter(filters, dataset.schema))
+    return set(table["id"].to_pylist())
