@@ -82,6 +82,7 @@ def run_worker(data_root: Path, artifact_root: Path) -> RunWorker:
         job_id: str | None = None,
         data_roots: tuple[str, ...] | None = None,
         workflow_modules: tuple[str, ...] = (str(WORKFLOWS_FILE),),
+        workflow_packages: tuple[str, ...] = (),
     ) -> list[WorkerEvent]:
         spec = WorkerSpec(
             job_id=job_id or f"job-{uuid.uuid4().hex[:12]}",
@@ -89,6 +90,7 @@ def run_worker(data_root: Path, artifact_root: Path) -> RunWorker:
             data_roots=data_roots if data_roots is not None else (str(data_root),),
             artifact_root=str(artifact_root),
             workflow_modules=workflow_modules,
+            workflow_packages=workflow_packages,
         )
         events: list[WorkerEvent] = []
         # One OpenMP/BLAS thread: on a loaded two-core CI box the threads of a histogram

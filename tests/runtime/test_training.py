@@ -227,7 +227,7 @@ def test_a_random_fraction_holdout(run_worker: RunWorker, fraud_request: dict[st
 def test_a_dotted_path_names_a_workflow(run_worker: RunWorker, fraud_request: dict[str, Any]
                                         ) -> None:
     req = with_train(fraud_request, workflow_name="tests.runtime.workflows_for_tests:Logistic")
-    result = finished(run_worker(req, workflow_modules=()))
+    result = finished(run_worker(req, workflow_modules=(), workflow_packages=("tests",)))
     assert result.workflow_class == "tests.runtime.workflows_for_tests:Logistic"
 
 

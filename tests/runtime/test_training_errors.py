@@ -8,6 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from modelyard.protocol.events import JobFinished
+
 from .conftest import RunWorker
 from .test_training import errored, with_train
 
@@ -175,3 +179,36 @@ def test_an_invalid_request_fails_before_any_step(
     fraud_request["train"]["lable"] = fraud_request["train"].pop("label")
     errored(run_worker(fraud_request), None, "RequestError",
             r"train\.label: Field required; train\.lable: unknown field")
+
+
+# -- a request names code; only the operator decides what may run --------------------------
+
+
+@pytest.mark.parametrize("how", ["file path", "module beside it", "folder module"])
+def test_a_request_cannot_import_a_file_the_operator_did_not_allow(
+    run_worker: RunWorker, fraud_request: dict[str, Any], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    # The repro: any .py file on the machine ran on import, before the class check.
+    marker = tmp_path / "ran"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass X: pass\n")
+    monkeypatch.chdir(tmp_path)  # the server's working directory used to be importable
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = {"file path": f"{tmp_path}/evilmod.py:X", "module beside it": "evilmod:X",
+            "folder module": "tmp.evilmod:X"}[how]
+    message = "not a dotted path" if how == "file path" else "is not allowed"
+    info = errored(run_worker(with_train(fraud_request, workflow_name=name)),
+                   "resolve_workflow", "WorkflowError", message)
+    assert "--workflow-package" in info.message or "registered workflow" in info.message
+    assert not marker.exists()
+
+
+def test_an_allowed_package_is_importable_by_dotted_path(
+    run_worker: RunWorker, fraud_request: dict[str, Any]
+) -> None:
+    req = with_train(fraud_request, workflow_name="tests.runtime.workflows_for_tests:Logistic")
+    info = errored(run_worker(req, workflow_modules=()), "resolve_workflow", "WorkflowError",
+                   "--workflow-package tests")
+    assert info.kind == "workflow_error"
+    events = run_worker(req, workflow_modules=(), workflow_packages=("tests",))
+    assert isinstance(events[-1], JobFinished)

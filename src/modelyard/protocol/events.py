@@ -39,6 +39,8 @@ class WorkerSpec:
     data_roots: tuple[str, ...]
     artifact_root: str
     workflow_modules: tuple[str, ...] = ()
+    # Packages a request's dotted workflow path may name (the operator's --workflow-package).
+    workflow_packages: tuple[str, ...] = ()
     log_path: str | None = None
     memory_limit: int | None = None
     # Native threads (OpenMP, BLAS) the job may use; None leaves the libraries' defaults.

@@ -128,7 +128,7 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
 def find_workflow(info: StepInfo, job: TrainingJob) -> Resolved:
     """The workflow class the request names, configured with the request."""
     name = job.request.train.workflow_name
-    cls = resolve_workflow(name, job.spec.workflow_modules)
+    cls = resolve_workflow(name, job.spec.workflow_modules, job.spec.workflow_packages)
     source = workflow_source(cls)
     info.update(workflow=name, cls=source["class"])
     return Resolved(cls(job.request), source)

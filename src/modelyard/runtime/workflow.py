@@ -13,6 +13,10 @@ column for binary classifiers, the probability matrix for multi-class ones, else
 Workflows are found, in order, by dotted path ``package.module:Class`` (a ``--workflows`` file by
 its stem, ``workflows:Class``), among the modules the server was started with
 (``--workflows MODULE_OR_FILE``), and through the entry-point group ``modelyard.workflows``.
+
+A request names code; only the operator decides which code may run. A dotted path is checked
+before anything is imported (:func:`allowed_module`): it must name a ``--workflows`` module, a
+package the operator allowed (``--workflow-package``), or Modelyard's own; never a file path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -40,6 +45,9 @@ if TYPE_CHECKING:
 
 Task = Literal["binary", "multiclass", "regression"]
 ENTRY_POINT_GROUP = "modelyard.workflows"
+# Packages a dotted path may always name: the built-in workflows are Modelyard's own code.
+ALWAYS_ALLOWED_PACKAGES = ("modelyard",)
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
 class Workflow:
@@ -144,15 +152,20 @@ def entry_point_workflows() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def resolve_workflow(name: str, modules: Sequence[str] = ()) -> type[Workflow]:
+def resolve_workflow(name: str, modules: Sequence[str] = (),
+                     packages: Sequence[str] = ()) -> type[Workflow]:
     """Find the workflow class called ``name``.
 
+    ``modules`` are the server's ``--workflows`` modules and files, ``packages`` the packages a
+    dotted path may name (``--workflow-package``).
+
     Raises:
-        WorkflowError: it is not found (the message lists the known names) or cannot be imported.
+        WorkflowError: it is not found (the message lists the known names), not allowed, or
+            cannot be imported.
     """
     if ":" in name:
         module_name, _, attr = name.partition(":")
-        module = _import_module_or_file(_dotted_module(module_name, modules))
+        module = _import_module_or_file(allowed_module(name, modules, packages))
         cls = getattr(module, attr, None)
         if cls is None:
             raise WorkflowError(
@@ -180,18 +193,40 @@ def resolve_workflow(name: str, modules: Sequence[str] = ()) -> type[Workflow]:
     )
 
 
-def _dotted_module(module_name: str, modules: Sequence[str]) -> str:
-    """What to import for the ``module`` of ``module:Class``, given the ``--workflows`` modules.
+def allowed_module(name: str, modules: Sequence[str], packages: Sequence[str]) -> str:
+    """What to import for the dotted path ``name`` (``module:Class``), if the operator allows it.
 
-    A configured file answers to its stem or its file name (``workflows:Class`` and
-    ``workflows.py:Class`` both find ``/srv/flows/workflows.py``); any other name is imported
-    with every configured file's folder importable, so a module beside one is found too.
-    Nothing is imported here: a dotted name never imports the other configured modules.
+    A configured ``--workflows`` file answers to its stem or its file name (``workflows:Class``
+    and ``workflows.py:Class`` both find ``/srv/flows/workflows.py``), a configured module to its
+    name and its submodules. Any other module must be a dotted name inside an allowed package;
+    it is then imported with every configured file's folder importable, so an allowed module
+    beside one is found too. Nothing is imported here.
+
+    Raises:
+        WorkflowError: ``name`` is not a dotted path, or names code the operator did not allow;
+            the message says how to allow it.
     """
+    module_name, _, attr = name.partition(":")
     files = [Path(spec).expanduser().resolve() for spec in modules if _is_file(spec)]
     for path in files:
         if module_name in (path.stem, path.name):
             return str(path)
+    if not _DOTTED.match(module_name) or not attr.isidentifier():
+        raise WorkflowError(
+            f"workflow {name!r} is not a dotted path 'package.module:Class' (file paths are "
+            "never imported from a request); name a registered workflow, or a class in a "
+            "package the server allows"
+        )
+    allowed = [*ALWAYS_ALLOWED_PACKAGES, *packages,
+               *(spec for spec in modules if not _is_file(spec))]
+    if not any(module_name == p or module_name.startswith(p + ".") for p in allowed):
+        raise WorkflowError(
+            f"workflow {name!r} is not allowed: a dotted path may name only the server's "
+            "--workflows modules and the packages it allows; the operator can allow this one "
+            f"by starting the server with --workflow-package {module_name.split('.')[0]} "
+            "(MODELYARD_WORKFLOW_PACKAGES), or register the class in the entry-point group "
+            f"{ENTRY_POINT_GROUP}"
+        )
     for path in files:
         if str(path.parent) not in sys.path:
             sys.path.insert(0, str(path.parent))
