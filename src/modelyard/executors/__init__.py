@@ -29,6 +29,8 @@ def make_executor(settings: Settings) -> Executor:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if (exc.name or "").partition(".")[0] == "modelyard":
+            raise  # a module of ours is missing: a broken install, not a missing extra
         raise ConfigurationError(
             f"the {settings.executor} executor needs {exc.name}: "
             f"pip install 'modelyard[{settings.executor}]'"
