@@ -292,6 +292,19 @@ EXPECTED: dict[str, tuple[Phase, str, str, str]] = {
 }
 
 
+# The failure kind of each error type: a pod that never ran is the executor's failure to start
+# the worker; one that ran and ended without a result crashed, ran out of memory or timed out.
+KIND_OF_ERROR = {
+    "Unschedulable": FailureKind.executor_error,
+    "ImagePullError": FailureKind.executor_error,
+    "OutOfMemory": FailureKind.out_of_memory,
+    "WorkerCrashed": FailureKind.worker_crashed,
+    "JobTimeout": FailureKind.timeout,
+    "PodEvicted": FailureKind.worker_lost,
+}
+EXIT_CODES = {"failed_oomkilled": 137, "failed_error_exit": 1}
+
+
 def test_every_recorded_response_has_an_expectation() -> None:
     assert sorted(p.stem for p in RESPONSES.glob("*.json")) == sorted(EXPECTED)
 
@@ -329,6 +342,8 @@ def test_outcome_of_recorded_responses(name: str) -> None:
         assert re.search(message, outcome.message), outcome.message
         info = outcome.exception_info()
         assert info.type == error_type and info.message == outcome.message
+        assert info.kind is KIND_OF_ERROR[error_type]
+        assert info.exitcode == EXIT_CODES.get(name)
 
 
 def test_pods_tell_before_the_job_controller_does() -> None:

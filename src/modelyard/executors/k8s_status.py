@@ -46,6 +46,7 @@ class Outcome:
     reason: str = ""  # Kubernetes' word: Unschedulable, ImagePullBackOff, OOMKilled, Evicted...
     message: str = ""  # what happened and what to do next
     error_type: str = "WorkerLost"  # ``exception_info["type"]`` when this ends the job
+    exitcode: int | None = None  # the worker container's, when it ended with one
 
     @property
     def ended(self) -> bool:
@@ -54,10 +55,21 @@ class Outcome:
     def exception_info(self) -> ExceptionInfo:
         """``exception_info`` for a job this outcome ends (``type`` names Kubernetes' error)."""
         kind = _KIND_OF_ERROR.get(self.error_type, FailureKind.worker_lost)
-        return dataclasses.replace(failure(kind, self.message), type=self.error_type)
+        info = failure(kind, self.message, exitcode=self.exitcode)
+        return dataclasses.replace(info, type=self.error_type)
 
 
-_KIND_OF_ERROR = {"JobTimeout": FailureKind.timeout, "OutOfMemory": FailureKind.out_of_memory}
+# The kind of each error type an outcome names; any other (a pod evicted, a Job deleted) is
+# ``worker_lost``. A pod that never ran is the executor's failure to start the worker.
+_KIND_OF_ERROR = {
+    "JobTimeout": FailureKind.timeout,
+    "OutOfMemory": FailureKind.out_of_memory,
+    "WorkerCrashed": FailureKind.worker_crashed,
+    "ImagePullError": FailureKind.executor_error,
+    "ContainerConfigError": FailureKind.executor_error,
+    "PodNotCreated": FailureKind.executor_error,
+    "Unschedulable": FailureKind.executor_error,
+}
 
 
 def outcome_of(job: Json | None, pods: Sequence[Json]) -> Outcome:
@@ -177,7 +189,7 @@ def _pod_failure(pod: Json, where: _Where) -> Outcome | None:
                 f"the worker ran out of memory: container {cs.get('name')} of pod {name} was "
                 f"OOMKilled{at}; raise resources.memory_gb in the request (or use "
                 "compute_resource: HIGH_MEMORY), or train on less data",
-                "OutOfMemory",
+                "OutOfMemory", code,
             )
         signal = " (killed by SIGKILL)" if code == 137 else ""
         detail = f": {ended['message'].strip()}" if ended.get("message") else ""
@@ -185,7 +197,7 @@ def _pod_failure(pod: Json, where: _Where) -> Outcome | None:
             Phase.FAILED, why,
             f"the worker container {cs.get('name')} of pod {name} exited with code {code}"
             f"{signal} ({why}{detail}) before reporting a result; {where.logs}",
-            "WorkerCrashed",
+            "WorkerCrashed", code,
         )
     if disruption is not None:
         return _disrupted(name, disruption)
