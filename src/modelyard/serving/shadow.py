@@ -148,7 +148,8 @@ class ShadowScorer:
             [sys.executable, "-m", "modelyard.serving.shadow", str(write_back)],
             stdin=subprocess.PIPE, pass_fds=(write_back,), env=env)
         os.close(write_back)
-        assert proc.stdin is not None
+        if proc.stdin is None:  # stdin=PIPE always gives one
+            raise RuntimeError("the shadow scorer process has no stdin")
         to = Connection(os.dup(proc.stdin.fileno()), readable=False)
         proc.stdin.close()
         to.send(("config", self.config))
@@ -182,9 +183,10 @@ class ShadowScorer:
                 seq = self._seq
             try:
                 for message in messages:
-                    assert self._to is not None
+                    if self._to is None:
+                        raise OSError("the shadow scorer has not started")
                     self._to.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-            except (OSError, ValueError, AssertionError):
+            except (OSError, ValueError):
                 log.warning("shadow scorer unavailable; %d queued rows dropped", rows)
                 self._lost({m[1] for m in messages})
             return seq
