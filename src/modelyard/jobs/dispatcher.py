@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict
 from modelyard.executors.base import Executor, Refillable, RunHandle
-from modelyard.jobs import fleet, store
+from modelyard.jobs import claims, fleet, store
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
 from modelyard.protocol.events import (
@@ -422,7 +422,7 @@ class Dispatcher:
         if free <= 0 or self._stopping.is_set():
             return
         with self.sessions() as session:
-            jobs = store.claim_jobs(session, free, server_id=self.server_id)
+            jobs = claims.claim_jobs(session, free, server_id=self.server_id)
             groups: list[list[JobRow]] = []
             for job in jobs:
                 group = [job]
@@ -446,9 +446,9 @@ class Dispatcher:
         """Claim queued small tenants of a fleet for a pack that holds ``have`` jobs already:
         the waiting ones shared out over the slots (so the last packs end together), at
         least ``at_least`` in the pack while that many wait."""
-        waiting = store.count_small_siblings(session, parent_id, PACK_MAX_ROWS) + have
+        waiting = claims.count_small_siblings(session, parent_id, PACK_MAX_ROWS) + have
         size = min(PACK_MAX_JOBS, max(-(-waiting // self.settings.concurrency), at_least))
-        return store.claim_small_siblings(session, parent_id, size - have, PACK_MAX_ROWS,
+        return claims.claim_small_siblings(session, parent_id, size - have, PACK_MAX_ROWS,
                                           server_id=self.server_id, rows_budget=rows_budget)
 
     def _refill(self, pack_id: str) -> None:

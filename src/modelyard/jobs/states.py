@@ -3,13 +3,14 @@
 ::
 
     created -> queued -> running -> succeeded
-                 |          |----> failed
-                 |          '----> cancelled
-                 '---------------> cancelled | failed
+       |         |          |----> failed
+       |         |          '----> cancelled
+       '---------'---------------> cancelled | failed
 
-Every writer (API, dispatcher, recovery at start-up) goes through
-:func:`modelyard.jobs.store.transition`, which checks this table and stamps time and reason, or
-through its batch forms in the same module (moves this table allows, conditional the same way).
+A new job is written created and queued at once (:func:`modelyard.jobs.store.insert_jobs`).
+After that every writer (API, dispatcher, recovery at start-up) goes through
+:func:`modelyard.jobs.store.move_jobs`, which makes only the moves this table allows and stamps
+time and reason, or through its single form :func:`modelyard.jobs.store.transition`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import enum
 
 
 class JobState(enum.StrEnum):
+    """A job's state. Members are listed in the machine's order: every move goes to a later one
+    (``move_jobs`` relies on it)."""
+
     created = "created"
     queued = "queued"
     running = "running"

@@ -1,11 +1,12 @@
 """Store functions: every read and write of the job store (verb_noun, one transaction each).
 
-Routes and the dispatcher call these and never write SQL themselves. State changes go through
-:func:`transition`, a conditional UPDATE (``WHERE state IN (allowed sources)``), so two
-writers racing for one job (a cancel and a claim, say) cannot both win; or, for many jobs at
-once, through its batch forms, conditional the same way: :func:`insert_jobs` (created and
-queued), :func:`claim_jobs` and :func:`claim_small_siblings` (queued -> running) and
-:func:`finish_many` (running -> succeeded), each writing the same audit rows.
+Routes and the dispatcher call these and never write SQL themselves. Every state change goes
+through :func:`move_jobs`: per allowed source state, one conditional UPDATE (``WHERE state =
+source``), so two writers racing for one job (a cancel and a claim, say) cannot both win, and
+one INSERT of the moves' audit rows. :func:`transition` is its single form, a batch of one that
+raises when the job did not move; :func:`finish_many`, :func:`cancel_children` and the claims in
+:mod:`modelyard.jobs.claims` move many jobs at once. :func:`insert_jobs` writes new jobs with
+their created and queued transitions.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.errors import Conflict, NotFound
@@ -81,8 +82,8 @@ def insert_jobs(session: Session, template: TrainRequest, jobs: Sequence[NewJob]
 
     Metadata, workflow, resources and timeout come from ``template``: a fleet's children share
     them with their parent, and only their data path, filters and fleet details differ. They
-    are claimed in the order given. A fleet of a thousand tenants is queued in milliseconds,
-    not a second of ORM flushes.
+    are claimed in the order given. Plain Core INSERTs, because a fleet queues its tenants by
+    the thousand and an ORM flush per row would take the dispatcher's time.
     """
     at = now()
     meta = template.metadata
@@ -200,36 +201,58 @@ def transition(
 
     Stamps the time and the reason, sets ``started_at``/``finished_at``, the failure's
     ``exception_info`` and any extra column in ``fields`` in the same UPDATE. Does not commit.
+    The single form of :func:`move_jobs`.
 
     Raises:
         NotFound: no such job.
         Conflict: the job's current state does not allow the move (it may have changed under us).
     """
-    at = now()
     if exception_info is not None:
         fields["exception_info"] = exception_info.to_json()
-    values = _stamped(to, at, fields)
-    sources = {s.value for s in sources_of(to)}
-    for _ in range(3):
-        current = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
-        if current is None:
-            raise NotFound(f"no job {job_id!r}")
-        if current not in sources:
-            raise Conflict(f"job {job_id} is {current}; it cannot become {to.value}")
-        # Conditional on the state just read, so from_state in the audit row is exact.
-        result = session.execute(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.state == current)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if cast(CursorResult[Any], result).rowcount == 1:
-            break
-    else:
+    if move_jobs(session, [job_id], to, reason, **fields):
+        return
+    current = session.scalar(select(JobRow.state).where(JobRow.id == job_id))
+    if current is None:
+        raise NotFound(f"no job {job_id!r}")
+    if current in {s.value for s in sources_of(to)}:
         raise Conflict(f"job {job_id} keeps changing state; it did not become {to.value}")
-    session.add(TransitionRow(job_id=job_id, from_state=current, to_state=to.value, at=at,
-                              reason=reason))
-    session.flush()
+    raise Conflict(f"job {job_id} is {current}; it cannot become {to.value}")
+
+
+def move_jobs(session: Session, ids: Sequence[str], to: JobState, reason: str,
+              **fields: Any) -> list[str]:
+    """Move those of ``ids`` whose state allows it (:func:`~modelyard.jobs.states.sources_of`)
+    to ``to``, with their audit rows. Does not commit; returns the moved ids in ``ids`` order.
+
+    Stamps the time, sets ``started_at``/``finished_at`` and the columns in ``fields``. A job
+    that cannot make the move (it ended, or does not exist) is left as it is: the caller
+    decides whether that is an error (:func:`transition`) or a race lost (a claim).
+    """
+    sources = sources_of(to)
+    if not ids or not sources:
+        return []
+    session.flush()  # this session's pending changes first: the move's columns win
+    at = now()
+    values = _stamped(to, at, fields)
+    unique = list(dict.fromkeys(ids))
+    left = unique
+    moved: dict[str, str] = {}
+    # One UPDATE per source, conditional on it, so the audit row's from_state is exact. Sources
+    # go in the machine's order (created, queued, running) and jobs only move forward, so a job
+    # that moves on between two statements is met at its next state.
+    for source in (s for s in JobState if s in sources):
+        done = set(session.scalars(
+            update(_JOBS).where(_JOBS.c.id.in_(left), _JOBS.c.state == source.value)
+            .values(**values).returning(_JOBS.c.id)).all())
+        moved.update(dict.fromkeys(done, source.value))
+        left = [j for j in left if j not in done]
+        if not left:
+            break
+    if moved:
+        session.execute(insert(table_of(TransitionRow)), [
+            {"job_id": j, "from_state": from_state, "to_state": to.value, "at": at,
+             "reason": reason} for j, from_state in moved.items()])
+    return [j for j in unique if j in moved]
 
 
 def cancel_job(session: Session, job_id: str, reason: str) -> JobRow:
@@ -250,37 +273,7 @@ def cancel_children(session: Session, parent_id: str, reason: str) -> list[str]:
 
     Their workers are stopped by the dispatcher, which sees the state change.
     """
-    cancelled = []
-    for child_id in child_ids(session, parent_id):
-        try:
-            transition(session, child_id, JobState.cancelled, reason)
-        except Conflict:
-            continue  # already ended
-        cancelled.append(child_id)
-    return cancelled
-
-
-def claim_jobs(session: Session, limit: int, *, server_id: str) -> list[JobRow]:
-    """Take up to ``limit`` queued jobs, oldest first, marking them running for this server."""
-    if limit <= 0:
-        return []
-    ids = session.scalars(
-        select(JobRow.id)
-        .where(JobRow.state == JobState.queued.value)
-        .order_by(JobRow.created_at, JobRow.id)
-        .limit(limit)
-    ).all()
-    return _claim(session, list(ids), server_id, "a worker slot is free")
-
-
-def _claim(session: Session, ids: list[str], server_id: str, reason: str) -> list[JobRow]:
-    """queued -> running for those of ``ids`` still queued (another server, or a cancel, may
-    have taken some since we looked), in one UPDATE; commits; returns them in ``ids`` order."""
-    claimed = _move_many(session, ids, JobState.queued, JobState.running, reason,
-                         server_id=server_id, current_step="starting")
-    session.commit()
-    rows = read_jobs(session, claimed)
-    return [rows[j] for j in claimed]
+    return move_jobs(session, child_ids(session, parent_id), JobState.cancelled, reason)
 
 
 def running_jobs(session: Session, *, server_prefix: str | None = None) -> list[JobRow]:
@@ -313,10 +306,10 @@ def finish_many(session: Session, results: dict[str, dict[str, Any]], reason: st
     model_id, git_commit), in three statements whatever their number. Does not commit.
 
     The state changes in one conditional UPDATE (``state = 'running'``) that returns the jobs
-    it moved: one cancelled or timed out meanwhile keeps that outcome, as with
-    :func:`transition`. Returns the ids that succeeded.
+    it moved: one cancelled or timed out meanwhile keeps that outcome. Returns the ids that
+    succeeded.
     """
-    won = _move_many(session, list(results), JobState.running, JobState.succeeded, reason)
+    won = move_jobs(session, list(results), JobState.succeeded, reason)
     if won:
         session.execute(
             update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
@@ -337,28 +330,6 @@ def _stamped(to: JobState, at: dt.datetime, fields: dict[str, Any]) -> dict[str,
         values["finished_at"] = at
         values.setdefault("current_step", None)
     return values
-
-
-def _move_many(session: Session, ids: Sequence[str], source: JobState, to: JobState,
-               reason: str, **fields: Any) -> list[str]:
-    """:func:`transition` for many jobs: ``source -> to`` for those of ``ids`` still in
-    ``source``, in one conditional UPDATE that returns them, with their audit rows (the same
-    time stamps as :func:`transition` sets). Does not commit; returns the moved ids in
-    ``ids`` order."""
-    if not ids:
-        return []
-    assert source in sources_of(to), f"{source.value} -> {to.value} is not a move"
-    at = now()
-    values = _stamped(to, at, fields)
-    moved = set(session.scalars(
-        update(_JOBS).where(_JOBS.c.id.in_(ids), _JOBS.c.state == source.value)
-        .values(**values).returning(_JOBS.c.id)).all())
-    done = [j for j in ids if j in moved]
-    if done:
-        session.execute(insert(table_of(TransitionRow)), [
-            {"job_id": j, "from_state": source.value, "to_state": to.value, "at": at,
-             "reason": reason} for j in done])
-    return done
 
 
 def record_steps(session: Session, finished: list[dict[str, Any]],
@@ -410,36 +381,6 @@ def fleets_waiting(session: Session) -> list[str]:
     return list(session.scalars(select(JobRow.id).where(
         JobRow.kind == "fleet", JobRow.state == JobState.running.value,
         JobRow.current_step == "children")).all())
-
-
-def _small_siblings(parent_id: str, max_rows: int) -> Any:
-    return select(JobRow.id).where(
-        JobRow.parent_id == parent_id, JobRow.kind == "tenant",
-        JobRow.state == JobState.queued.value, JobRow.rows <= max_rows)
-
-
-def count_small_siblings(session: Session, parent_id: str, max_rows: int) -> int:
-    return int(session.scalar(select(func.count()).select_from(
-        _small_siblings(parent_id, max_rows).subquery())) or 0)
-
-
-def claim_small_siblings(session: Session, parent_id: str, limit: int, max_rows: int, *,
-                         server_id: str, rows_budget: int) -> list[JobRow]:
-    """Claim up to ``limit`` more queued small tenants of the same fleet, to pack together,
-    while their rows add up to at most ``rows_budget`` (so packs stay balanced)."""
-    if limit <= 0:
-        return []
-    candidates = session.execute(
-        select(JobRow.id, JobRow.rows).where(JobRow.id.in_(_small_siblings(parent_id, max_rows)))
-        .order_by(JobRow.created_at, JobRow.id).limit(limit)).all()
-    chosen: list[str] = []
-    total = 0
-    for job_id, rows in candidates:
-        if total + (rows or 0) > rows_budget and chosen:
-            break
-        chosen.append(job_id)
-        total += rows or 0
-    return _claim(session, chosen, server_id, "packed with other small tenants")
 
 
 def count_unfinished_children(session: Session, parent_id: str) -> int:
