@@ -135,7 +135,7 @@ def client(ray_server: ServerProcess) -> Iterator[Client]:
 def test_a_fleet_runs_each_tenant_as_its_own_ray_task(
     client: Client, ray_cluster: RayCluster, fraud_request: dict[str, object]
 ) -> None:
-    # Ray reuses its worker processes, so tenants are not packed: one task per tenant.
+    # Tenants are not packed on Ray: one task, and worker process, per tenant.
     request = copy.deepcopy(fraud_request)
     request["metadata"]["model_name"] = "ray-fleet"  # type: ignore[index]
     request["data"]["features"]["names"].append("merchant_id")  # type: ignore[index]

@@ -189,7 +189,8 @@ class RayRun:
 
 class RayExecutor:
     name = "ray"
-    # One task per job: Ray reuses its worker processes, so there is no start-up to share.
+    # One task per job, a fleet's tenants too, each in a fresh worker process (max_calls=1):
+    # no packing, so a tenant's failure stays its own.
     packs = refills = False
 
     def __init__(self, settings: Settings) -> None:
