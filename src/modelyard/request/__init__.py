@@ -1,5 +1,6 @@
 """The train request contract: pydantic models and file loading, no other I/O."""
 
+from modelyard.request.limits import validate_name
 from modelyard.request.loading import (
     describe_errors,
     describe_validation_error,
@@ -38,4 +39,5 @@ __all__ = [
     "describe_validation_error",
     "load_request",
     "parse_request",
+    "validate_name",
 ]

@@ -1,17 +1,41 @@
-"""Read a train request from a YAML/JSON file or a mapping, with errors that name the field."""
+"""Read a train request from a YAML/JSON file or a mapping, with errors that name the field.
+
+Request files are read without YAML anchors and aliases (``&name``, ``*name``, ``<<: *name``):
+PyYAML shares an aliased value instead of copying it, so a file of a few hundred bytes can
+describe billions of values ("billion laughs") that validation and JSON serialization then walk
+one by one. A request is data that travels as JSON, which has no references, so nothing is lost
+by writing values out; refusing them outright leaves no expansion budget to tune.
+
+Error lists are summarised (:func:`summarize_errors`): at most :data:`MAX_ERRORS_SHOWN` problems
+are described, and never the input that caused them, so a request with thousands of mistakes gets
+an answer of a few kilobytes.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 from pydantic import ValidationError
 
 from modelyard.errors import RequestError
+from modelyard.request.limits import shown
 from modelyard.request.models import TrainRequest
+
+MAX_ERRORS_SHOWN = 20
+_MAX_MSG_CHARS = 500
+_MAX_LOC_CHARS = 100
+
+
+class ErrorDetail(TypedDict):
+    """One problem of a request, as the API's 422 answers list it."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
 
 
 def parse_request(data: Mapping[str, Any] | TrainRequest) -> TrainRequest:
@@ -34,36 +58,90 @@ def load_request(source: str | Path) -> TrainRequest:
     """Load a request from a ``.yaml``/``.yml``/``.json`` file.
 
     Raises:
-        RequestError: the file is missing, is not YAML/JSON, or is not a valid request.
+        RequestError: the file is missing, is not YAML/JSON, uses YAML anchors or aliases, or
+            is not a valid request.
     """
     path = Path(source)
     try:
         text = path.read_text()
     except OSError as exc:
         raise RequestError(f"cannot read request file {path}: {exc.strerror}") from None
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "JSON" else yaml.load(text, Loader=RequestYamlLoader)
+    except YamlReferenceRefused as exc:
+        raise RequestError(f"{path}: {exc}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise RequestError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                           f"{exc}") from None
+        raise RequestError(f"{path} is not valid {kind}: {exc}") from None
+    except RecursionError:
+        raise RequestError(f"{path} is nested too deeply to be a train request (a request needs "
+                           "a few levels)") from None
     try:
         return parse_request(data)
     except RequestError as exc:
         raise RequestError(f"{path}: {exc}") from None
 
 
+class YamlReferenceRefused(yaml.YAMLError):
+    """A request file used an anchor or an alias."""
+
+
+class RequestYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases before composing anything."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            what = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            mark = event.start_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "a node"
+            raise YamlReferenceRefused(
+                f"{where}: YAML {what}{anchor} is not allowed in a request file (anchors and "
+                "aliases could expand a small file into gigabytes); write the value out in "
+                "full wherever it is used")
+        return super().compose_node(parent, index)
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One clause per problem: ``train.label: Field required``."""
-    return describe_errors(exc.errors())
+    return describe_errors(exc.errors(include_url=False, include_input=False))
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """Pydantic's (or FastAPI's) error list as one message naming every field."""
-    lines = []
-    for err in errors:
+    """Pydantic's (or FastAPI's) error list as one message naming the fields, at most
+    :data:`MAX_ERRORS_SHOWN` of them."""
+    shown_errors, more = summarize_errors(errors)
+    clauses = []
+    for err in shown_errors:
         loc = ".".join(str(p) for p in err["loc"] if p != "body")
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        clauses.append(f"{loc or 'request'}: {err['msg']}")
+    tail = f"; and {more:,} more problems" if more else ""
+    return "invalid train request: " + "; ".join(clauses) + tail
+
+
+def summarize_errors(errors: Sequence[Mapping[str, Any]],
+                     limit: int = MAX_ERRORS_SHOWN) -> tuple[list[ErrorDetail], int]:
+    """The first ``limit`` errors as ``loc``, ``msg`` and ``type`` (never the ``input`` or the
+    ``ctx`` values), cut to a bounded size, and how many more there were."""
+    out: list[ErrorDetail] = []
+    for err in errors[:limit]:
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        kind = str(err.get("type", ""))
+        if kind == "extra_forbidden":
             msg = "unknown field (check its spelling against the request reference)"
-        lines.append(f"{loc or 'request'}: {msg}")
-    return "invalid train request: " + "; ".join(lines)
+        if len(msg) > _MAX_MSG_CHARS:
+            msg = msg[:_MAX_MSG_CHARS] + f"... ({len(msg):,} characters)"
+        out.append(ErrorDetail(loc=[_loc_part(p) for p in err.get("loc", ())], msg=msg,
+                               type=kind))
+    return out, max(0, len(errors) - limit)
+
+
+def _loc_part(part: Any) -> str | int:
+    if isinstance(part, int):
+        return part
+    text = str(part)
+    # A key of the input (an unknown field) can be anything: escape and cut the odd ones.
+    if len(text) > _MAX_LOC_CHARS or not text.isprintable():
+        return shown(text, _MAX_LOC_CHARS)
+    return text

@@ -1,7 +1,9 @@
 """The train request: Modelyard's public contract, in Railyard's shape.
 
 Pure data, no I/O. Every model forbids unknown fields, so a typo such as ``holdout_sampeling`` is
-refused with a message naming it instead of being silently ignored.
+refused with a message naming it instead of being silently ignored. Strings, lists and
+``custom_params`` are capped (``request/limits.py``), and model and tenant names must be usable
+in URLs.
 """
 
 from __future__ import annotations
@@ -10,9 +12,40 @@ import datetime as dt
 import enum
 import hashlib
 import json
+from collections import Counter
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from modelyard.request import limits
+from modelyard.request.limits import (
+    MAX_COLUMN_CHARS,
+    MAX_COLUMNS,
+    MAX_FILTER_VALUES,
+    MAX_FILTERS,
+    MAX_LABEL_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PATH_CHARS,
+    MAX_TENANTS,
+    MAX_TEXT_CHARS,
+)
+
+Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
+Column = Annotated[str, Field(min_length=1, max_length=MAX_COLUMN_CHARS)]
+Columns = Annotated[list[Column], Field(min_length=1, max_length=MAX_COLUMNS)]
+ShortText = Annotated[str, Field(max_length=MAX_COLUMN_CHARS)]  # may be empty, unlike Column
+# Names are checked before pydantic reads them as str, which refuses a lone surrogate with a
+# message that does not say which character.
+ModelName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS),
+                      BeforeValidator(lambda v: limits.validate_name("model name", v)
+                                      if isinstance(v, str) and v else v)]
 
 
 class _Strict(BaseModel):
@@ -20,29 +53,29 @@ class _Strict(BaseModel):
 
 
 class Metadata(_Strict):
-    model_name: Annotated[str, Field(min_length=1, max_length=200)]
-    model_description: str = ""
-    owner: str = ""
-    project: str = ""
-    trainer: str = ""
+    model_name: ModelName
+    model_description: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] = ""
+    owner: Label = ""
+    project: Label = ""
+    trainer: Label = ""
 
 
 class Features(_Strict):
-    names: Annotated[list[str], Field(min_length=1)]
-    path: Annotated[str, Field(min_length=1)]
+    names: Columns
+    path: Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
 
     @field_validator("names")
     @classmethod
     def _unique(cls, names: list[str]) -> list[str]:
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, count in Counter(names).items() if count > 1)
         if dupes:
-            raise ValueError(f"column names must be unique; repeated: {dupes}")
+            raise ValueError(f"column names must be unique; repeated: {_some(dupes)}")
         return names
 
 
 class Data(_Strict):
     features: Features
-    date_column: str | None = None
+    date_column: ShortText | None = None
 
 
 class Predicate(enum.StrEnum):
@@ -81,14 +114,14 @@ class FeatureValue(_Strict):
     held as a datetime at midnight, however it was written, so equal requests hash equal.
     """
 
-    string_vals: list[str] | None = None
-    number_vals: list[int | float] | None = None
-    string_val: str | None = None
+    string_vals: Annotated[list[ShortText], Field(max_length=MAX_FILTER_VALUES)] | None = None
+    number_vals: Annotated[list[int | float], Field(max_length=MAX_FILTER_VALUES)] | None = None
+    string_val: ShortText | None = None
     number_val: int | float | None = None
     bool_val: bool | None = None
     date_val: dt.datetime | None = None
-    min: int | float | dt.datetime | str | None = None
-    max: int | float | dt.datetime | str | None = None
+    min: int | float | dt.datetime | ShortText | None = None
+    max: int | float | dt.datetime | ShortText | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> FeatureValue:
@@ -128,7 +161,7 @@ class FeatureValue(_Strict):
 
 
 class Filter(_Strict):
-    feature_name: Annotated[str, Field(min_length=1)]
+    feature_name: Column
     predicate: Predicate
     feature_value: FeatureValue | None = None
 
@@ -164,7 +197,7 @@ class Filter(_Strict):
 class DateRangeSampling(_Strict):
     """``start_date`` and ``end_date`` are datetimes: a date means its midnight."""
 
-    date_column: Annotated[str, Field(min_length=1)]
+    date_column: Column
     start_date: dt.datetime
     end_date: dt.datetime
 
@@ -200,11 +233,18 @@ class HoldoutSampling(_Strict):
 
 
 class Train(_Strict):
-    workflow_name: Annotated[str, Field(min_length=1)]
-    classifier_features: Annotated[list[str], Field(min_length=1)]
-    label: Annotated[str, Field(min_length=1)]
-    # Passed through untouched: a workflow's hyper-parameters are its own business.
+    workflow_name: Column
+    classifier_features: Columns
+    label: Column
+    # Passed through untouched: a workflow's hyper-parameters are its own business. Only their
+    # depth and size are checked.
     custom_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("custom_params", mode="before")
+    @classmethod
+    def _bounded(cls, params: Any) -> Any:
+        limits.check_custom_params(params)
+        return params
 
 
 class ComputeResource(enum.StrEnum):
@@ -221,11 +261,23 @@ class Tenants(_Strict):
     global one.
     """
 
-    column: Annotated[str, Field(min_length=1)]
-    include: Literal["all"] | Annotated[list[str], Field(min_length=1)] = "all"
+    column: Column
+    include: Literal["all"] | Annotated[
+        list[str], Field(min_length=1, max_length=MAX_TENANTS)] = "all"
     min_training_rows: Annotated[int, Field(ge=1)] = 500
     global_model: bool = True
-    segment_column: str | None = None
+    segment_column: ShortText | None = None
+
+    @field_validator("include", mode="before")
+    @classmethod
+    def _servable(cls, include: Any) -> Any:
+        for i, name in enumerate(include if isinstance(include, list) else ()):
+            try:
+                if isinstance(name, str):
+                    limits.validate_name("tenant name", name)
+            except ValueError as exc:
+                raise ValueError(f"item {i}: {exc}") from None
+        return include
 
 
 class Resources(_Strict):
@@ -244,7 +296,7 @@ class TrainRequest(_Strict):
 
     metadata: Metadata
     data: Data
-    filters: list[Filter] = Field(default_factory=list)
+    filters: Annotated[list[Filter], Field(max_length=MAX_FILTERS)] = Field(default_factory=list)
     holdout_sampling: HoldoutSampling
     train: Train
     compute_resource: ComputeResource = ComputeResource.CPU
@@ -258,7 +310,7 @@ class TrainRequest(_Strict):
         missing = [c for c in self.train.classifier_features if c not in names]
         if missing:
             raise ValueError(
-                f"train.classifier_features {missing} are not in data.features.names; "
+                f"train.classifier_features {_some(missing)} are not in data.features.names; "
                 "add them there so they are read"
             )
         if self.train.label not in names:
@@ -270,6 +322,25 @@ class TrainRequest(_Strict):
                 f"train.label {self.train.label!r} is also a classifier feature: the model "
                 "would see its own answer"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _fleet_children_fit(self) -> TrainRequest:
+        """A fleet's children are this request plus the tenant and segment columns among the
+        features, and one filter on the segment: they must fit the same caps."""
+        if self.tenants is None:
+            return self
+        names = self.data.features.names
+        added = {c for c in (self.tenants.column, self.tenants.segment_column)
+                 if c is not None and c not in names}
+        if len(names) + len(added) > MAX_COLUMNS:
+            raise ValueError(
+                f"data.features.names holds {len(names):,} columns and a fleet's models also "
+                f"read {sorted(added)}; together at most {MAX_COLUMNS:,} are allowed")
+        if self.tenants.segment_column is not None and len(self.filters) >= MAX_FILTERS:
+            raise ValueError(
+                f"a fleet with a segment_column may hold at most {MAX_FILTERS - 1} filters "
+                "(each segment's model adds one on its segment)")
         return self
 
     def columns(self) -> list[str]:
@@ -301,6 +372,12 @@ def canonical_json(dumped: dict[str, Any]) -> str:
 def request_hash(dumped: dict[str, Any]) -> str:
     """sha256 of a request's canonical JSON form."""
     return "sha256:" + hashlib.sha256(canonical_json(dumped).encode()).hexdigest()
+
+
+def _some(values: list[str], shown: int = 10) -> str:
+    """Up to ``shown`` of ``values`` for a message, and how many more there are."""
+    more = f" and {len(values) - shown:,} more" if len(values) > shown else ""
+    return "[" + ", ".join(limits.shown(v) for v in values[:shown]) + "]" + more
 
 
 def _as_datetime(value: dt.datetime) -> dt.datetime:
