@@ -1,0 +1,67 @@
+"""What this server runs now: each job's worker handle, clock and log, and its live packs.
+
+Only the dispatcher's loop thread reads and changes it. A worker holds one slot however many
+jobs it runs (a pack), and a refillable pack holds its slot while idle between fills.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelyard.executors.base import Refillable, RunHandle
+from modelyard.jobs.joblog import JobLog
+
+
+@dataclass
+class Run:
+    """One job running on this server."""
+
+    handle: RunHandle  # its worker's, shared by the jobs of a pack
+    deadline: float | None  # the time.monotonic() at which it times out
+    timeout: float | None
+    log: JobLog
+
+
+@dataclass
+class LivePack:
+    """A live refillable pack: its worker holds a slot even while idle between fills."""
+
+    handle: Refillable
+    parent_id: str  # the fleet whose tenants it takes
+
+
+@dataclass
+class Running:
+    """The jobs running here, by job id, and the live refillable packs, by pack id."""
+
+    runs: dict[str, Run] = field(default_factory=dict)
+    packs: dict[str, LivePack] = field(default_factory=dict)
+
+    def slots_used(self) -> int:
+        """Workers alive: one per handle, whether it runs one job, several, or none yet."""
+        return len({id(r.handle) for r in self.runs.values()}
+                   | {id(p.handle) for p in self.packs.values()})
+
+    def wait_time(self, longest: float, now: float) -> float:
+        """Seconds until the next job times out, at most ``longest``."""
+        deadlines = [r.deadline for r in self.runs.values() if r.deadline is not None]
+        if not deadlines:
+            return longest
+        return min(longest, max(0.0, min(deadlines) - now))
+
+    def expired(self, now: float) -> list[str]:
+        """The jobs whose deadline has passed."""
+        return [j for j, r in self.runs.items() if r.deadline is not None and r.deadline <= now]
+
+    def pack_mates(self, stopped: set[str]) -> list[str]:
+        """The jobs, not among ``stopped``, that share a worker with one of them."""
+        handles = {id(self.runs[j].handle) for j in stopped if j in self.runs}
+        return [j for j, r in self.runs.items() if id(r.handle) in handles and j not in stopped]
+
+    def frees_slot(self, job_id: str, ended: set[str]) -> bool:
+        """Whether the worker that ran ``job_id`` has no job left once ``ended`` have ended, so
+        its slot is free. A refillable pack's never is: it asks for more or ends itself."""
+        run = self.runs.get(job_id)
+        if run is None or any(p.handle is run.handle for p in self.packs.values()):
+            return False
+        return all(j in ended for j, r in self.runs.items() if r.handle is run.handle)

@@ -1,0 +1,53 @@
+"""What a worker is told: a job row as a :class:`~modelyard.protocol.WorkerSpec`.
+
+The spec carries everything the worker needs and no handle to the server: the request, where
+data may be read (the server's data roots, plus a fleet's partitions for its children), where
+artefacts go, the log file, the memory and thread budget, and a fleet child's role. Packed jobs
+travel as one spec whose ``pack`` holds theirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from modelyard.artifacts import ArtifactStore
+from modelyard.jobs.fleet_records import role_of
+from modelyard.jobs.tables import JobRow
+from modelyard.protocol.events import WorkerSpec
+from modelyard.settings import Settings
+
+
+def worker_spec(job: JobRow, settings: Settings, artifacts: ArtifactStore) -> WorkerSpec:
+    """The spec of one job, as this server's settings run it."""
+    roots = settings.data_roots
+    if job.parent_id and job.fleet is not None:
+        roots = (*roots, artifacts.fleet_root(job.parent_id))
+    return WorkerSpec(
+        job_id=job.id,
+        request=job.request,
+        data_roots=roots,
+        artifact_root=settings.artifact_root,
+        workflow_modules=settings.workflow_modules,
+        log_path=job.log_file,
+        memory_limit=settings.job_memory_limit,
+        threads=threads_of(job, settings),
+        fleet=role_of(job),
+    )
+
+
+def pack_spec(specs: list[WorkerSpec], *, refill: bool) -> WorkerSpec:
+    """One worker's spec for ``specs`` run one after another; with ``refill``, a pack that asks
+    for more as its last job starts. Its id is its first job's, prefixed ``pack-``."""
+    if not specs:
+        raise ValueError("pack_spec needs at least one spec to pack; got none")
+    first = specs[0]
+    return dataclasses.replace(first, job_id=f"pack-{first.job_id}", pack=tuple(specs),
+                               refill=refill)
+
+
+def threads_of(job: JobRow, settings: Settings) -> int:
+    """A job's share of the cores: its resources.num_cpus, else cores / concurrency."""
+    asked = (job.request.get("resources") or {}).get("num_cpus")
+    if asked:
+        return max(1, int(asked))
+    return settings.job_threads
