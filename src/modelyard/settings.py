@@ -15,6 +15,11 @@ from typing import Any
 
 from modelyard.errors import ConfigurationError
 
+# A train request is configuration: 16 MiB holds any real one many times over. Predict bodies
+# carry rows, so they get more room; both are refused with 413 before they are read.
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+DEFAULT_MAX_PREDICT_BODY_BYTES = 64 * 2**20
+
 
 def default_home() -> Path:
     return Path(os.environ.get("MODELYARD_HOME", Path.home() / ".modelyard")).expanduser()
@@ -38,6 +43,8 @@ class Settings:
     shadow_sample: float = 1.0
     ray_address: str | None = None
     executor_options: tuple[tuple[str, str], ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_predict_body_bytes: int = DEFAULT_MAX_PREDICT_BODY_BYTES
 
     @property
     def job_threads(self) -> int:
@@ -70,6 +77,8 @@ class Settings:
         shadow_sample: float | None = None,
         ray_address: str | None = None,
         executor_options: Sequence[str] = (),
+        max_body_bytes: int | None = None,
+        max_predict_body_bytes: int | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -113,6 +122,11 @@ class Settings:
             else (_env_float("MODELYARD_SHADOW_SAMPLE") or 1.0),
             ray_address=ray_address or env.get("MODELYARD_RAY_ADDRESS") or None,
             executor_options=tuple(_key_value(o) for o in executor_options),
+            max_body_bytes=_byte_limit("MODELYARD_MAX_BODY_BYTES", max_body_bytes,
+                                       DEFAULT_MAX_BODY_BYTES),
+            max_predict_body_bytes=_byte_limit("MODELYARD_MAX_PREDICT_BODY_BYTES",
+                                               max_predict_body_bytes,
+                                               DEFAULT_MAX_PREDICT_BODY_BYTES),
         )
 
     def ensure_dirs(self) -> None:
@@ -132,6 +146,17 @@ def _key_value(option: str) -> tuple[str, str]:
     if not sep or not key:
         raise ConfigurationError(f"executor option {option!r} must look like KEY=VALUE")
     return key.strip(), value.strip()
+
+
+def _byte_limit(name: str, given: int | None, default: int) -> int:
+    """A body-size limit from its flag, else its variable ``name``, else ``default``."""
+    value = given if given is not None else _env_int(name)
+    if value is None:
+        return default
+    if value < 1:
+        flag = "--" + name.removeprefix("MODELYARD_").lower().replace("_", "-")
+        raise ConfigurationError(f"{flag} ({name}) must be at least 1 byte, got {value}")
+    return value
 
 
 def _normalise_root(root: str) -> str:

@@ -16,12 +16,13 @@ from fastapi.responses import JSONResponse
 from modelyard._version import __version__
 from modelyard.api.deps import Services, require_token
 from modelyard.api.docs import add_docs
+from modelyard.api.limits import BodyLimitMiddleware
 from modelyard.api.notify import JobNotifier
 from modelyard.api.routes import health, jobs, models, train
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
 from modelyard.jobs.dispatcher import Dispatcher
-from modelyard.request.loading import describe_errors
+from modelyard.request.loading import describe_errors, summarize_errors
 from modelyard.serving import routes as serving_routes
 from modelyard.serving.service import ServingService
 from modelyard.settings import Settings
@@ -87,6 +88,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.include_router(serving_routes.router, dependencies=[Depends(require_token)])
     app.add_exception_handler(ModelyardError, _modelyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, setting="--max-body-bytes",
+        by_prefix=(("/predict/", settings.max_predict_body_bytes, "--max-predict-body-bytes"),))
     return app
 
 
@@ -99,10 +103,11 @@ async def _modelyard_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # Summarised: the first errors' loc, msg and type, never the input they were about.
     errors: Any = exc.errors() if isinstance(exc, RequestValidationError) else []
-    detail = [{k: v for k, v in e.items() if k != "ctx"} for e in errors]
+    detail, more = summarize_errors(errors)
     return JSONResponse(
         {"error": "RequestError", "message": describe_errors(errors),
-         "detail": jsonable_encoder(detail)},
+         "detail": jsonable_encoder(detail), "more_errors": more},
         status_code=422,
     )

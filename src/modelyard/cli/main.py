@@ -63,6 +63,11 @@ def _server_options(func: Any) -> Any:
                      help="Bytes of loaded models kept in memory for serving (default 2 GiB)."),
         click.option("--shadow-sample", type=float, default=None,
                      help="Fraction of requests shadow versions also score (default 1)."),
+        click.option("--max-body-bytes", type=int, default=None,
+                     help="Largest request body, in bytes, of every route but predict; larger "
+                          "ones get 413 before they are read (default 16 MiB)."),
+        click.option("--max-predict-body-bytes", type=int, default=None,
+                     help="Largest POST /predict/{name} body, in bytes (default 64 MiB)."),
         click.option("--log-level", default="info", show_default=True),
     ]
     for option in reversed(options):

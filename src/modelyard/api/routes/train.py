@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from modelyard.api.deps import Services, db_session, require_token, services
+from modelyard.api.limits import json_body_openapi, read_train_request
 from modelyard.api.schemas import TrainResponse
 from modelyard.jobs import fleet, store
 from modelyard.request.models import TrainRequest
@@ -15,9 +16,10 @@ from modelyard.request.models import TrainRequest
 router = APIRouter(tags=["train"], dependencies=[Depends(require_token)])
 
 
-@router.post("/train")
+@router.post("/train", openapi_extra=json_body_openapi(TrainRequest))
 def train(
-    request: TrainRequest,
+    # Parsed by a dependency, off the event loop and within a budget (api/limits.py).
+    request: Annotated[TrainRequest, Depends(read_train_request)],
     svc: Annotated[Services, Depends(services)],
     session: Annotated[Session, Depends(db_session)],
 ) -> TrainResponse:

@@ -1,0 +1,233 @@
+"""What the API reads is bounded: body sizes, and the work one train request can cost.
+
+:class:`BodyLimitMiddleware` answers 413 as soon as a request's ``Content-Length`` is over its
+route's limit, or its streamed body passes it, without reading the rest (the answer closes the
+connection, so the server stops receiving). Limits are settings: ``--max-body-bytes`` for every
+route, ``--max-predict-body-bytes`` for ``POST /predict/{name}``, whose rows are data.
+
+:func:`read_train_request` parses ``POST /train`` bodies off the event loop, and first counts
+their JSON values (:data:`MAX_JSON_VALUES`). The count is what keeps ``/healthz`` answering:
+``json.loads`` and pydantic hold the GIL for their whole call, so a worker thread alone does not
+free the loop while a 16 MiB body of millions of tiny values is parsed (seconds); a body with at
+most 50,000 values parses in tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import email.message
+import json
+from typing import Any
+
+import anyio
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelyard.request.models import TrainRequest
+
+MAX_JSON_VALUES = 50_000
+"""Values (counted as ``,``, ``[`` and ``{`` in the body) a train request may hold."""
+_COUNT_WINDOW = 1 << 20  # count in slices, so no single call holds the GIL for long
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` (``by_prefix``: other limits for some paths).
+
+    Args:
+        app: the ASGI app to protect.
+        max_bytes: the limit of every route not in ``by_prefix``.
+        by_prefix: ``(path prefix, limit, setting)``; the first matching prefix wins.
+        setting: the server flag that sets ``max_bytes``, for the 413's message.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, setting: str,
+                 by_prefix: tuple[tuple[str, int, str], ...] = ()) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.setting = setting
+        self.by_prefix = by_prefix
+
+    def limit_for(self, scope: Scope) -> tuple[int, str]:
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        for prefix, limit, setting in self.by_prefix:
+            if path.startswith(prefix):
+                return limit, setting
+        return self.max_bytes, self.setting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, setting = self.limit_for(scope)
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _send_too_large(send, scope, limit, setting, declared)
+            return
+        guard = _Guard(receive, send, scope, limit, setting)
+        try:
+            await self.app(scope, guard.receive, guard.send)
+        except _BodyTooLarge:
+            if not guard.answered:
+                raise
+
+
+class _BodyTooLarge(Exception):
+    """Raised into the app when its body passed the limit (the 413 is already sent)."""
+
+
+class _Guard:
+    """One request's ``receive`` and ``send``: counts the body; after a 413, drops the app's
+    own answer."""
+
+    def __init__(self, receive: Receive, send: Send, scope: Scope, limit: int,
+                 setting: str) -> None:
+        self._receive, self._send, self._scope = receive, send, scope
+        self.limit, self.setting = limit, setting
+        self.received = 0
+        self.started = False
+        self.answered = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit and not self.started:
+                self.answered = True
+                await _send_too_large(self._send, self._scope, self.limit, self.setting, None)
+                raise _BodyTooLarge
+            if self.received > self.limit:
+                raise _BodyTooLarge
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.answered:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+async def _send_too_large(send: Send, scope: Scope, limit: int, setting: str,
+                          declared: int | None) -> None:
+    size = f"of {declared:,} bytes " if declared is not None else ""
+    message = (f"the request body {size}is over this server's limit of {_size(limit)} for "
+               f"{scope['method']} {scope['path']}; send less (e.g. fewer rows per call), or "
+               f"start the server with a larger {setting}")
+    body = json.dumps({"error": "RequestError", "message": message,
+                       "limit_bytes": limit}).encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _size(limit: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= scale and limit % scale == 0:
+            return f"{limit // scale} {unit} ({limit:,} bytes)"
+    return f"{limit:,} bytes"
+
+
+async def read_train_request(request: Request) -> TrainRequest:
+    """The ``POST /train`` body as a :class:`TrainRequest`, parsed and validated in a thread.
+
+    Raises:
+        RequestValidationError: the body is not JSON, holds more than :data:`MAX_JSON_VALUES`
+            values, or is not a valid request (the app answers 422 with a summary).
+    """
+    if not _is_json(request.headers.get("content-type")):
+        raise _invalid("content_type", "a train request is JSON: send it with the header "
+                                       "Content-Type: application/json")
+    body = await request.body()
+    return await anyio.to_thread.run_sync(parse_train_body, body)
+
+
+def parse_train_body(body: bytes) -> TrainRequest:
+    """Count, parse and validate a train request's JSON body (blocking; see the module doc)."""
+    values = count_json_values(body)
+    if values > MAX_JSON_VALUES:
+        raise _invalid("too_many_values", f"the body holds about {values:,} JSON values "
+                       f"(counting ',', '[' and '{{'); a train request may hold at most "
+                       f"{MAX_JSON_VALUES:,}")
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise _invalid("json_invalid", f"not valid JSON: {exc.msg} at character {exc.pos}"
+                       ) from None
+    except UnicodeDecodeError:
+        raise _invalid("json_invalid", "not valid JSON: the body is not UTF-8") from None
+    except RecursionError:
+        raise _invalid("json_invalid", "the body is nested too deeply to be a train request"
+                       ) from None
+    try:
+        return TrainRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]
+                                     ) from None
+
+
+def count_json_values(body: bytes) -> int:
+    """An upper bound of the values in a JSON text: its commas, brackets and braces (plus one),
+    counting those inside strings too."""
+    count = 1
+    for start in range(0, len(body), _COUNT_WINDOW):
+        end = start + _COUNT_WINDOW
+        count += sum(body.count(char, start, end) for char in (b",", b"[", b"{"))
+    return count
+
+
+def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting ``model`` as the JSON body of a route that reads its body
+    itself, and the route's 413 and 422 answers; the schema is inlined, so it needs nothing in
+    ``components``."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": inline(schema)}}},
+        "responses": {
+            "413": {"description": "The body is over the server's limit (--max-body-bytes)"},
+            "422": {"description": "Not a valid request: the first problems, each naming its "
+                                   "field (detail), and how many more (more_errors)"},
+        },
+    }
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    header = email.message.Message()
+    header["content-type"] = content_type
+    subtype = header.get_content_subtype()
+    return header.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json"))
+
+
+def _invalid(kind: str, msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": ("body",), "msg": msg}])
