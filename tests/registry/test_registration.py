@@ -1,5 +1,6 @@
-"""Registration on a real database session: numbering per (model, tenant), one implementation
-for one version and for a batch, auto-promotion in order, and the audit trail it writes."""
+"""Registration on a real database session (SQLite, and PostgreSQL when configured): numbering
+per (model, tenant), one implementation for one version and for a batch, auto-promotion in
+order, and the audit trail it writes."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from sqlalchemy.orm import Session
 from modelyard.registry import store
 from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.sql import make_engine, session_factory, upgrade
+from tests.conftest import fresh_db_url
 
 HOLDOUT = {"sampling": {"sampling_function": "RANDOM_FRACTION"}, "path": "p.parquet"}
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]:
+    """A session on a fresh database: a SQLite file, or a PostgreSQL database when configured."""
+    engine = make_engine(fresh_db_url(request.param, tmp_path))
     upgrade(engine)
     try:
         with session_factory(engine)() as s:

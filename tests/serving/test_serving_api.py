@@ -58,6 +58,13 @@ def _predict(url: str, name: str, rows: list[dict[str, Any]], tenant: str | None
     return httpx.post(f"{url}/predict/{name}", json={"tenant": tenant, "rows": rows}, timeout=30)
 
 
+def _shadow_report(url: str, name: str) -> dict[str, Any]:
+    """The report, once the scorer has scored and logged every request so far: it waits for the
+    scorer process (up to a minute), which runs below serving's priority on a busy machine."""
+    report: dict[str, Any] = httpx.get(f"{url}/models/{name}/shadow-report", timeout=90).json()
+    return report
+
+
 def test_predict_scores_with_production_and_falls_back_to_global(
     server: ServerProcess, model: dict[str, Any]
 ) -> None:
@@ -137,7 +144,7 @@ def test_shadow_versions_score_off_the_path_and_report(server: ServerProcess, cl
     assert httpx.post(f"{server.url}/labels", json={"model_name": name, "labels": labels}
                       ).json() == {"labels": 300}
 
-    report = httpx.get(f"{server.url}/models/{name}/shadow-report").json()
+    report = _shadow_report(server.url, name)
     (entry,) = report["shadows"]
     assert entry["shadow_version"] == 2 and entry["production_version"] == 1
     assert entry["rows"] == entry["labelled_rows"] == 300
@@ -321,7 +328,7 @@ def test_shadows_score_in_a_process_of_their_own_that_may_crash(
     client.set_stage(name, 2, "shadow", actor="kelley", reason="try it on live traffic")
     rows = _rows(server, 20, seed=5)
     assert _predict(server.url, name, rows).status_code == 200
-    httpx.get(f"{server.url}/models/{name}/shadow-report")  # drains the scorer
+    _shadow_report(server.url, name)  # drains the scorer
     before = httpx.get(f"{server.url}/serving/stats").json()
     scorer = before["shadow_scorer_pid"]
     assert server.process is not None
@@ -337,7 +344,7 @@ def test_shadows_score_in_a_process_of_their_own_that_may_crash(
 
     wait_until(restarted, timeout=30)
     assert _predict(server.url, name, rows).status_code == 200
-    report = httpx.get(f"{server.url}/models/{name}/shadow-report").json()
+    report = _shadow_report(server.url, name)
     assert report["shadows"][0]["rows"] > 20  # the new scorer logs again
 
 
