@@ -84,6 +84,7 @@ class ServerProcess:
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    cwd: Path | None = None
 
     @property
     def url(self) -> str:
@@ -95,7 +96,7 @@ class ServerProcess:
                 [sys.executable, "-m", "modelyard", "server", "--port", str(self.port),
                  "--home", str(self.home), "--db", self.db_url, *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-                start_new_session=True,
+                start_new_session=True, cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -155,8 +156,8 @@ def make_home(root: Path) -> Path:
     return home
 
 
-def start_server(tmp: Path, backend: str, *extra: str, env: dict[str, str] | None = None
-                 ) -> ServerProcess:
+def start_server(tmp: Path, backend: str, *extra: str, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> ServerProcess:
     home = make_home(tmp)
     server = ServerProcess(
         home=home,
@@ -164,6 +165,7 @@ def start_server(tmp: Path, backend: str, *extra: str, env: dict[str, str] | Non
         port=free_port(),
         args=["--data-root", str(home / "data"), "--workflows", str(WORKFLOWS), *extra],
         env=env or {},
+        cwd=cwd,
     )
     return server.start()
 

@@ -34,6 +34,8 @@ class Settings:
     artifact_root: str
     data_roots: tuple[str, ...]
     workflow_modules: tuple[str, ...] = ()
+    # Packages a request may name by dotted path, besides the --workflows modules.
+    workflow_packages: tuple[str, ...] = ()
     executor: str = "local"
     concurrency: int = 1
     job_timeout: float | None = None
@@ -68,6 +70,7 @@ class Settings:
         artifact_root: str | None = None,
         data_roots: Sequence[str | Path] = (),
         workflow_modules: Sequence[str] = (),
+        workflow_packages: Sequence[str] = (),
         executor: str | None = None,
         concurrency: int | None = None,
         job_timeout: float | None = None,
@@ -111,6 +114,8 @@ class Settings:
             or str(home_path / "artifacts"),
             data_roots=tuple(_normalise_root(r) for r in roots),
             workflow_modules=tuple(modules),
+            workflow_packages=tuple(workflow_packages) or tuple(
+                p for p in env.get("MODELYARD_WORKFLOW_PACKAGES", "").split(os.pathsep) if p),
             executor=executor or env.get("MODELYARD_EXECUTOR", "local"),
             concurrency=conc,
             job_timeout=timeout,

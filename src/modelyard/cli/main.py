@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ def _server_options(func: Any) -> Any:
         click.option("--workflows", "workflow_modules", multiple=True,
                      help="Module or .py file whose Workflow classes are registered by name "
                           "(repeatable)."),
+        click.option("--workflow-package", "workflow_packages", multiple=True,
+                     help="Package whose classes a request may name by dotted path "
+                          "'package.module:Class' (repeatable; nothing else is imported from "
+                          "a request)."),
         click.option("--db", "db_url", default=None,
                      help="Job store URL (default SQLite in HOME)."),
         click.option("--artifacts", "artifact_root", default=None,
@@ -75,12 +80,21 @@ def _server_options(func: Any) -> Any:
     return func
 
 
+def forget_working_directory() -> None:
+    """Take the working directory off the import path (what ``python -P`` does): the server
+    imports workflows only from where the operator said, and its workers and scorers inherit
+    its path. ``python -m modelyard`` puts it first; the ``modelyard`` script does not."""
+    if not sys.flags.safe_path and sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+
+
 def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str, Any]) -> None:
     from modelyard.server import serve
     from modelyard.settings import Settings
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    forget_working_directory()
     settings = Settings.load(**options)
     console.print(f"modelyard {__version__} {'server' if run_jobs else 'serving replica'} on "
                   f"http://{host}:{port}  home={settings.home}  "

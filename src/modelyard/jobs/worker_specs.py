@@ -28,6 +28,7 @@ def worker_spec(job: JobRow, settings: Settings, artifacts: ArtifactStore) -> Wo
         data_roots=roots,
         artifact_root=settings.artifact_root,
         workflow_modules=settings.workflow_modules,
+        workflow_packages=settings.workflow_packages,
         log_path=job.log_file,
         memory_limit=settings.job_memory_limit,
         threads=threads_of(job, settings),

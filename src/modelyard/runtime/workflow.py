@@ -165,7 +165,12 @@ def resolve_workflow(name: str, modules: Sequence[str] = (),
     """
     if ":" in name:
         module_name, _, attr = name.partition(":")
-        module = _import_module_or_file(allowed_module(name, modules, packages))
+        module_path = allowed_module(name, modules, packages)
+        for spec in modules:  # an allowed module beside a configured file is found too
+            folder = str(Path(spec).expanduser().resolve().parent)
+            if _is_file(spec) and folder not in sys.path:
+                sys.path.insert(0, folder)
+        module = _import_module_or_file(module_path)
         cls = getattr(module, attr, None)
         if cls is None:
             raise WorkflowError(
@@ -198,9 +203,8 @@ def allowed_module(name: str, modules: Sequence[str], packages: Sequence[str]) -
 
     A configured ``--workflows`` file answers to its stem or its file name (``workflows:Class``
     and ``workflows.py:Class`` both find ``/srv/flows/workflows.py``), a configured module to its
-    name and its submodules. Any other module must be a dotted name inside an allowed package;
-    it is then imported with every configured file's folder importable, so an allowed module
-    beside one is found too. Nothing is imported here.
+    name and its submodules. Any other module must be a dotted name inside an allowed package.
+    Nothing is imported and nothing changes here: the API checks a request with it too.
 
     Raises:
         WorkflowError: ``name`` is not a dotted path, or names code the operator did not allow;
@@ -227,9 +231,6 @@ def allowed_module(name: str, modules: Sequence[str], packages: Sequence[str]) -
             "(MODELYARD_WORKFLOW_PACKAGES), or register the class in the entry-point group "
             f"{ENTRY_POINT_GROUP}"
         )
-    for path in files:
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
     return module_name
 
 

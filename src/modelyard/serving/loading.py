@@ -76,7 +76,8 @@ class LoadedModel:
 
 
 def load_model(store: ArtifactStore, ref: VersionRef,
-               workflow_modules: tuple[str, ...] = ()) -> LoadedModel:
+               workflow_modules: tuple[str, ...] = (),
+               workflow_packages: tuple[str, ...] = ()) -> LoadedModel:
     """Read, verify and unpickle a model, and build its workflow from the job's stored request.
 
     Raises:
@@ -91,7 +92,7 @@ def load_model(store: ArtifactStore, ref: VersionRef,
         request = parse_request(provenance["request"])
     if request is None:
         raise LookupError(f"version {ref.version} of {ref.model_name!r} has no training request")
-    cls = resolve_workflow(request.train.workflow_name, workflow_modules)
+    cls = resolve_workflow(request.train.workflow_name, workflow_modules, workflow_packages)
     return LoadedModel(ref=ref, model=model, workflow=cls(request),
                        nbytes=int(len(blob) * RESIDENT_FACTOR))
 
@@ -100,10 +101,12 @@ class ModelCache:
     """Loaded models by model id, least recently used evicted first once over the byte budget."""
 
     def __init__(self, store: ArtifactStore, budget_bytes: int,
-                 workflow_modules: tuple[str, ...] = ()) -> None:
+                 workflow_modules: tuple[str, ...] = (),
+                 workflow_packages: tuple[str, ...] = ()) -> None:
         self.store = store
         self.budget_bytes = budget_bytes
         self.workflow_modules = workflow_modules
+        self.workflow_packages = workflow_packages
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -134,7 +137,8 @@ class ModelCache:
                 found = self._models.get(ref.model_id)
             if found is not None:
                 return found
-            loaded = load_model(self.store, ref, self.workflow_modules)
+            loaded = load_model(self.store, ref, self.workflow_modules,
+                                self.workflow_packages)
             with self._lock:
                 self._models[ref.model_id] = loaded
                 self.loads += 1

@@ -31,13 +31,14 @@ class ServingService:
         self.store = ArtifactStore(settings.artifact_root)
         self.router = Router(sessions)
         self.cache = ModelCache(self.store, settings.serving_memory_budget,
-                                settings.workflow_modules)
+                                settings.workflow_modules, settings.workflow_packages)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelyard-predict")
         # Cold loads get their own thread, so they never queue ahead of hot predicts.
         self.load_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-load")
         self.shadow_log = ShadowLog(settings.home)  # labels; shadow scores come from the scorer
         self.shadows = ShadowScorer(settings.home, settings.artifact_root,
-                                    settings.serving_memory_budget, settings.workflow_modules)
+                                    settings.serving_memory_budget, settings.workflow_modules,
+                                    settings.workflow_packages)
         self.counters = {"predict_calls": 0, "predicted_rows": 0}
         self._last_good: dict[tuple[str, str], VersionRef] = {}
 

@@ -67,9 +67,11 @@ class ShadowScorer:
     """The serving side: queue work, ship it, count what the scorer process did."""
 
     def __init__(self, home: Path, artifact_root: str, budget_bytes: int,
-                 workflow_modules: tuple[str, ...]) -> None:
+                 workflow_modules: tuple[str, ...],
+                 workflow_packages: tuple[str, ...] = ()) -> None:
         self.config = {"home": str(home), "artifact_root": artifact_root,
-                       "budget_bytes": budget_bytes, "workflow_modules": workflow_modules}
+                       "budget_bytes": budget_bytes, "workflow_modules": workflow_modules,
+                       "workflow_packages": workflow_packages}
         self.rows_scored = 0
         self.errors = 0
         self.dropped = 0
@@ -288,7 +290,7 @@ def main(ack_fd: int) -> None:
     acks = Connection(ack_fd, readable=False)
     _, config = inbox.recv()
     cache = ModelCache(ArtifactStore(config["artifact_root"]), config["budget_bytes"],
-                       tuple(config["workflow_modules"]))
+                       tuple(config["workflow_modules"]), tuple(config["workflow_packages"]))
     shadow_log = ShadowLog(Path(config["home"]))
     flushed = time.monotonic()
     try:

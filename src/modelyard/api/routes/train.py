@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from modelyard.api.deps import Services, db_session, require_token, services
 from modelyard.api.limits import json_body_openapi, read_train_request
 from modelyard.api.schemas import TrainResponse
+from modelyard.errors import RequestError, WorkflowError
 from modelyard.jobs import fleet, store
 from modelyard.request.models import TrainRequest
+from modelyard.runtime.workflow import allowed_module
 
 router = APIRouter(tags=["train"], dependencies=[Depends(require_token)])
 
@@ -24,6 +26,12 @@ def train(
     session: Annotated[Session, Depends(db_session)],
 ) -> TrainResponse:
     """Queue a training job; poll ``/job/{id}/status`` or long-poll with ``?wait=SECONDS``."""
+    name = request.train.workflow_name
+    if ":" in name:  # refused at the door, before a worker would refuse it
+        try:
+            allowed_module(name, svc.settings.workflow_modules, svc.settings.workflow_packages)
+        except WorkflowError as exc:
+            raise RequestError(f"train.workflow_name: {exc}") from None
     job = store.create_job(session, request, executor=svc.settings.executor,
                            logs_dir=svc.settings.logs_dir, commit=False)
     if job.kind == "fleet":
