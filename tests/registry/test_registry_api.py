@@ -4,7 +4,6 @@ approval gate, one production per model, rollback, compare, and the audit trail.
 from __future__ import annotations
 
 import copy
-import uuid
 from typing import Any
 
 import pytest
@@ -12,31 +11,14 @@ import pytest
 from modelyard.client import Client
 from modelyard.errors import Conflict, NotFound, RequestError
 from tests.conftest import with_workflow
-
-
-def _train(client: Client, request: dict[str, Any], **params: Any) -> dict[str, Any]:
-    max_iter = params.pop("max_iter", 20)
-    if max_iter is not None:
-        params["max_iter"] = max_iter
-    req = with_workflow(request, "sklearn", **params)
-    job_id = client.train(req)
-    client.wait(job_id, timeout=120)
-    versions = client.versions(req["metadata"]["model_name"])  # type: ignore[index]
-    return next(v for v in versions if v["job_id"] == job_id)
-
-
-@pytest.fixture
-def model_request(fraud_request: dict[str, Any]) -> dict[str, Any]:
-    request = copy.deepcopy(fraud_request)
-    request["metadata"]["model_name"] = f"fraud-{uuid.uuid4().hex[:8]}"
-    return request
+from tests.registry.conftest import train_version
 
 
 def test_succeeded_jobs_register_numbered_candidates(client: Client,
                                                      model_request: dict[str, Any]) -> None:
     name = model_request["metadata"]["model_name"]
-    v1 = _train(client, model_request)
-    v2 = _train(client, model_request, max_iter=40)
+    v1 = train_version(client, model_request)
+    v2 = train_version(client, model_request, max_iter=40)
     assert (v1["version"], v2["version"]) == (1, 2)
     assert v1["stage"] == v2["stage"] == "candidate"
     assert v1["tenant"] == "*"
@@ -53,7 +35,7 @@ def test_succeeded_jobs_register_numbered_candidates(client: Client,
 
 def test_production_needs_a_named_approval(client: Client, model_request: dict[str, Any]) -> None:
     name = model_request["metadata"]["model_name"]
-    v1 = _train(client, model_request)
+    v1 = train_version(client, model_request)
     with pytest.raises(Conflict, match=r"needs an approval: POST /models/.*/versions/1/approve"):
         client.set_stage(name, 1, "production", actor="kelley")
     with pytest.raises(RequestError, match="user"):
@@ -69,7 +51,7 @@ def test_one_production_version_and_rollback(client: Client,
                                              model_request: dict[str, Any]) -> None:
     name = model_request["metadata"]["model_name"]
     for params in ({}, {"max_iter": 30}, {"max_iter": 40}):
-        _train(client, model_request, **params)
+        train_version(client, model_request, **params)
     client.approve(name, 1, user="ana", comment="first")
     client.set_stage(name, 2, "shadow", actor="ana", reason="watch it on live traffic")
     client.set_stage(name, 3, "shadow", actor="ana")
@@ -92,7 +74,7 @@ def test_one_production_version_and_rollback(client: Client,
 def test_rollback_without_history_is_refused(client: Client,
                                              model_request: dict[str, Any]) -> None:
     name = model_request["metadata"]["model_name"]
-    _train(client, model_request)
+    train_version(client, model_request)
     with pytest.raises(Conflict, match="no earlier production version"):
         client.rollback(name, actor="dan")
 
@@ -103,10 +85,10 @@ def test_auto_promotion_follows_the_metric_rule(client: Client,
     client.set_policy(name, actor="ops", auto_promote=True, metric="roc_auc",
                       min_improvement=0.002)
     dummy = {"estimator": "sklearn.dummy.DummyClassifier"}  # roc_auc 0.5: always worse
-    first = _train(client, model_request, max_iter=None, **dummy)
+    first = train_version(client, model_request, max_iter=None, **dummy)
     assert first["stage"] == "production"  # nothing to beat yet
-    better = _train(client, model_request, max_iter=60)
-    worse = _train(client, model_request, max_iter=None, **dummy)
+    better = train_version(client, model_request, max_iter=60)
+    worse = train_version(client, model_request, max_iter=None, **dummy)
     assert better["metrics"]["roc_auc"] >= first["metrics"]["roc_auc"] + 0.002
     stages = {v["version"]: v["stage"] for v in client.versions(name)}
     assert stages[better["version"]] == "production"
@@ -119,14 +101,15 @@ def test_auto_promotion_follows_the_metric_rule(client: Client,
     # A different holdout window is never compared automatically.
     shifted = copy.deepcopy(model_request)
     shifted["holdout_sampling"]["date_range_sampling"]["start_date"] = "2018-11-01"
-    other = _train(client, shifted, max_iter=80)
+    other = train_version(client, shifted, max_iter=80)
     assert client.version(name, other["version"])["stage"] == "candidate"
     assert "holdout window differs" in client.events(name)[0]["reason"]
 
 
 def test_compare_two_versions(client: Client, model_request: dict[str, Any]) -> None:
     name = model_request["metadata"]["model_name"]
-    a, b = _train(client, model_request, max_iter=5), _train(client, model_request, max_iter=50)
+    a = train_version(client, model_request, max_iter=5)
+    b = train_version(client, model_request, max_iter=50)
     out = client.compare(name, a["version"], b["version"])
     assert out["same_holdout"] is True
     auc = next(r for r in out["metrics"] if r["metric"] == "roc_auc")

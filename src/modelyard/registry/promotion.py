@@ -2,10 +2,17 @@
 
 Every move goes through :func:`move`, which checks the stage table
 (:data:`~modelyard.registry.stages.ALLOWED`), archives the version a new production one
-replaces (one production per model and tenant, also enforced by a unique index, so two
-concurrent promotions cannot both win), and writes an audit event with who, when and why.
-A move to production asked for by a person passes the approval gate
-(:func:`modelyard.registry.policy.decide`) first.
+replaces, and writes an audit event with who, when and why. A move to production asked for by
+a person passes the approval gate (:func:`modelyard.registry.policy.decide`) first.
+
+Concurrent moves cannot both win. Each stage change is a conditional
+``UPDATE ... WHERE id = :id AND stage = :stage_read`` whose row count is checked: of two
+transactions that read the same stage, the second one's UPDATE waits for the first to commit
+(PostgreSQL re-reads the row, and its stage no longer matches) or for the database lock
+(SQLite), changes nothing, and the move is refused with a
+:class:`~modelyard.errors.Conflict`, its approval and audit event rolled back with it. Two
+different versions racing for one production slot also meet the unique index on
+(model, tenant) of production versions.
 
 The verbs that are whole actions of their own (:func:`set_stage`, :func:`approve_version`,
 :func:`rollback`) commit; :func:`promote` and :func:`move` join the caller's transaction.
@@ -15,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import policy as gate
@@ -134,16 +142,6 @@ def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor:
     for row, _ in moves:
         _check_move(row, Stage.production)
     current = production_versions(session, keys)
-    replaced = False
-    for row, _ in moves:
-        old = current.get((row.model_name, row.tenant))
-        if old is not None and old.id != row.id:
-            _set_stage(session, old, Stage.archived, actor, f"replaced by version {row.version}")
-            replaced = True
-    if replaced:
-        session.flush()  # free the unique production slots before taking them
-    for row, reason in moves:
-        _set_stage(session, row, Stage.production, actor, reason)
     try:
         session.flush()
     except IntegrityError:  # the unique production index: someone else promoted meanwhile
@@ -154,6 +152,14 @@ def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor:
         raise Conflict(f"{what} became production at the same time; read the versions again "
                        "and retry") from None
 
+        # The replaced versions first, to free the unique production slots before taking them.
+        for row, _ in moves:
+            old = current.get((row.model_name, row.tenant))
+            if old is not None and old.id != row.id:
+                _set_stage(session, old, Stage.archived, actor,
+                           f"replaced by version {row.version}")
+        for row, reason in moves:
+            _set_stage(session, row, Stage.production, actor, reason)
 
 def _check_move(row: VersionRow, to: Stage) -> None:
     current = Stage(row.stage)
@@ -164,8 +170,25 @@ def _check_move(row: VersionRow, to: Stage) -> None:
 
 
 def _set_stage(session: Session, row: VersionRow, to: Stage, actor: str, reason: str) -> None:
-    """Set the stage and stamp it, with its audit event (flushed by the caller)."""
+    """Set the stage and stamp it if it is still the one read, with its audit event.
+
+    Raises:
+        Conflict: a concurrent transaction changed the version's stage since it was read
+            (the session is rolled back).
+    """
     current = Stage(row.stage)
-    row.stage = to.value
-    row.updated_at = now()
+    at = now()
+    changed = session.execute(
+        update(VersionRow)
+        .where(VersionRow.id == row.id, VersionRow.stage == current.value)
+        .values(stage=to.value, updated_at=at)
+        .execution_options(synchronize_session=False))
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise Conflict(f"version {row.version} of {row.model_name!r} (tenant {row.tenant!r}) "
+                       f"left {current.value} while it was being moved to {to.value}: another "
+                       "change came first; read the version again and retry")
+    # The row already holds these values: the ORM must not write them again.
+    set_committed_value(row, "stage", to.value)
+    set_committed_value(row, "updated_at", at)
     record_event(session, row, current, to, actor, reason)
