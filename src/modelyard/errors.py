@@ -12,6 +12,7 @@ body) back to the same class, so ``except modelyard.errors.NotFound`` works on b
     ├── NotFound(LookupError)       no such job / model / artefact                 (404)
     ├── Conflict                    the job is not in a state that allows this     (409)
     ├── Unauthorized                missing or wrong bearer token                  (401)
+    ├── Forbidden(PermissionError)  the token's role is not enough, or four eyes   (403)
     ├── ModelUnavailable            the production model cannot be loaded, and no
     │                               earlier one is loaded to answer instead         (503)
     ├── DataError(ValueError)       a problem found in the data: missing file or column,
@@ -64,6 +65,13 @@ class Unauthorized(ModelyardError):
     """The bearer token is missing or wrong."""
 
     status_code = 401
+
+
+class Forbidden(ModelyardError, PermissionError):
+    """The caller is known but may not do this: its role is not enough, or it submitted the job
+    whose version it tries to approve (four eyes)."""
+
+    status_code = 403
 
 
 class ModelUnavailable(ModelyardError):
@@ -122,6 +130,7 @@ _BY_NAME: dict[str, type[ModelyardError]] = {
         NotFound,
         Conflict,
         Unauthorized,
+        Forbidden,
         ModelUnavailable,
         DataError,
         DataAccessDenied,

@@ -302,7 +302,8 @@ def _queue_children(session: Session, parent: JobRow,
         jobs.append(store.NewJob(request, role.level, parent.id, role.tenant, rows,
                                  FleetChild(role).to_json()))
     return store.insert_jobs(session, template, jobs, executor=parent.executor,
-                             logs_dir=Path(parent.log_file or ".").parent)
+                             logs_dir=Path(parent.log_file or ".").parent,
+                             submitted_by=parent.submitted_by)
 
 
 def _child_request(parent: JobRow, path: str | None,

@@ -60,23 +60,26 @@ def create_job(
     rows: int | None = None,
     fleet: dict[str, Any] | None = None,
     commit: bool = True,
+    submitted_by: str | None = None,
 ) -> JobRow:
     """Store a new job for ``request`` and queue it (created -> queued, in one transaction).
 
     A request with ``tenants`` becomes a fleet parent (kind ``fleet``); the fleet's children pass
-    their ``kind``, ``parent_id``, ``tenant`` and ``fleet`` details.
+    their ``kind``, ``parent_id``, ``tenant`` and ``fleet`` details. ``submitted_by``: the token
+    identity that asked for it (four eyes: it may not approve what the job trains).
     """
     new = NewJob(request.model_dump(mode="json"),
                  kind or ("fleet" if request.tenants is not None else "train"),
                  parent_id, tenant, rows, fleet)
-    (job_id,) = insert_jobs(session, request, [new], executor=executor, logs_dir=logs_dir)
+    (job_id,) = insert_jobs(session, request, [new], executor=executor, logs_dir=logs_dir,
+                            submitted_by=submitted_by)
     if commit:
         session.commit()
     return read_job(session, job_id)
 
 
 def insert_jobs(session: Session, template: TrainRequest, jobs: Sequence[NewJob], *,
-                executor: str, logs_dir: Path) -> list[str]:
+                executor: str, logs_dir: Path, submitted_by: str | None = None) -> list[str]:
     """Queue many jobs at once: one INSERT for the jobs and one for their transitions
     (created, then queued). Does not commit; returns the new ids in order.
 
@@ -92,7 +95,7 @@ def insert_jobs(session: Session, template: TrainRequest, jobs: Sequence[NewJob]
         "project": meta.project, "trainer": meta.trainer,
         "workflow_name": template.train.workflow_name,
         "compute_resource": template.compute_resource.value, "executor": executor,
-        "timeout_seconds": template.timeout_seconds,
+        "timeout_seconds": template.timeout_seconds, "submitted_by": submitted_by,
     }
     ids: list[str] = []
     rows: list[dict[str, Any]] = []

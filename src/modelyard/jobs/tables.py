@@ -45,6 +45,8 @@ class JobRow(Base):
     tenant: Mapped[str | None] = mapped_column(String(200), nullable=True)
     rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fleet: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The token identity that submitted it (a fleet's children: the fleet's); None without tokens.
+    submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class TransitionRow(Base):

@@ -57,11 +57,18 @@ def set_stage(session: Session, model_name: str, version: int, to: Stage, *, act
 
 
 def approve_version(session: Session, model_name: str, version: int, *, approver: str,
-                    comment: str, tenant: str = GLOBAL_TENANT) -> VersionRow:
+                    comment: str, tenant: str = GLOBAL_TENANT, identified: bool = False,
+                    submitted_by: str | None = None) -> VersionRow:
     """Record a named approval and promote the version to production.
+
+    Args:
+        identified: ``approver`` is a token's identity, so four eyes applies
+            (:func:`~modelyard.registry.policy.four_eyes`); else it is a name the caller gave.
+        submitted_by: who submitted the job that trained the version (None: not recorded).
 
     Raises:
         Conflict: no approver's name, or the version cannot be promoted from its stage.
+        Forbidden: four eyes: ``approver`` submitted the job, and the policy does not waive it.
     """
     if not approver.strip():
         raise Conflict("an approval needs the approver's name")
@@ -71,10 +78,12 @@ def approve_version(session: Session, model_name: str, version: int, *, approver
     if Stage.production not in ALLOWED[Stage(row.stage)]:
         raise Conflict(f"version {version} of {model_name!r} is {row.stage}; it cannot be "
                        "promoted")
+    waiver = (gate.four_eyes(row, gate.read_policy(session, model_name), approver, submitted_by)
+              if identified else "")
     session.add(ApprovalRow(version_id=row.id, approver=approver, comment=comment, at=now()))
     session.flush()
-    move(session, row, Stage.production, approver, f"approved: {comment}" if comment
-         else "approved")
+    reason = f"approved: {comment}" if comment else "approved"
+    move(session, row, Stage.production, approver, f"{reason} ({waiver})" if waiver else reason)
     session.commit()
     return row
 

@@ -72,6 +72,8 @@ class PolicyRow(Base):
     min_improvement: Mapped[float] = mapped_column(Float, default=0.0)
     higher_is_better: Mapped[bool] = mapped_column(Boolean, default=True)
     require_same_holdout: Mapped[bool] = mapped_column(Boolean, default=True)
+    # An approver may not approve a version trained by a job they submitted, unless this is off.
+    four_eyes: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_by: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

@@ -2,7 +2,8 @@
 
 from alembic import context
 
-import modelyard.jobs.tables  # noqa: F401  (registers the tables)
+import modelyard.auth.tables  # noqa: F401  (registers the tables)
+import modelyard.jobs.tables  # noqa: F401
 import modelyard.registry.tables  # noqa: F401
 from modelyard.sql.base import Base
 
