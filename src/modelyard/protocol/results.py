@@ -150,6 +150,9 @@ class ModelMeta:
     label: str
     task: str
     format: str = "pickle"
+    # Features that had missing values (null or NaN) in the training or holdout rows; serving
+    # accepts null only in these. None: trained before this was recorded.
+    missing_values: list[str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

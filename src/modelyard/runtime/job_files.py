@@ -40,6 +40,7 @@ class Outcome:
     row_counts: dict[str, int]
     model_id: str
     task: Task
+    missing_values: list[str]  # features with nulls or NaN in the training or holdout rows
     metrics: dict[str, Any]
     scores_tsv: bytes
     labels_tsv: bytes
@@ -59,6 +60,7 @@ def write(store: ArtifactStore, outcome: Outcome) -> JobResult:
         features=list(request.train.classifier_features),
         label=request.train.label,
         task=outcome.task,
+        missing_values=outcome.missing_values,
     )
     paths = store.write_job_files(
         outcome.job_id,

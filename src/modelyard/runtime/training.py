@@ -78,6 +78,7 @@ class Frames:
     holdout: pd.DataFrame
     task: Task
     row_counts: dict[str, int]  # total, after_filters, train, holdout
+    missing_values: list[str]  # features with nulls or NaN in either frame (serving's schema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +120,9 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
     return job_files.write(job.store, job_files.Outcome(
         job_id=spec.job_id, request=job.request, workflow_source=resolved.source,
         data=loaded.fingerprint, row_counts=frames.row_counts, model_id=model_id,
-        task=frames.task, metrics=evaluated.metrics, scores_tsv=evaluated.scores_tsv.result(),
-        labels_tsv=labels_tsv.result(), by_tenant=by_tenant, started_at=job.started_at,
-        durations_s=steps.durations,
+        task=frames.task, missing_values=frames.missing_values, metrics=evaluated.metrics,
+        scores_tsv=evaluated.scores_tsv.result(), labels_tsv=labels_tsv.result(),
+        by_tenant=by_tenant, started_at=job.started_at, durations_s=steps.durations,
     ))
 
 
@@ -200,7 +201,9 @@ def split(info: StepInfo, job: TrainingJob, resolved: Resolved, loaded: Loaded,
     # With DATE_RANGE, rows at or after end_date were dropped in the scan along with the filters.
     row_counts = {"total": loaded.total_rows, "after_filters": table.num_rows,
                   "train": len(train_df), "holdout": len(holdout_df)}
-    return Frames(train_df, holdout_df, task, row_counts)
+    missing = [c for c in job.request.train.classifier_features
+               if bool(train_df[c].isna().any() or holdout_df[c].isna().any())]
+    return Frames(train_df, holdout_df, task, row_counts, missing)
 
 
 def train(info: StepInfo, resolved: Resolved, frames: Frames) -> Any:
