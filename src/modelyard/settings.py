@@ -19,6 +19,7 @@ from modelyard.errors import ConfigurationError
 # carry rows, so they get more room; both are refused with 413 before they are read.
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 DEFAULT_MAX_PREDICT_BODY_BYTES = 64 * 2**20
+DEFAULT_MAX_PREDICT_ROWS = 10_000  # rows per predict request; more get 422 naming the limit
 
 
 def default_home() -> Path:
@@ -47,6 +48,7 @@ class Settings:
     executor_options: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_predict_body_bytes: int = DEFAULT_MAX_PREDICT_BODY_BYTES
+    max_predict_rows: int = DEFAULT_MAX_PREDICT_ROWS
 
     @property
     def job_threads(self) -> int:
@@ -82,6 +84,7 @@ class Settings:
         executor_options: Sequence[str] = (),
         max_body_bytes: int | None = None,
         max_predict_body_bytes: int | None = None,
+        max_predict_rows: int | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -132,6 +135,8 @@ class Settings:
             max_predict_body_bytes=_byte_limit("MODELYARD_MAX_PREDICT_BODY_BYTES",
                                                max_predict_body_bytes,
                                                DEFAULT_MAX_PREDICT_BODY_BYTES),
+            max_predict_rows=_positive("MODELYARD_MAX_PREDICT_ROWS", max_predict_rows,
+                                       DEFAULT_MAX_PREDICT_ROWS, "row"),
         )
 
     def ensure_dirs(self) -> None:
@@ -155,12 +160,17 @@ def _key_value(option: str) -> tuple[str, str]:
 
 def _byte_limit(name: str, given: int | None, default: int) -> int:
     """A body-size limit from its flag, else its variable ``name``, else ``default``."""
+    return _positive(name, given, default, "byte")
+
+
+def _positive(name: str, given: int | None, default: int, unit: str) -> int:
+    """A limit from its flag, else its variable ``name``, else ``default``; at least 1."""
     value = given if given is not None else _env_int(name)
     if value is None:
         return default
     if value < 1:
         flag = "--" + name.removeprefix("MODELYARD_").lower().replace("_", "-")
-        raise ConfigurationError(f"{flag} ({name}) must be at least 1 byte, got {value}")
+        raise ConfigurationError(f"{flag} ({name}) must be at least 1 {unit}, got {value}")
     return value
 
 

@@ -73,6 +73,9 @@ def _server_options(func: Any) -> Any:
                           "ones get 413 before they are read (default 16 MiB)."),
         click.option("--max-predict-body-bytes", type=int, default=None,
                      help="Largest POST /predict/{name} body, in bytes (default 64 MiB)."),
+        click.option("--max-predict-rows", type=int, default=None,
+                     help="Most rows in one POST /predict/{name} request; more get 422 "
+                          "(default 10,000)."),
         click.option("--log-level", default="info", show_default=True),
     ]
     for option in reversed(options):
