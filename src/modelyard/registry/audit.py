@@ -1,4 +1,5 @@
-"""The registry's audit trail: one event per stage change (who, when, why), and approvals.
+"""The registry's audit trail: one event per stage change (who, when, why), approvals, and the
+one event serving records when it cannot load a production version.
 
 Events are written by :mod:`~modelyard.registry.registration` and
 :mod:`~modelyard.registry.promotion` (every stage move) in the same transaction as the change
@@ -16,6 +17,7 @@ from modelyard.registry.stages import Stage
 from modelyard.registry.tables import ApprovalRow, StageEventRow, VersionRow
 
 SYSTEM_ACTOR = "modelyard"  # the actor of what no person asked for (registration)
+DEGRADED = "serving degraded"  # how the reason of a version serving could not load begins
 
 
 def now() -> dt.datetime:
@@ -30,6 +32,19 @@ def record_event(session: Session, row: VersionRow, from_stage: Stage | None, to
         from_stage=from_stage.value if from_stage else None, to_stage=to.value, actor=actor,
         reason=reason, at=now(),
     ))
+
+
+def record_degraded(session: Session, row: VersionRow, reason: str) -> bool:
+    """Record, once per version, that serving cannot load it and what answers instead (an event
+    that leaves its stage as it is). Returns False if an earlier call (any server's) did."""
+    recorded = session.scalar(select(StageEventRow.id).where(
+        StageEventRow.version_id == row.id, StageEventRow.actor == SYSTEM_ACTOR,
+        StageEventRow.reason.startswith(DEGRADED)).limit(1))
+    if recorded is not None:
+        return False
+    stage = Stage(row.stage)
+    record_event(session, row, stage, stage, SYSTEM_ACTOR, f"{DEGRADED}: {reason}")
+    return True
 
 
 def events_of(session: Session, model_name: str, tenant: str | None = None,
