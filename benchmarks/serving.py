@@ -521,12 +521,16 @@ def wait_for_shadows(server: Server, name: str, sample: list[dict[str, Any]], sh
     """True once one predict is scored by production and every shadow (the router polls)."""
     import httpx
 
+    def scored() -> int:  # written to the shadow log, or scored and waiting for its next write
+        st = stats(server)
+        return int(st["shadow_rows"] + st["shadow_buffered"])
+
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        before = stats(server)["shadow_rows"]
+        before = scored()
         httpx.post(f"{server.url}/predict/{name}", json={"rows": sample}, timeout=30)
         time.sleep(0.6)  # the shadow scorer batches every 0.2 s
-        if stats(server)["shadow_rows"] - before == len(sample) * shadows:
+        if scored() - before == len(sample) * shadows:
             return True
     return False
 
@@ -761,7 +765,8 @@ def run(home: Path, args: argparse.Namespace, gen: LoadGen) -> None:
         time.sleep(1.5)  # let the shadow backlog drain before reading the stats
         st = stats(server)
         print(f"  shadows after the cells: rows scored {st['shadow_rows']:,}, queued "
-              f"{st['shadow_queue']}, dropped (queue full) {st['shadow_dropped']}, errors "
+              f"{st['shadow_queue']}, dropped (queue full) {st['shadow_dropped']}, lost "
+              f"{st['shadow_lost']}, errors "
               f"{st['shadow_errors']}")
     finally:
         server.stop()

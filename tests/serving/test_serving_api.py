@@ -158,23 +158,73 @@ def test_shadow_versions_score_off_the_path_and_report(server: ServerProcess, cl
     assert parts and all("date=" in str(p.parent) for p in parts)
 
 
-def test_a_model_whose_bytes_do_not_match_is_refused(server: ServerProcess, client: Client,
-                                                     model: dict[str, Any]) -> None:
+def _degraded(url: str, name: str) -> list[dict[str, Any]]:
+    return [d for d in httpx.get(f"{url}/healthz").json()["degraded"] if d["model_name"] == name]
+
+
+def test_a_model_whose_bytes_do_not_match_is_refused_and_serving_says_it_is_degraded(
+        server: ServerProcess, client: Client, model: dict[str, Any]) -> None:
     name = model["name"]
     rows = _rows(server, 2)
-    assert _predict(server.url, name, rows).json()["version"] == 1
+    first = _predict(server.url, name, rows).json()
+    assert first["version"] == 1 and first["degraded"] is False
+    assert "wanted_version" not in first and _degraded(server.url, name) == []
     hexd = model["v2"]["model_id"].split(":")[1]
     blob: Path = server.home / "artifacts" / "objects" / "sha256" / hexd[:2] / hexd[2:]
     blob.write_bytes(blob.read_bytes() + b"tampered")
     client.approve(name, 2, user="kelley", comment="ship it")
-    deadline = threading.Event()
-    for _ in range(40):  # the router notices the promotion within its poll interval
+    wait_until(lambda: _predict(server.url, name, rows).json()["degraded"], timeout=10)
+    for _ in range(20):
         answer = _predict(server.url, name, rows)
         assert answer.status_code == 200
-        assert answer.json()["version"] == 1  # the previous version keeps serving
-        deadline.wait(0.05)
+        body = answer.json()
+        assert body["version"] == 1  # the previous version keeps serving, and says why
+        assert body["degraded"] is True and body["wanted_version"] == 2
+        assert body["degraded_reason"].startswith("ArtifactError: ")
+        assert "is corrupt" in body["degraded_reason"]
+        assert " in <artifacts> is corrupt" in body["degraded_reason"]  # not the server's folder
+        assert str(server.home) not in body["degraded_reason"]
     log = (server.home / "server.log").read_text()
     assert f"refusing to serve {name} v2" in log and "is corrupt" in log
+    (state,) = _degraded(server.url, name)
+    assert state["tenant"] == "*" and state["wanted_version"] == 2
+    assert state["serving_version"] == 1 and "is corrupt" in state["reason"]
+    stats = httpx.get(f"{server.url}/serving/stats").json()
+    (listed,) = [d for d in stats["degraded"] if d["model_name"] == name]
+    assert {**listed, "since": None} == {**state, "since": None}
+
+    def audited() -> list[dict[str, Any]]:
+        return [e for e in client.events(name) if e["reason"].startswith("serving degraded")]
+
+    wait_until(audited, timeout=10)  # recorded off the request path
+    (event,) = audited()  # once, however many requests were answered degraded
+    assert event["version"] == 2 and event["actor"] == "modelyard"
+    assert event["from_stage"] == event["to_stage"] == "production"
+    assert "version 2 cannot be loaded (ArtifactError: " in event["reason"]
+    assert event["reason"].endswith("; version 1 answers instead")
+
+    client.rollback(name, actor="kelley", reason="v2 is corrupt")
+    wait_until(lambda: _degraded(server.url, name) == [], timeout=10)
+    answer = _predict(server.url, name, rows).json()
+    assert answer["version"] == 1 and answer["degraded"] is False
+    assert len(audited()) == 1
+
+
+def test_a_version_that_cannot_be_built_is_served_degraded_too(
+        server: ServerProcess, client: Client, model: dict[str, Any]) -> None:
+    name = model["name"]
+    rows = _rows(server, 2)
+    assert _predict(server.url, name, rows).json()["degraded"] is False
+    # Its bytes are intact, but the provenance that names its workflow is gone.
+    provenance = server.home / "artifacts" / "jobs" / model["v2"]["job_id"] / "provenance.json"
+    provenance.unlink()
+    client.approve(name, 2, user="kelley", comment="ship it")
+    wait_until(lambda: _predict(server.url, name, rows).json()["degraded"], timeout=10)
+    body = _predict(server.url, name, rows).json()
+    assert body["version"] == 1 and body["wanted_version"] == 2
+    assert body["degraded_reason"].startswith("NotFound: ")
+    (state,) = _degraded(server.url, name)
+    assert state["serving_version"] == 1
 
 
 def test_concurrent_single_rows_are_micro_batched(server: ServerProcess,
@@ -340,12 +390,71 @@ def test_shadows_score_in_a_process_of_their_own_that_may_crash(
 
     def restarted() -> bool:
         stats = httpx.get(f"{server.url}/serving/stats").json()
-        return bool(stats["shadow_scorer_restarts"] == 1 and stats["shadow_scorer_pid"] != scorer)
+        return bool(stats["shadow_scorer_restarts"] == before["shadow_scorer_restarts"] + 1
+                    and stats["shadow_scorer_pid"] != scorer)
 
     wait_until(restarted, timeout=30)
     assert _predict(server.url, name, rows).status_code == 200
     report = _shadow_report(server.url, name)
     assert report["shadows"][0]["rows"] > 20  # the new scorer logs again
+
+
+def _logged(server: ServerProcess, name: str) -> int:
+    """Rows the shadow log holds for model ``name``."""
+    import urllib.parse
+
+    import pyarrow.parquet as pq
+
+    folder = server.home / "shadow" / f"model={urllib.parse.quote(name, safe='')}"
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.rglob("part-*.parquet"))
+
+
+def test_shadow_rows_a_dying_scorer_takes_with_it_are_counted_lost_not_scored(
+        server: ServerProcess, client: Client, model: dict[str, Any]) -> None:
+    name = model["name"]
+    client.set_stage(name, 2, "shadow", actor="kelley", reason="try it on live traffic")
+    rows = _rows(server, 10, seed=9)
+    assert _predict(server.url, name, rows).status_code == 200
+    _shadow_report(server.url, name)  # drained: nothing of this model queued or buffered
+    before = httpx.get(f"{server.url}/serving/stats").json()
+    logged = _logged(server, name)
+    sent: list[int] = []
+    failed: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                answer = http.post(f"{server.url}/predict/{name}", json={"rows": rows})
+                if answer.status_code == 200:
+                    sent.append(len(rows))  # one shadow version: a log row per row
+                else:
+                    failed.append(answer.text)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        # Scored but not yet written: what a scorer that dies now takes with it.
+        wait_until(lambda: httpx.get(f"{server.url}/serving/stats").json()[
+            "shadow_buffered"] > 0, timeout=30)
+        os.kill(before["shadow_scorer_pid"], signal.SIGKILL)
+        wait_until(lambda: httpx.get(f"{server.url}/serving/stats").json()[
+            "shadow_scorer_restarts"] == before["shadow_scorer_restarts"] + 1, timeout=30)
+        wait_until(lambda: _predict(server.url, name, rows).status_code == 200)
+        stop.set()
+    finally:
+        stop.set()
+        thread.join()
+    assert failed == []
+    sent.append(len(rows))  # the one wait_until sent
+    _shadow_report(server.url, name)  # drains the new scorer: everything written or lost
+    after = httpx.get(f"{server.url}/serving/stats").json()
+    scored = after["shadow_rows"] - before["shadow_rows"]
+    lost = after["shadow_lost"] - before["shadow_lost"]
+    assert lost > 0
+    assert scored == _logged(server, name) - logged  # scored means in the log
+    assert after["shadow_buffered"] == after["shadow_queue"] == 0
+    assert scored + lost + after["shadow_dropped"] - before["shadow_dropped"] == sum(sent)
 
 
 def test_labels_from_a_parquet_file_reach_the_report(server: ServerProcess, client: Client,

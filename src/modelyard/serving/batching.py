@@ -4,6 +4,9 @@ scikit-learn and pandas cost a fixed overhead per call whatever the row count, s
 one call on 64 rows beats 64 calls on one row. There is no fixed wait: an idle model predicts at
 once; requests that arrive while a call is running are gathered and run together as the next call
 (up to ``max_rows``). A single client therefore pays no batching delay.
+
+A batch that fails is scored again request by request, so only the request whose rows the model
+cannot score gets the error; the others get their scores as if they had come alone.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
-
-from modelyard.errors import RequestError
 
 Rows = Sequence[dict[str, Any]]
 
@@ -54,17 +55,30 @@ class Batcher:
                 try:
                     scores = await loop.run_in_executor(self._pool, self._run, records)
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    if len(batch) == 1:
+                        _settle(batch[0][1], exc)
+                    else:
+                        await self._one_by_one(batch)
                     continue
                 start = 0
                 for rows, future in batch:
-                    if not future.done():
-                        future.set_result(scores[start:start + len(rows)])
+                    _settle(future, scores[start:start + len(rows)])
                     start += len(rows)
         finally:
             self._running = False
+
+    async def _one_by_one(self, batch: list[tuple[Rows, asyncio.Future[np.ndarray[Any, Any]]]]
+                          ) -> None:
+        """Score each request of a failed batch on its own: one request's rows fail only it."""
+        self.counters["failed_batches"] = self.counters.get("failed_batches", 0) + 1
+        loop = asyncio.get_running_loop()
+        for rows, future in batch:
+            if future.done():  # its client went away
+                continue
+            try:
+                _settle(future, await loop.run_in_executor(self._pool, self._run, list(rows)))
+            except Exception as exc:
+                _settle(future, exc)
 
     def _run(self, records: list[dict[str, Any]]) -> np.ndarray[Any, Any]:
         scores = self._predict(records)
@@ -73,6 +87,16 @@ class Batcher:
         if len(scores) != len(records):
             raise ValueError(f"predict returned {len(scores)} scores for {len(records)} rows")
         return scores
+
+
+def _settle(future: asyncio.Future[np.ndarray[Any, Any]],
+            outcome: np.ndarray[Any, Any] | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 _controller: Any = None
@@ -108,12 +132,3 @@ def last_column(scores: Any) -> np.ndarray[Any, Any]:
     arr = np.asarray(scores, dtype=float)
     column: np.ndarray[Any, Any] = arr.reshape(len(arr), -1)[:, -1]
     return column
-
-
-def check_rows(rows: Rows, features: tuple[str, ...]) -> None:
-    needed = set(features)
-    for i, row in enumerate(rows):
-        if not needed <= row.keys():
-            missing = [f for f in features if f not in row]
-            raise RequestError(f"rows.{i}: missing feature column {missing[0]!r} (the model "
-                               f"needs: {', '.join(features)})")

@@ -18,6 +18,7 @@ from modelyard.request.loading import parse_request
 from modelyard.runtime.fastpath import accelerate
 from modelyard.runtime.workflow import Workflow, resolve_workflow
 from modelyard.serving.fastpath import Records, RecordsPredict, records_predictor
+from modelyard.serving.schema import RowSchema, row_schema
 
 log = logging.getLogger("modelyard.serving")
 # Memory an unpickled model holds per byte of its pickle: the cache budgets resident size.
@@ -35,6 +36,8 @@ class VersionRef:
     model_id: str
     job_id: str | None
     features: tuple[str, ...]
+    # Features whose training rows had missing values (None: not recorded for this version).
+    missing_values: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -43,6 +46,7 @@ class LoadedModel:
     model: Any
     workflow: Workflow
     nbytes: int
+    schema: RowSchema  # what its rows must look like, from its training data
     batcher: Any = None  # the serving layer's micro-batcher; goes when the model is evicted
     calls: int = 0
     fast: RecordsPredict | None = None
@@ -86,15 +90,17 @@ def load_model(store: ArtifactStore, ref: VersionRef,
     """
     blob = store.get_bytes(ref.model_id)  # verifies sha256
     model = pickle.loads(blob)  # noqa: S301 - bytes verified against the registered content address
-    request = None
-    if ref.job_id:
-        provenance = store.read_job_json(ref.job_id, "provenance.json")
-        request = parse_request(provenance["request"])
-    if request is None:
+    if not ref.job_id:
         raise LookupError(f"version {ref.version} of {ref.model_name!r} has no training request")
+    provenance = store.read_job_json(ref.job_id, "provenance.json")
+    request = parse_request(provenance["request"])
     cls = resolve_workflow(request.train.workflow_name, workflow_modules, workflow_packages)
+    # The Arrow types of the data it was trained on, as its provenance recorded them.
+    types = provenance.get("data", {}).get("schema", {})
+    schema = row_schema(f"version {ref.version} of {ref.model_name!r}", ref.features, types,
+                        ref.missing_values)
     return LoadedModel(ref=ref, model=model, workflow=cls(request),
-                       nbytes=int(len(blob) * RESIDENT_FACTOR))
+                       nbytes=int(len(blob) * RESIDENT_FACTOR), schema=schema)
 
 
 class ModelCache:

@@ -35,6 +35,11 @@ class PredictResponse(BaseModel):
     version: int
     model_id: str
     scores: list[Any]
+    degraded: bool = Field(False, description="true when production cannot be loaded and an "
+                           "earlier version answers instead")
+    wanted_version: int | None = Field(None, description="degraded: the production version "
+                                       "that should have answered")
+    degraded_reason: str | None = Field(None, description="degraded: why it could not")
 
 
 class Label(BaseModel):

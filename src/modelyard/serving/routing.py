@@ -39,9 +39,11 @@ class Table:
 
 
 def _ref(row: VersionRow) -> VersionRef:
+    missing = row.model_meta.get("missing_values")
     return VersionRef(model_name=row.model_name, tenant=row.tenant, version=row.version,
                       model_id=row.model_id, job_id=row.job_id,
-                      features=tuple(row.model_meta.get("features", [])))
+                      features=tuple(row.model_meta.get("features", [])),
+                      missing_values=tuple(missing) if missing is not None else None)
 
 
 class Router:
@@ -118,6 +120,11 @@ class Router:
                            f"{tenant!r} and no global ('*') one to fall back to")
         raise NotFound(f"no production version of model {model_name!r}; approve one with "
                        f"POST /models/{model_name}/versions/N/approve")
+
+    def production_of(self, model_name: str, tenant: str) -> VersionRef | None:
+        """The production version of exactly (model, tenant), no fallback; None if none."""
+        route = self._table.routes.get((model_name, tenant))
+        return route.production if route is not None else None
 
     @property
     def size(self) -> int:

@@ -1,5 +1,13 @@
 """Online prediction: route a request to a version, load it once, batch concurrent calls, and
-score shadow versions off the request path."""
+score shadow versions off the request path.
+
+Rows are checked against the answering version's training schema before they join a batch
+(:mod:`modelyard.serving.schema`). When the production version cannot be loaded (corrupt bytes,
+a missing file, a workflow that no longer imports) and an earlier version of the same (model,
+tenant) was served by this process, that one answers instead: each answer says so
+(``degraded``), ``/healthz`` lists it, and the registry's audit log records it once for the
+version (:mod:`modelyard.serving.degraded`).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +22,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.artifacts import ArtifactStore
-from modelyard.errors import ArtifactError, ModelUnavailable, NotFound
-from modelyard.serving.batching import Batcher, Rows, check_rows, single_threaded
+from modelyard.errors import ModelUnavailable, ModelyardError, NotFound, RequestError
+from modelyard.serving.batching import Batcher, Rows, single_threaded
+from modelyard.serving.degraded import Degraded, DegradedTracker
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
-from modelyard.serving.routing import Router
+from modelyard.serving.routing import Route, Router
 from modelyard.serving.shadow import ShadowScorer, ShadowWork
 from modelyard.serving.shadow_log import ShadowLog
 from modelyard.settings import Settings
@@ -28,6 +37,7 @@ log = logging.getLogger("modelyard.serving")
 class ServingService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
+        self.sessions = sessions
         self.store = ArtifactStore(settings.artifact_root)
         self.router = Router(sessions)
         self.cache = ModelCache(self.store, settings.serving_memory_budget,
@@ -39,8 +49,10 @@ class ServingService:
         self.shadows = ShadowScorer(settings.home, settings.artifact_root,
                                     settings.serving_memory_budget, settings.workflow_modules,
                                     settings.workflow_packages)
-        self.counters = {"predict_calls": 0, "predicted_rows": 0}
+        self.counters = {"predict_calls": 0, "predicted_rows": 0, "failed_batches": 0}
         self._last_good: dict[tuple[str, str], VersionRef] = {}
+        self.degraded = DegradedTracker(sessions, self.router, self.load_pool, {
+            settings.artifact_root: "<artifacts>", str(settings.home): "<home>"})
 
     def start(self) -> None:
         self.router.start()
@@ -70,27 +82,31 @@ class ServingService:
                       body_json: bytes | None = None) -> dict[str, Any]:
         """Score ``rows`` with the tenant's production model (else its segment's, else the
         global one). ``body_json``, the request body the rows were parsed from, if given,
-        is what goes to the shadow scorer."""
+        is what goes to the shadow scorer.
+
+        Raises:
+            RequestError: more rows than ``--max-predict-rows``, or a row that does not fit the
+                version's training schema (named by row and column).
+            NotFound: no production version answers for the tenant.
+            ModelUnavailable: production cannot be loaded and nothing served before answers.
+        """
+        cap = self.settings.max_predict_rows
+        if len(rows) > cap:
+            raise RequestError(
+                f"rows: {len(rows):,} rows, over the limit of {cap:,} rows per predict request "
+                "(--max-predict-rows, MODELYARD_MAX_PREDICT_ROWS); send them in several "
+                "requests")
         try:
             route, answered = self.router.resolve(model_name, tenant)
         except NotFound:  # maybe promoted a moment ago: look at the registry once more
-            if not await asyncio.get_running_loop().run_in_executor(self.load_pool,
-                                                                     self.router.refresh):
-                raise
+            # Resolved again even when this refresh finds nothing new: the poll thread may
+            # have swapped in the table that has it since the first look.
+            await asyncio.get_running_loop().run_in_executor(self.load_pool,
+                                                             self.router.refresh)
             route, answered = self.router.resolve(model_name, tenant)
-        key = (model_name, answered)
-        try:
-            loaded = await self._load(route.production)
-            self._last_good[key] = route.production
-        except ArtifactError as exc:
-            log.error("refusing to serve %s v%s: %s", model_name, route.production.version, exc)
-            previous = self._last_good.get(key)
-            if previous is None:
-                raise ModelUnavailable(f"version {route.production.version} of {model_name!r} "
-                                       f"cannot be served: {exc}") from None
-            loaded = await self._load(previous)  # verified again if it had been evicted
-        check_rows(rows, loaded.ref.features)
-        scores = await self._batcher(loaded).predict(rows)
+        loaded, degraded = await self._production(route)
+        loaded.schema.check(rows)  # before the batch: bad rows fail their own request only
+        scores = await self._score(loaded, rows)
         request_id = uuid.uuid4().hex
         listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)
         shadows = [s for s in route.shadows if s.model_id != loaded.ref.model_id]
@@ -99,7 +115,7 @@ class ServingService:
             # Off the request path: the scorer process batches across requests.
             self.shadows.submit(ShadowWork(request_id, time.time(), loaded.ref, tuple(shadows),
                                            body_json or list(rows), listed))
-        return {
+        answer = {
             "request_id": request_id,
             "model_name": model_name,
             "tenant": tenant,
@@ -107,7 +123,55 @@ class ServingService:
             "version": loaded.ref.version,
             "model_id": loaded.ref.model_id,
             "scores": listed,
+            "degraded": degraded is not None,
         }
+        if degraded is not None:
+            answer["wanted_version"] = degraded.wanted_version
+            answer["degraded_reason"] = degraded.reason
+        return answer
+
+    async def _production(self, route: Route) -> tuple[LoadedModel, Degraded | None]:
+        """The route's production version, loaded; else the version this process served before
+        for the same (model, tenant), with the degraded state that says why."""
+        ref = route.production
+        key = (ref.model_name, ref.tenant)
+        cached = self.cache.peek(ref.model_id)  # the hot path: loaded, nothing to decide
+        if cached is not None:
+            self._last_good[key] = ref
+            return cached, None
+        reason = self.degraded.broken(ref)
+        if reason is None:  # not known broken, or its retry is due
+            try:
+                loaded = await self._load(ref)
+            except Exception as exc:  # corrupt, missing, or it cannot be unpickled or built
+                reason = self.degraded.failed(ref, exc)
+                log.error("refusing to serve %s v%s: %s: %s", ref.model_name, ref.version,
+                          type(exc).__name__, exc)
+            else:
+                self.degraded.loaded(ref)
+                self._last_good[key] = ref
+                return loaded, None
+        previous = self._last_good.get(key)
+        if previous is None or previous.model_id == ref.model_id:
+            self.degraded.serving(ref, None, reason)
+            raise ModelUnavailable(f"version {ref.version} of {ref.model_name!r} cannot be "
+                                   f"served ({reason}), and no earlier version was served here "
+                                   "to answer instead; roll back or retrain it")
+        loaded = await self._load(previous)  # verified again if it had been evicted
+        return loaded, self.degraded.serving(ref, previous, reason)
+
+    async def _score(self, loaded: LoadedModel, rows: Rows) -> Any:
+        try:
+            return await self._batcher(loaded).predict(rows)
+        except ModelyardError:
+            raise
+        except Exception as exc:  # the model's own failure on rows that fit its schema
+            log.exception("%s failed to score a request's rows", loaded.schema.label)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelyardError(
+                f"{loaded.schema.label} failed to score these rows ({type(exc).__name__}: "
+                f"{first[:300]}); they fit its training schema, so the model or its workflow "
+                "fails on them: see the server log") from None
 
     async def drain(self) -> None:
         """Wait until queued shadow work is scored and logged (tests, reports, shutdown)."""
@@ -122,10 +186,15 @@ class ServingService:
             "loads": self.cache.loads,
             "evictions": self.cache.evictions,
             **self.counters,
+            # Shadow rows, once per shadow version; each row in one of rows (written to the
+            # log), buffered, queue, dropped or lost (see modelyard.serving.shadow).
             "shadow_rows": self.shadows.rows_scored,
+            "shadow_buffered": self.shadows.buffered,
             "shadow_queue": self.shadows.queued_rows,
             "shadow_errors": self.shadows.errors,
             "shadow_dropped": self.shadows.dropped,
+            "shadow_lost": self.shadows.lost,
             "shadow_scorer_pid": self.shadows.pid,
             "shadow_scorer_restarts": self.shadows.restarts,
+            "degraded": [d.public() for d in self.degraded.current()],
         }

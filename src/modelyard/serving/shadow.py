@@ -7,18 +7,27 @@ core, and a shadow model that crashes or leaks cannot take serving down with it.
 The serving process only appends each request's rows and production scores to a list (no
 copy, no encoding); a sender thread ships the list every :data:`SEND_EVERY_S` as one pickled
 message. The scorer process groups the rows by shadow version, scores each group with one
-predict call, appends the scores to the shadow log and acknowledges the message; a lost scorer
-is restarted and its unacknowledged work counted as dropped.
+predict call (a group that fails is scored request by request, so one request's rows cost only
+it its shadow scores), buffers the scores for the shadow log and acknowledges the message; it
+writes its buffer every :data:`FLUSH_EVERY_S` and says how many rows it wrote.
+
+Rows are counted once per shadow version, as the log holds them, and each is in exactly one
+count: ``rows_scored`` (written to the log), ``buffered`` (scored, not yet written),
+``queued_rows`` (waiting or in flight), ``dropped`` (refused: the queue was full) or ``lost``
+(in flight or buffered in a scorer that died, or not sent because none was running). A lost
+scorer is restarted.
 
 Protocol (pickled tuples over pipes, see :func:`main`)::
 
     serving -> scorer:  ("config", settings fields) once, then ("score", seq, [work, ...])
                         and ("flush", seq) (write buffered records to the log, then ack)
-    scorer -> serving:  ("done", seq, rows scored, errors)
+    scorer -> serving:  ("done", seq, rows scored into the buffer, rows written, errors);
+                        seq 0 for a write of its own (rows written only)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,7 +44,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from modelyard.serving.batching import check_rows, last_column, single_threaded
+from modelyard.serving.batching import last_column, single_threaded
 from modelyard.serving.loading import VersionRef
 
 log = logging.getLogger("modelyard.serving")
@@ -72,13 +81,15 @@ class ShadowScorer:
         self.config = {"home": str(home), "artifact_root": artifact_root,
                        "budget_bytes": budget_bytes, "workflow_modules": workflow_modules,
                        "workflow_packages": workflow_packages}
-        self.rows_scored = 0
+        self.rows_scored = 0  # written to the shadow log
+        self.buffered = 0  # scored, in the scorer's buffer until its next write
         self.errors = 0
-        self.dropped = 0
+        self.dropped = 0  # refused at submit: the queue was full
+        self.lost = 0  # sent to a scorer that died before writing them, or never sent
         self.restarts = 0
         self._pending: list[ShadowWork] = []
         self._pending_rows = 0
-        self._in_flight: dict[int, int] = {}  # seq -> rows shipped, until acknowledged
+        self._in_flight: dict[int, int] = {}  # seq -> shadow rows shipped, until acknowledged
         self._seq = 0
         self._acked = 0
         self._cond = threading.Condition()
@@ -93,7 +104,7 @@ class ShadowScorer:
     def submit(self, work: ShadowWork) -> None:
         """Queue a request for its shadows (never blocks; drops and counts when backed up)."""
         with self._cond:
-            rows = len(work.scores)
+            rows = len(work.scores) * len(work.shadows)  # as the log will hold them
             if self._pending_rows + sum(self._in_flight.values()) >= MAX_PENDING_ROWS:
                 self.dropped += rows
                 return
@@ -189,18 +200,19 @@ class ShadowScorer:
                         raise OSError("the shadow scorer has not started")
                     self._to.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
             except (OSError, ValueError):
-                log.warning("shadow scorer unavailable; %d queued rows dropped", rows)
+                log.warning("shadow scorer unavailable; %d queued rows lost", rows)
                 self._lost({m[1] for m in messages})
             return seq
 
     def _read_loop(self, proc: subprocess.Popen[bytes], acks: Connection) -> None:
         try:
             while True:
-                _, seq, rows, errors = acks.recv()
+                _, seq, rows, written, errors = acks.recv()
                 with self._cond:
                     self._in_flight.pop(seq, None)
                     self._acked = max(self._acked, seq)
-                    self.rows_scored += rows
+                    self.buffered += rows - written
+                    self.rows_scored += written
                     self.errors += errors
                     self._cond.notify_all()
         except (EOFError, OSError):
@@ -210,10 +222,15 @@ class ShadowScorer:
         code = proc.wait()
         if self._stop.is_set():
             return
-        log.error("the shadow scorer exited (code %s); restarting it", code)
         with self._cond:
+            buffered, self.buffered = self.buffered, 0  # scored, never written: gone with it
+            self.lost += buffered
+            in_flight = sum(self._in_flight.values())
             self._lost(set(self._in_flight))
             self.restarts += 1
+        log.error("the shadow scorer exited (code %s); restarting it. %d shadow rows lost "
+                  "(%d scored but not written, %d in flight)", code, buffered + in_flight,
+                  buffered, in_flight)
         time.sleep(min(5.0, 0.5 * self.restarts))
         if not self._stop.is_set():
             self._spawn()
@@ -221,7 +238,7 @@ class ShadowScorer:
     def _lost(self, seqs: set[int]) -> None:
         with self._cond:
             for seq in seqs:
-                self.dropped += self._in_flight.pop(seq, 0)
+                self.lost += self._in_flight.pop(seq, 0)
                 self._acked = max(self._acked, seq)
             self._cond.notify_all()
 
@@ -247,32 +264,56 @@ def score(cache: Any, shadow_log: Any, batch: list[ShadowWork]) -> tuple[int, in
             by_shadow.setdefault(ref, []).append((work, rows))
     scored = 0
     for ref, pairs in by_shadow.items():
-        works = [w for w, _ in pairs]
-        records = [row for _, rows in pairs for row in rows]
         try:
             loaded = cache.get(ref)
-            if not all(set(ref.features) <= set(w.production.features) for w in works):
-                check_rows(records, ref.features)  # production's were checked on arrival
-            shadow_scores = np.asarray(single_threaded(loaded.predict)(records))
         except Exception:
             errors += 1
-            log.exception("shadow version %s of %s failed", ref.version, ref.model_name)
+            log.exception("shadow version %s of %s cannot be loaded", ref.version,
+                          ref.model_name)
             continue
-        sizes = [len(rows) for _, rows in pairs]
-        which = np.repeat(np.arange(len(works)), sizes)  # each row's request
-        shadow_log.append_columns({
-            "request_id": pa.array([w.request_id for w in works]).take(which),
-            "row": np.concatenate([np.arange(n) for n in sizes]),
-            "at": pa.array([int(w.at * 1e6) for w in works], pa.int64()).take(which),
-            "model_name": pa.repeat(ref.model_name, len(records)),
-            "tenant": pa.repeat(ref.tenant, len(records)),
-            "production_version": np.repeat([w.production.version for w in works], sizes),
-            "production_score": np.concatenate([last_column(w.scores) for w in works]),
-            "shadow_version": np.full(len(records), ref.version, dtype=np.int32),
-            "shadow_score": last_column(shadow_scores),
-        })
-        scored += len(records)
+        try:
+            scored += _score_one(loaded, shadow_log, pairs)
+            continue
+        except Exception:
+            if len(pairs) == 1:
+                errors += 1
+                log.exception("shadow version %s of %s failed", ref.version, ref.model_name)
+                continue
+        for pair in pairs:  # one request's rows must not cost the others their shadow scores
+            try:
+                scored += _score_one(loaded, shadow_log, [pair])
+            except Exception:
+                errors += 1
+                log.exception("shadow version %s of %s failed on request %s", ref.version,
+                              ref.model_name, pair[0].request_id)
     return scored, errors
+
+
+def _score_one(loaded: Any, shadow_log: Any,
+               pairs: list[tuple[ShadowWork, list[dict[str, Any]]]]) -> int:
+    """Score these requests' rows with one shadow version in one call and buffer them for the
+    log; returns the rows."""
+    ref = loaded.ref
+    works = [w for w, _ in pairs]
+    records = [row for _, rows in pairs for row in rows]
+    loaded.schema.check(records)  # its own schema: production's may differ
+    shadow_scores = last_column(single_threaded(loaded.predict)(records))
+    if len(shadow_scores) != len(records):
+        raise ValueError(f"predict returned {len(shadow_scores)} scores for {len(records)} rows")
+    sizes = [len(rows) for _, rows in pairs]
+    which = np.repeat(np.arange(len(works)), sizes)  # each row's request
+    shadow_log.append_columns({
+        "request_id": pa.array([w.request_id for w in works]).take(which),
+        "row": np.concatenate([np.arange(n) for n in sizes]),
+        "at": pa.array([int(w.at * 1e6) for w in works], pa.int64()).take(which),
+        "model_name": pa.repeat(ref.model_name, len(records)),
+        "tenant": pa.repeat(ref.tenant, len(records)),
+        "production_version": np.repeat([w.production.version for w in works], sizes),
+        "production_score": np.concatenate([last_column(w.scores) for w in works]),
+        "shadow_version": np.full(len(records), ref.version, dtype=np.int32),
+        "shadow_score": shadow_scores,
+    })
+    return len(records)
 
 
 def main(ack_fd: int) -> None:
@@ -292,6 +333,14 @@ def main(ack_fd: int) -> None:
     cache = ModelCache(ArtifactStore(config["artifact_root"]), config["budget_bytes"],
                        tuple(config["workflow_modules"]), tuple(config["workflow_packages"]))
     shadow_log = ShadowLog(Path(config["home"]))
+    reported = 0
+
+    def written() -> int:
+        """Rows written to the log since the last ack: only written rows count as scored."""
+        nonlocal reported
+        new, reported = shadow_log.written - reported, shadow_log.written
+        return new
+
     flushed = time.monotonic()
     try:
         while True:
@@ -302,16 +351,21 @@ def main(ack_fd: int) -> None:
                     break
                 if message[0] == "score":
                     rows, errors = score(cache, shadow_log, message[2])
-                    acks.send(("done", message[1], rows, errors))
+                    acks.send(("done", message[1], rows, written(), errors))
                 else:
                     shadow_log.flush()
                     flushed = time.monotonic()
-                    acks.send(("done", message[1], 0, 0))
+                    acks.send(("done", message[1], 0, written(), 0))
             if time.monotonic() - flushed >= FLUSH_EVERY_S:
                 shadow_log.flush()
                 flushed = time.monotonic()
+                if shadow_log.written != reported:
+                    acks.send(("done", 0, 0, written(), 0))
     finally:
         shadow_log.flush()
+        if shadow_log.written != reported:
+            with contextlib.suppress(OSError):  # serving may have stopped reading
+                acks.send(("done", 0, 0, written(), 0))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class ShadowLog:
         self.shadow_root = home / "shadow"
         self.label_root = home / "labels"
         self.flush_rows = flush_rows
+        self.written = 0  # records written to parts so far
         self._tables: list[pa.Table] = []
         self._lock = threading.Lock()
 
@@ -84,6 +85,7 @@ class ShadowLog:
             day = key["_day"].isoformat()
             write_part(model_dir(self.shadow_root, key["model_name"]) / f"date={day}",
                        table.filter(mask))
+        self.written += int(table.num_rows)
         return int(table.num_rows)
 
     def add_labels(self, model_name: str, labels: list[dict[str, Any]]) -> int:
