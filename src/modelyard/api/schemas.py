@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
@@ -102,12 +102,26 @@ class JobDetail(ResultResponse):
     request: dict[str, Any]
 
 
+class DegradedServing(BaseModel):
+    """A (model, tenant) whose production version cannot be loaded."""
+
+    model_name: str
+    tenant: str
+    wanted_version: int
+    serving_version: int | None = Field(description="what answers instead (null: nothing, "
+                                        "predict answers 503)")
+    reason: str
+    since: dt.datetime
+
+
 class Health(BaseModel):
     status: str
     version: str
     executor: str
     concurrency: int
     active_jobs: int
+    degraded: list[DegradedServing] = Field(
+        default_factory=list, description="production versions serving cannot load")
 
 
 def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow]) -> JobStatus:
