@@ -173,23 +173,27 @@ class Client:
         return dict(self._call("GET", f"/models/{model_name}/versions/{version}",
                                params={"tenant": tenant}).json())
 
-    def set_stage(self, model_name: str, version: int, stage: str, *, actor: str,
+    def set_stage(self, model_name: str, version: int, stage: str, *, actor: str | None = None,
                   reason: str = "", tenant: str = "*") -> dict[str, Any]:
-        """Move a version; to production only if approved or the policy allows it."""
-        body = {"stage": stage, "actor": actor, "reason": reason, "tenant": tenant}
+        """Move a version; to production only if approved or the policy allows it.
+
+        ``actor`` (and ``user``, elsewhere) name who acts on a server without tokens; a server
+        with tokens records the token's identity instead.
+        """
+        body = _named({"stage": stage, "reason": reason, "tenant": tenant}, actor=actor)
         return dict(self._call("POST", f"/models/{model_name}/versions/{version}/stage",
                                json=body).json())
 
-    def approve(self, model_name: str, version: int, *, user: str, comment: str,
+    def approve(self, model_name: str, version: int, *, comment: str, user: str | None = None,
                 tenant: str = "*") -> dict[str, Any]:
-        """Approve a version as ``user``: it goes to production."""
-        body = {"user": user, "comment": comment, "tenant": tenant}
+        """Approve a version (as ``user`` on a server without tokens): it goes to production."""
+        body = _named({"comment": comment, "tenant": tenant}, user=user)
         return dict(self._call("POST", f"/models/{model_name}/versions/{version}/approve",
                                json=body).json())
 
-    def rollback(self, model_name: str, *, actor: str, reason: str = "",
+    def rollback(self, model_name: str, *, actor: str | None = None, reason: str = "",
                  tenant: str = "*") -> dict[str, Any]:
-        body = {"actor": actor, "reason": reason, "tenant": tenant}
+        body = _named({"reason": reason, "tenant": tenant}, actor=actor)
         return dict(self._call("POST", f"/models/{model_name}/rollback", json=body).json())
 
     def compare(self, model_name: str, a: int, b: int, *, tenant: str = "*") -> dict[str, Any]:
@@ -204,14 +208,36 @@ class Client:
     def policy(self, model_name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/models/{model_name}/policy").json())
 
-    def set_policy(self, model_name: str, *, actor: str, auto_promote: bool,
+    def set_policy(self, model_name: str, *, auto_promote: bool, actor: str | None = None,
                    metric: str = "roc_auc", min_improvement: float = 0.0,
-                   higher_is_better: bool = True,
-                   require_same_holdout: bool = True) -> dict[str, Any]:
-        body = {"actor": actor, "auto_promote": auto_promote, "metric": metric,
-                "min_improvement": min_improvement, "higher_is_better": higher_is_better,
-                "require_same_holdout": require_same_holdout}
+                   higher_is_better: bool = True, require_same_holdout: bool = True,
+                   four_eyes: bool = True) -> dict[str, Any]:
+        """Replace the model's policy (``four_eyes=False`` lets an approver approve what
+        they submitted, and the audit says so)."""
+        body = _named({"auto_promote": auto_promote, "metric": metric,
+                       "min_improvement": min_improvement, "higher_is_better": higher_is_better,
+                       "require_same_holdout": require_same_holdout, "four_eyes": four_eyes},
+                      actor=actor)
         return dict(self._call("PUT", f"/models/{model_name}/policy", json=body).json())
+
+    # -- identities --------------------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        """``{"name", "role", "authenticated"}`` of this client's token."""
+        return dict(self._call("GET", "/whoami").json())
+
+    def create_token(self, name: str, role: str) -> dict[str, Any]:
+        """A new token (admins): the answer's ``token`` is its only copy."""
+        return dict(self._call("POST", "/tokens", json={"name": name, "role": role}).json())
+
+    def tokens(self, *, revoked: bool = False) -> list[dict[str, Any]]:
+        """Live tokens (admins); ``revoked=True``: every token ever made. Never the tokens."""
+        return list(self._call("GET", "/tokens", params={"revoked": revoked}
+                               ).json()["tokens"])
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        """Revoke ``name``'s live token (admins)."""
+        return dict(self._call("DELETE", f"/tokens/{name}").json())
 
     # -- serving --------------------------------------------------------------------------------
 
@@ -278,3 +304,7 @@ class Client:
                 tar.extractall(tmp, filter="data")
                 return save_mlflow_model(Path(tmp) / top, dest / top)
 
+
+def _named(body: dict[str, Any], **names: str | None) -> dict[str, Any]:
+    """``body`` with the names that were given (a server with tokens ignores them)."""
+    return {**body, **{k: v for k, v in names.items() if v is not None}}

@@ -14,11 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from modelyard._version import __version__
+from modelyard.api.auth import AuthMiddleware, document_auth
 from modelyard.api.deps import Services, require_token
 from modelyard.api.docs import add_docs
 from modelyard.api.limits import BodyLimitMiddleware
 from modelyard.api.notify import JobNotifier
-from modelyard.api.routes import health, jobs, models, train
+from modelyard.api.routes import health, jobs, models, tokens, train
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
 from modelyard.jobs.dispatcher import Dispatcher
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         app.include_router(train.router)
         app.include_router(jobs.router)
     app.include_router(models.router)
+    app.include_router(tokens.router)
+    app.include_router(tokens.whoami_router)
     # Serving's router leaves authentication to the app that mounts it (serving imports no API).
     app.include_router(serving_routes.router, dependencies=[Depends(require_token)])
     app.add_exception_handler(ModelyardError, _modelyard_error)
@@ -91,6 +94,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, setting="--max-body-bytes",
         by_prefix=(("/predict/", settings.max_predict_body_bytes, "--max-predict-body-bytes"),))
+    app.add_middleware(AuthMiddleware)  # outermost: no token, nothing of the body is read
+    document_auth(app)
     return app
 
 

@@ -1,18 +1,26 @@
-"""FastAPI dependencies: the app's services, a database session, bearer-token auth."""
+"""FastAPI dependencies: the app's services, a database session, and who calls.
+
+Tokens and roles are checked by :class:`modelyard.api.auth.AuthMiddleware`, before a request's
+body is read; routes read the result with :data:`Who`.
+"""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from modelyard.api.auth import Authenticator, caller
 from modelyard.api.notify import JobNotifier
-from modelyard.errors import Unauthorized
+from modelyard.auth.roles import Identity
 from modelyard.jobs.dispatcher import Dispatcher
 from modelyard.settings import Settings
+
+Who = Annotated[Identity, Depends(caller)]
+"""A route's parameter: who calls (its name is what audits record)."""
 
 
 @dataclass
@@ -21,6 +29,10 @@ class Services:
     sessions: sessionmaker[Session]
     dispatcher: Dispatcher | None
     notifier: JobNotifier
+    auth: Authenticator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.auth = Authenticator(self.settings.token, self.sessions)
 
     def wake_dispatcher(self, *, cancelled: bool = False) -> None:
         """A job was queued or ``cancelled``: wake the dispatcher (serving replicas have none)."""
@@ -43,14 +55,8 @@ def db_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-async def require_token(request: Request) -> None:
-    token = app_services(request).settings.token
-    if not token:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token):
-        raise Unauthorized(
-            "missing or wrong bearer token: send 'Authorization: Bearer <MODELYARD_TOKEN>' "
-            "(the client and CLI read MODELYARD_TOKEN)"
-        )
+async def require_token(request: Request) -> Identity:
+    """Every router's guard: the caller, whose token and role the middleware accepted; raises if
+    the app has no :class:`~modelyard.api.auth.AuthMiddleware`, so no route is open by accident.
+    """
+    return await caller(request)

@@ -2,14 +2,16 @@
 
 FastAPI's default pages load their JavaScript, CSS, favicon and fonts from CDNs, so on a machine
 with no internet they stay blank. Here the pages point at copies vendored under ``static/``
-(versions and licenses in ``static/README.md``), mounted at :data:`STATIC_PATH`. As with FastAPI's
-own pages, neither the pages nor the assets need the bearer token: they hold no data, and the
-browser fetches them without the ``Authorization`` header.
+(versions and licenses in ``static/README.md``), mounted at :data:`STATIC_PATH`. The assets need
+no token: they hold no data. When the server has tokens, the pages and ``/openapi.json`` do
+(:mod:`modelyard.api.auth`); a browser sends none of its own, so the pages take ``?token=`` and
+hand it on to the ``/openapi.json`` they load.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -40,7 +42,7 @@ def add_docs(app: FastAPI) -> None:
     async def swagger_ui(request: Request) -> HTMLResponse:
         static = _prefix(request) + STATIC_PATH
         return get_swagger_ui_html(
-            openapi_url=_prefix(request) + openapi_url,
+            openapi_url=_prefix(request) + openapi_url + _token_query(request),
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{static}/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{static}/swagger-ui/swagger-ui.css",
@@ -53,12 +55,18 @@ def add_docs(app: FastAPI) -> None:
     async def redoc(request: Request) -> HTMLResponse:
         static = _prefix(request) + STATIC_PATH
         return get_redoc_html(
-            openapi_url=_prefix(request) + openapi_url,
+            openapi_url=_prefix(request) + openapi_url + _token_query(request),
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{static}/redoc/redoc.standalone.js",
             redoc_favicon_url=f"{static}/swagger-ui/favicon-32x32.png",
             with_google_fonts=False,
         )
+
+
+def _token_query(request: Request) -> str:
+    """The page's own ``?token=``, for the schema URL (quoted: it lands inside a script)."""
+    token = request.query_params.get("token")
+    return f"?token={quote(token, safe='')}" if token else ""
 
 
 def _prefix(request: Request) -> str:

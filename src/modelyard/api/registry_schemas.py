@@ -15,21 +15,25 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_WHO = "; ignored when the server has tokens: the token's name is recorded"
+
+
 class StageChange(_In):
     stage: Stage
-    actor: str = Field(min_length=1, description="who moves it (recorded in the audit trail)")
+    actor: str | None = Field(None, min_length=1,
+                              description="who moves it, for the audit trail" + _WHO)
     reason: str = ""
     tenant: str = GLOBAL_TENANT
 
 
 class Approval(_In):
-    user: str = Field(min_length=1, description="the approver's name")
+    user: str | None = Field(None, min_length=1, description="the approver's name" + _WHO)
     comment: str = Field(min_length=1)
     tenant: str = GLOBAL_TENANT
 
 
 class Rollback(_In):
-    actor: str = Field(min_length=1)
+    actor: str | None = Field(None, min_length=1, description="who rolls back" + _WHO)
     reason: str = ""
     tenant: str = GLOBAL_TENANT
 
@@ -40,7 +44,9 @@ class PolicyIn(_In):
     min_improvement: float = 0.0
     higher_is_better: bool = True
     require_same_holdout: bool = True
-    actor: str = Field(min_length=1)
+    four_eyes: bool = Field(True, description="an approver may not approve a version trained by "
+                                              "a job they submitted (false: allowed, audited)")
+    actor: str | None = Field(None, min_length=1, description="who sets it" + _WHO)
 
 
 class Policy(BaseModel):
@@ -50,6 +56,7 @@ class Policy(BaseModel):
     min_improvement: float
     higher_is_better: bool
     require_same_holdout: bool
+    four_eyes: bool
     updated_by: str
     updated_at: dt.datetime
 
@@ -122,6 +129,7 @@ def policy_of(row: PolicyRow) -> Policy:
     return Policy(
         model_name=row.model_name, auto_promote=row.auto_promote, metric=row.metric,
         min_improvement=row.min_improvement, higher_is_better=row.higher_is_better,
-        require_same_holdout=row.require_same_holdout, updated_by=row.updated_by,
+        require_same_holdout=row.require_same_holdout, four_eyes=row.four_eyes,
+        updated_by=row.updated_by,
         updated_at=row.updated_at,
     )

@@ -89,6 +89,7 @@ class JobSummary(BaseModel):
     kind: str
     parent_id: str | None
     tenant: str | None
+    submitted_by: str | None = None  # the token identity; None if the server had no tokens
 
 
 class JobList(BaseModel):
@@ -188,4 +189,5 @@ def summary_of(job: JobRow) -> JobSummary:
         kind=job.kind,
         parent_id=job.parent_id,
         tenant=job.tenant,
+        submitted_by=job.submitted_by,
     )

@@ -1,4 +1,4 @@
-"""The ``modelyard`` command: server, train, jobs, validate, demo."""
+"""The ``modelyard`` command: server, train, jobs, validate, demo, models, tokens."""
 
 from __future__ import annotations
 
@@ -271,8 +271,10 @@ def demo(home: str, rows: int, merchants: int) -> None:
 
 def _register_groups() -> None:
     from modelyard.cli.models import models
+    from modelyard.cli.tokens import tokens
 
     cli.add_command(models)
+    cli.add_command(tokens)
 
 
 _register_groups()

@@ -13,6 +13,8 @@ from modelyard.client import Client
 
 console = make_console()
 url_option = click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
+WHO = ("Your name, for the audit trail, on a server without tokens (a server with tokens "
+       "records the token's name).")
 tenant_option = click.option("--tenant", default="*", show_default=True,
                              help="Tenant (customer); '*' is the global model.")
 
@@ -87,11 +89,11 @@ def compare(model_name: str, a: int, b: int, tenant: str, url: str | None) -> No
 @click.argument("model_name")
 @click.argument("version", type=int)
 @click.argument("stage", type=click.Choice(["candidate", "shadow", "production", "archived"]))
-@click.option("--actor", required=True, help="Your name, for the audit trail.")
+@click.option("--actor", default=None, help=WHO)
 @click.option("--reason", default="")
 @tenant_option
 @url_option
-def stage(model_name: str, version: int, stage: str, actor: str, reason: str, tenant: str,
+def stage(model_name: str, version: int, stage: str, actor: str | None, reason: str, tenant: str,
           url: str | None) -> None:
     """Move a version to another stage (production needs an approval or the policy)."""
     with Client(url) as client:
@@ -103,25 +105,27 @@ def stage(model_name: str, version: int, stage: str, actor: str, reason: str, te
 @models.command("approve")
 @click.argument("model_name")
 @click.argument("version", type=int)
-@click.option("--user", required=True)
+@click.option("--user", default=None, help=WHO)
 @click.option("--comment", required=True)
 @tenant_option
 @url_option
-def approve(model_name: str, version: int, user: str, comment: str, tenant: str,
+def approve(model_name: str, version: int, user: str | None, comment: str, tenant: str,
             url: str | None) -> None:
-    """Approve a version: it goes to production."""
+    """Approve a version: it goes to production (four eyes: not one your own job trained)."""
     with Client(url) as client:
         v = client.approve(model_name, version, user=user, comment=comment, tenant=tenant)
-    console.print(f"{model_name} v{v['version']} ({v['tenant']}): {v['stage']}, approved by {user}")
+        by = client.whoami()["name"] or user
+    console.print(f"{model_name} v{v['version']} ({v['tenant']}): {v['stage']}, approved by {by}")
 
 
 @models.command("rollback")
 @click.argument("model_name")
-@click.option("--actor", required=True)
+@click.option("--actor", default=None, help=WHO)
 @click.option("--reason", default="")
 @tenant_option
 @url_option
-def rollback(model_name: str, actor: str, reason: str, tenant: str, url: str | None) -> None:
+def rollback(model_name: str, actor: str | None, reason: str, tenant: str,
+             url: str | None) -> None:
     """Put the previous production version back."""
     with Client(url) as client:
         v = client.rollback(model_name, actor=actor, reason=reason, tenant=tenant)
@@ -173,24 +177,26 @@ def events(model_name: str, tenant: str | None, url: str | None) -> None:
 @click.option("--metric", default=None)
 @click.option("--min-improvement", type=float, default=None)
 @click.option("--lower-is-better", is_flag=True, default=False)
-@click.option("--actor", default=None)
+@click.option("--four-eyes/--no-four-eyes", default=None,
+              help="Whether an approver may not approve what their own job trained.")
+@click.option("--actor", default=None, help=WHO)
 @url_option
 def policy(model_name: str, auto_promote: bool | None, metric: str | None,
-           min_improvement: float | None, lower_is_better: bool, actor: str | None,
-           url: str | None) -> None:
-    """Show or set the promotion policy (auto_promote with a metric rule)."""
+           min_improvement: float | None, lower_is_better: bool, four_eyes: bool | None,
+           actor: str | None, url: str | None) -> None:
+    """Show or set the promotion policy (auto_promote with a metric rule, four eyes)."""
     with Client(url) as client:
         current: dict[str, Any] = client.policy(model_name)
-        if auto_promote is not None or metric or min_improvement is not None:
-            if not actor:
-                raise click.UsageError("setting a policy needs --actor")
+        if (auto_promote is not None or metric or min_improvement is not None
+                or four_eyes is not None):
             current = client.set_policy(
                 model_name, actor=actor,
                 auto_promote=current["auto_promote"] if auto_promote is None else auto_promote,
                 metric=metric or current["metric"],
                 min_improvement=(current["min_improvement"] if min_improvement is None
                                  else min_improvement),
-                higher_is_better=not lower_is_better)
+                higher_is_better=not lower_is_better,
+                four_eyes=current["four_eyes"] if four_eyes is None else four_eyes)
     click.echo(json.dumps(current, indent=2))
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.api.deps import Services, db_session, require_token, services
+from modelyard.api.deps import Services, Who, db_session, require_token, services
 from modelyard.api.notify import wait_for
 from modelyard.api.schemas import (
     JobDetail,
@@ -153,8 +153,10 @@ def cancel_job(
     job_id: str,
     svc: Annotated[Services, Depends(services)],
     session: Annotated[Session, Depends(db_session)],
+    who: Who,
 ) -> StatusResponse:
-    store.cancel_job(session, job_id, "cancelled through the API")
+    by = f" by {who.name}" if who.authenticated else ""
+    store.cancel_job(session, job_id, f"cancelled through the API{by}")
     svc.wake_dispatcher(cancelled=True)
     svc.notifier.notify(job_id)
     return StatusResponse(status=status_of(*store.snapshot_job(session, job_id)))

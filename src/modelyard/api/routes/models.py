@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from modelyard.api.deps import db_session, require_token
+from modelyard.api.auth import actor_of
+from modelyard.api.deps import Who, db_session, require_token
 from modelyard.api.registry_schemas import (
     Approval,
     EventList,
@@ -25,6 +26,7 @@ from modelyard.api.registry_schemas import (
     version_of,
 )
 from modelyard.artifacts import ArtifactStore
+from modelyard.jobs import store as jobs
 from modelyard.registry import store
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
 from modelyard.serving.export import export_tarball
@@ -68,26 +70,39 @@ def read_version(session: DB, model_name: str, version: int,
 
 
 @router.post("/{model_name}/versions/{version}/stage")
-def set_stage(session: DB, model_name: str, version: int, change: StageChange) -> Version:
+def set_stage(session: DB, model_name: str, version: int, change: StageChange,
+              who: Who) -> Version:
     """Move a version (to production only through the approval gate)."""
-    row = store.set_stage(session, model_name, version, change.stage, actor=change.actor,
-                          reason=change.reason, tenant=change.tenant)
+    row = store.set_stage(session, model_name, version, change.stage,
+                          actor=actor_of(who, change.actor, "actor"), reason=change.reason,
+                          tenant=change.tenant)
     return version_of(row)
 
 
 @router.post("/{model_name}/versions/{version}/approve")
-def approve(session: DB, model_name: str, version: int, approval: Approval) -> Version:
-    """A named user approves the version: it goes to production, replacing the current one."""
-    row = store.approve_version(session, model_name, version, approver=approval.user,
-                                comment=approval.comment, tenant=approval.tenant)
+def approve(session: DB, model_name: str, version: int, approval: Approval,
+            who: Who) -> Version:
+    """A named user approves the version: it goes to production, replacing the current one.
+
+    With tokens, the approver is the token's identity, and it may not be who submitted the job
+    that trained the version (four eyes) unless the model's policy waives it.
+    """
+    submitted_by = None
+    if who.authenticated:
+        job_id = store.read_version(session, model_name, version, approval.tenant).job_id
+        submitted_by = jobs.read_job(session, job_id).submitted_by if job_id else None
+    row = store.approve_version(session, model_name, version,
+                                approver=actor_of(who, approval.user, "user"),
+                                comment=approval.comment, tenant=approval.tenant,
+                                identified=who.authenticated, submitted_by=submitted_by)
     return version_of(row)
 
 
 @router.post("/{model_name}/rollback")
-def rollback(session: DB, model_name: str, body: Rollback) -> Version:
+def rollback(session: DB, model_name: str, body: Rollback, who: Who) -> Version:
     """Return the previous production version to production."""
-    return version_of(store.rollback(session, model_name, actor=body.actor, reason=body.reason,
-                                     tenant=body.tenant))
+    return version_of(store.rollback(session, model_name, actor=actor_of(who, body.actor, "actor"),
+                                     reason=body.reason, tenant=body.tenant))
 
 
 @router.get("/{model_name}/compare")
@@ -111,11 +126,12 @@ def read_policy(session: DB, model_name: str) -> Policy:
 
 
 @router.put("/{model_name}/policy")
-def set_policy(session: DB, model_name: str, body: PolicyIn) -> Policy:
+def set_policy(session: DB, model_name: str, body: PolicyIn, who: Who) -> Policy:
     return policy_of(store.set_policy(
         session, model_name, auto_promote=body.auto_promote, metric=body.metric,
         min_improvement=body.min_improvement, higher_is_better=body.higher_is_better,
-        require_same_holdout=body.require_same_holdout, actor=body.actor))
+        require_same_holdout=body.require_same_holdout, four_eyes=body.four_eyes,
+        actor=actor_of(who, body.actor, "actor")))
 
 
 @router.get("/{model_name}/versions/{version}/export")

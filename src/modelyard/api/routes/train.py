@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from modelyard.api.deps import Services, db_session, require_token, services
+from modelyard.api.deps import Services, Who, db_session, require_token, services
 from modelyard.api.limits import json_body_openapi, read_train_request
 from modelyard.api.schemas import TrainResponse
 from modelyard.errors import RequestError, WorkflowError
@@ -24,6 +24,7 @@ def train(
     request: Annotated[TrainRequest, Depends(read_train_request)],
     svc: Annotated[Services, Depends(services)],
     session: Annotated[Session, Depends(db_session)],
+    who: Who,
 ) -> TrainResponse:
     """Queue a training job; poll ``/job/{id}/status`` or long-poll with ``?wait=SECONDS``."""
     name = request.train.workflow_name
@@ -33,7 +34,8 @@ def train(
         except WorkflowError as exc:
             raise RequestError(f"train.workflow_name: {exc}") from None
     job = store.create_job(session, request, executor=svc.settings.executor,
-                           logs_dir=svc.settings.logs_dir, commit=False)
+                           logs_dir=svc.settings.logs_dir, commit=False,
+                           submitted_by=who.name or None)
     if job.kind == "fleet":
         fleet.queue_global(session, job)
     session.commit()
