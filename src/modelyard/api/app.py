@@ -20,6 +20,7 @@ from modelyard.api.docs import add_docs
 from modelyard.api.limits import BodyLimitMiddleware
 from modelyard.api.notify import JobNotifier
 from modelyard.api.routes import health, jobs, models, tokens, train
+from modelyard.api.schemas import error_responses
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
 from modelyard.jobs.dispatcher import Dispatcher
@@ -88,7 +89,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.include_router(tokens.router)
     app.include_router(tokens.whoami_router)
     # Serving's router leaves authentication to the app that mounts it (serving imports no API).
-    app.include_router(serving_routes.router, dependencies=[Depends(require_token)])
+    app.include_router(serving_routes.router, dependencies=[Depends(require_token)],
+                       responses=error_responses(400, 404, 413, 422, 503))
     app.add_exception_handler(ModelyardError, _modelyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(

@@ -7,8 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard.api.params import TenantValue
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
 from modelyard.registry.tables import PolicyRow, StageEventRow, VersionRow
+from modelyard.request.limits import MAX_TEXT_CHARS
 
 
 class _In(BaseModel):
@@ -22,26 +24,26 @@ class StageChange(_In):
     stage: Stage
     actor: str | None = Field(None, min_length=1,
                               description="who moves it, for the audit trail" + _WHO)
-    reason: str = ""
-    tenant: str = GLOBAL_TENANT
+    reason: str = Field("", max_length=MAX_TEXT_CHARS)
+    tenant: TenantValue = GLOBAL_TENANT
 
 
 class Approval(_In):
     user: str | None = Field(None, min_length=1, description="the approver's name" + _WHO)
-    comment: str = Field(min_length=1)
-    tenant: str = GLOBAL_TENANT
+    comment: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    tenant: TenantValue = GLOBAL_TENANT
 
 
 class Rollback(_In):
     actor: str | None = Field(None, min_length=1, description="who rolls back" + _WHO)
-    reason: str = ""
-    tenant: str = GLOBAL_TENANT
+    reason: str = Field("", max_length=MAX_TEXT_CHARS)
+    tenant: TenantValue = GLOBAL_TENANT
 
 
 class PolicyIn(_In):
     auto_promote: bool = False
-    metric: str = "roc_auc"
-    min_improvement: float = 0.0
+    metric: str = Field("roc_auc", min_length=1, max_length=64)
+    min_improvement: float = Field(0.0, allow_inf_nan=False)
     higher_is_better: bool = True
     require_same_holdout: bool = True
     four_eyes: bool = Field(True, description="an approver may not approve a version trained by "

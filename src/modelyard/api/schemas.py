@@ -191,3 +191,70 @@ def summary_of(job: JobRow) -> JobSummary:
         tenant=job.tenant,
         submitted_by=job.submitted_by,
     )
+
+
+class ErrorBody(BaseModel):
+    """A refusal: the error's class in :mod:`modelyard.errors` and what to do about it."""
+
+    error: str
+    message: str
+
+
+class Problem(BaseModel):
+    """One problem of a request: where (``["query", "offset"]``), what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidRequest(ErrorBody):
+    """A 422: the first problems, each naming its parameter or field, and how many more."""
+
+    detail: list[Problem] = []
+    more_errors: int = 0
+
+
+class UnreadableBody(BaseModel):
+    """A 400 from FastAPI: the body is not text it can parse (not UTF-8)."""
+
+    detail: str
+
+
+_ERRORS: dict[int, tuple[type[BaseModel], str]] = {
+    400: (UnreadableBody, "The body cannot be parsed (not UTF-8 JSON)"),
+    404: (ErrorBody, "No such job, model, version or artefact"),
+    409: (ErrorBody, "Not allowed in the current state (the message says why)"),
+    413: (ErrorBody, "The body is over the server's limit"),
+    422: (InvalidRequest, "Not a valid request: each problem names its parameter or field"),
+    503: (ErrorBody, "The model cannot be loaded, and no earlier one answers instead"),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route or router: the error answers it may give, with their JSON
+    bodies, also on a route whose own answer is not JSON (the job's log). (401 and 403 for
+    tokens and roles are documented for every route by
+    :func:`modelyard.api.auth.document_auth`.)"""
+    return {status: {"description": _ERRORS[status][1], "content": {
+        "application/json": {"schema": _inline_schema(_ERRORS[status][0])}}}
+        for status in statuses}
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its ``$defs`` put in place (it needs no ``components``)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result

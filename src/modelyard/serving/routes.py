@@ -11,19 +11,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.request.limits import validate_name
 from modelyard.serving.report import shadow_report
 from modelyard.serving.service import ServingService
 from modelyard.serving.shadow_log import read_labels
 
 router = APIRouter(tags=["serving"])
 
+# Names follow the rule POST /train registers them by: anything else is a 422 naming the field.
+ModelName = Annotated[str, AfterValidator(lambda v: validate_name("model name", v))]
+TenantName = Annotated[str | None, AfterValidator(
+    lambda v: v if v is None else validate_name("tenant name", v))]
+
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tenant: str | None = Field(None, description="customer id; falls back to the global model")
+    tenant: TenantName = Field(None, description="customer id; falls back to the global model")
     rows: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -45,8 +51,8 @@ class PredictResponse(BaseModel):
 class Label(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str
-    row: int = 0
-    label: float
+    row: int = Field(0, ge=0, le=2**63 - 1)  # the shadow log's int64 column
+    label: float = Field(allow_inf_nan=False)
 
 
 class LabelsIn(BaseModel):
@@ -54,7 +60,7 @@ class LabelsIn(BaseModel):
     ``request_id``, ``label`` and optionally ``row`` (default 0)."""
 
     model_config = ConfigDict(extra="forbid")
-    model_name: str
+    model_name: ModelName
     labels: list[Label] | None = Field(None, min_length=1)
     path: str | None = Field(None, description="parquet labels under the server's data roots")
 
@@ -74,7 +80,7 @@ Serving = Annotated[ServingService, Depends(serving)]
 
 
 @router.post("/predict/{model_name}", response_model=PredictResponse)
-async def predict(model_name: str, body: PredictRequest, svc: Serving,
+async def predict(model_name: ModelName, body: PredictRequest, svc: Serving,
                   request: Request) -> JSONResponse:
     """Score rows with the tenant's production model (the global one for cold-start tenants);
     shadow versions score the same rows off the request path."""
@@ -97,9 +103,9 @@ def add_labels(body: LabelsIn, svc: Serving) -> dict[str, int]:
 
 
 @router.get("/models/{model_name}/shadow-report")
-async def report(model_name: str, svc: Serving,
+async def report(model_name: ModelName, svc: Serving,
                  threshold: Annotated[float, Query(gt=0, lt=1)] = 0.5,
-                 tenant: str | None = None) -> dict[str, Any]:
+                 tenant: TenantName = None) -> dict[str, Any]:
     """Shadow versus production on the same traffic: correlation, agreement, shift, AUCs."""
     await svc.drain()  # scored and written, so the report sees every request so far
     return await run_in_threadpool(shadow_report, svc.settings.home, model_name, threshold,

@@ -13,17 +13,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.api.deps import Services, Who, db_session, require_token, services
 from modelyard.api.notify import wait_for
+from modelyard.api.params import INT64_MAX, Offset, OptionalModelName, TenantValue
 from modelyard.api.schemas import (
     JobDetail,
     JobList,
     ResultResponse,
     StatusResponse,
+    error_responses,
     result_of,
     status_of,
     summary_of,
@@ -31,8 +33,10 @@ from modelyard.api.schemas import (
 from modelyard.errors import Conflict
 from modelyard.jobs import fleet, store
 from modelyard.jobs.states import JobState
+from modelyard.request.limits import MAX_LABEL_CHARS, MAX_TENANTS
 
-router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["jobs"], responses=error_responses(404, 422),
+                   dependencies=[Depends(require_token)])
 
 Wait = Annotated[float, Query(ge=0, le=300, description="long-poll up to this many seconds")]
 Until = Annotated[Literal["change", "done"], Query(
@@ -87,12 +91,12 @@ async def _wait_and_read(svc: Services, job_id: str, wait: float,
 def list_jobs(
     session: Annotated[Session, Depends(db_session)],
     state: JobState | None = None,
-    owner: str | None = None,
-    project: str | None = None,
-    model_name: str | None = None,
-    parent_id: str | None = None,
+    owner: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
+    project: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
+    model_name: OptionalModelName = None,
+    parent_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> JobList:
     """Jobs, newest first; a fleet's children only with ``parent_id``."""
     rows, total = store.list_jobs(session, state=state, owner=owner, project=project,
@@ -133,13 +137,16 @@ async def job_result(
 def job_logs(
     job_id: str,
     session: Annotated[Session, Depends(db_session)],
-    offset: Annotated[int, Query(ge=0, description="byte offset to read from (for tailing)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX,
+                                 description="byte offset to read from (for tailing)")] = 0,
 ) -> PlainTextResponse:
     job = store.read_job(session, job_id)
     path = job.log_file
     if not path or not os.path.exists(path):
         return PlainTextResponse("", headers={"X-Log-Offset": "0"})
     with open(path, "rb") as fh:
+        # Past the end there is nothing to read (and a seek that far fails with EINVAL).
+        offset = min(offset, os.fstat(fh.fileno()).st_size)
         fh.seek(offset)
         data = fh.read()
     return PlainTextResponse(
@@ -147,8 +154,8 @@ def job_logs(
     )
 
 
-@router.post("/job/{job_id}/cancel")
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/job/{job_id}/cancel", responses=error_responses(409))
+@router.post("/jobs/{job_id}/cancel", responses=error_responses(409))
 def cancel_job(
     job_id: str,
     svc: Annotated[Services, Depends(services)],
@@ -164,10 +171,10 @@ def cancel_job(
 
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tenants: list[str] | None = None
+    tenants: list[TenantValue] | None = Field(None, max_length=MAX_TENANTS)
 
 
-@router.get("/jobs/{job_id}/fleet")
+@router.get("/jobs/{job_id}/fleet", responses=error_responses(409))
 def fleet_status(job_id: str, session: Annotated[Session, Depends(db_session)]
                  ) -> dict[str, Any]:
     """A fleet's progress: counts by state (and skipped tenants) and one line per tenant with
@@ -178,7 +185,7 @@ def fleet_status(job_id: str, session: Annotated[Session, Depends(db_session)]
     return fleet.fleet_summary(session, job)
 
 
-@router.post("/jobs/{job_id}/retry")
+@router.post("/jobs/{job_id}/retry", responses=error_responses(400, 409))
 def retry_fleet(job_id: str, body: RetryRequest, svc: Annotated[Services, Depends(services)],
                 session: Annotated[Session, Depends(db_session)]) -> dict[str, Any]:
     """Retrain a subset of a finished fleet's tenants (default: those that did not succeed)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -10,6 +12,13 @@ from sqlalchemy.orm import Session
 
 from modelyard.api.auth import actor_of
 from modelyard.api.deps import Who, db_session, require_token
+from modelyard.api.params import (
+    INT32_MAX,
+    ModelName,
+    OptionalTenant,
+    Tenant,
+    VersionNumber,
+)
 from modelyard.api.registry_schemas import (
     Approval,
     EventList,
@@ -25,6 +34,7 @@ from modelyard.api.registry_schemas import (
     policy_of,
     version_of,
 )
+from modelyard.api.schemas import error_responses
 from modelyard.artifacts import ArtifactStore
 from modelyard.jobs import store as jobs
 from modelyard.registry import store
@@ -45,10 +55,10 @@ def _refresh_serving(request: Request) -> Iterator[None]:
 
 router = APIRouter(prefix="/models", tags=["registry"],
                    dependencies=[Depends(require_token),
-                                 Depends(_refresh_serving, scope="function")])
+                                 Depends(_refresh_serving, scope="function")],
+                   responses=error_responses(404, 422))
 
 DB = Annotated[Session, Depends(db_session)]
-Tenant = Annotated[str, Query(description="tenant (customer); '*' is the global model")]
 
 
 @router.get("")
@@ -57,20 +67,20 @@ def list_models(session: DB) -> ModelList:
 
 
 @router.get("/{model_name}/versions")
-def list_versions(session: DB, model_name: str, tenant: str | None = None,
+def list_versions(session: DB, model_name: ModelName, tenant: OptionalTenant = None,
                   stage: Stage | None = None) -> VersionList:
     rows = store.list_versions(session, model_name, tenant=tenant, stage=stage)
     return VersionList(versions=[version_of(r) for r in rows])
 
 
 @router.get("/{model_name}/versions/{version}")
-def read_version(session: DB, model_name: str, version: int,
+def read_version(session: DB, model_name: ModelName, version: VersionNumber,
                  tenant: Tenant = GLOBAL_TENANT) -> Version:
     return version_of(store.read_version(session, model_name, version, tenant))
 
 
-@router.post("/{model_name}/versions/{version}/stage")
-def set_stage(session: DB, model_name: str, version: int, change: StageChange,
+@router.post("/{model_name}/versions/{version}/stage", responses=error_responses(400, 409))
+def set_stage(session: DB, model_name: ModelName, version: VersionNumber, change: StageChange,
               who: Who) -> Version:
     """Move a version (to production only through the approval gate)."""
     row = store.set_stage(session, model_name, version, change.stage,
@@ -79,8 +89,8 @@ def set_stage(session: DB, model_name: str, version: int, change: StageChange,
     return version_of(row)
 
 
-@router.post("/{model_name}/versions/{version}/approve")
-def approve(session: DB, model_name: str, version: int, approval: Approval,
+@router.post("/{model_name}/versions/{version}/approve", responses=error_responses(400, 409))
+def approve(session: DB, model_name: ModelName, version: VersionNumber, approval: Approval,
             who: Who) -> Version:
     """A named user approves the version: it goes to production, replacing the current one.
 
@@ -98,22 +108,24 @@ def approve(session: DB, model_name: str, version: int, approval: Approval,
     return version_of(row)
 
 
-@router.post("/{model_name}/rollback")
-def rollback(session: DB, model_name: str, body: Rollback, who: Who) -> Version:
+@router.post("/{model_name}/rollback", responses=error_responses(400, 409))
+def rollback(session: DB, model_name: ModelName, body: Rollback, who: Who) -> Version:
     """Return the previous production version to production."""
     return version_of(store.rollback(session, model_name, actor=actor_of(who, body.actor, "actor"),
                                      reason=body.reason, tenant=body.tenant))
 
 
 @router.get("/{model_name}/compare")
-def compare(session: DB, model_name: str, a: int, b: int,
+def compare(session: DB, model_name: ModelName,
+            a: Annotated[int, Query(ge=1, le=INT32_MAX, description="a version's number")],
+            b: Annotated[int, Query(ge=1, le=INT32_MAX, description="a version's number")],
             tenant: Tenant = GLOBAL_TENANT) -> dict[str, Any]:
     """Two versions' holdout metrics side by side, with ``b - a``."""
     return store.compare_versions(session, model_name, a, b, tenant)
 
 
 @router.get("/{model_name}/events")
-def events(session: DB, model_name: str, tenant: str | None = None,
+def events(session: DB, model_name: ModelName, tenant: OptionalTenant = None,
            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> EventList:
     """The audit trail: every stage change with who, when and why (newest first)."""
     return EventList(events=[event_of(e) for e in store.events_of(session, model_name, tenant,
@@ -121,12 +133,12 @@ def events(session: DB, model_name: str, tenant: str | None = None,
 
 
 @router.get("/{model_name}/policy")
-def read_policy(session: DB, model_name: str) -> Policy:
+def read_policy(session: DB, model_name: ModelName) -> Policy:
     return policy_of(store.read_policy(session, model_name))
 
 
-@router.put("/{model_name}/policy")
-def set_policy(session: DB, model_name: str, body: PolicyIn, who: Who) -> Policy:
+@router.put("/{model_name}/policy", responses=error_responses(400))
+def set_policy(session: DB, model_name: ModelName, body: PolicyIn, who: Who) -> Policy:
     return policy_of(store.set_policy(
         session, model_name, auto_promote=body.auto_promote, metric=body.metric,
         min_improvement=body.min_improvement, higher_is_better=body.higher_is_better,
@@ -134,14 +146,28 @@ def set_policy(session: DB, model_name: str, body: PolicyIn, who: Who) -> Policy
         actor=actor_of(who, body.actor, "actor")))
 
 
-@router.get("/{model_name}/versions/{version}/export")
-def export(request: Request, session: DB, model_name: str, version: int,
+@router.get("/{model_name}/versions/{version}/export", response_class=Response, responses={
+    200: {"content": {"application/gzip": {}}, "description": "The export, as tar.gz"}})
+def export(request: Request, session: DB, model_name: ModelName, version: VersionNumber,
            tenant: Tenant = GLOBAL_TENANT) -> Response:
     """A self-contained folder (tar.gz) that loads and predicts without Modelyard running."""
     row = store.read_version(session, model_name, version, tenant)
     artifacts = ArtifactStore(request.app.state.services.settings.artifact_root)
     data = export_tarball(artifacts, row)
-    filename = f"{model_name}-v{version}.tar.gz".replace(" ", "_")
-    return Response(data, media_type="application/gzip",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(data, media_type="application/gzip", headers={
+        "Content-Disposition": attachment(f"{model_name}-v{version}.tar.gz")})
+
+
+# What may stand between the quotes of filename="...": printable ASCII but the quote, the
+# backslash, and what a lenient parser could take for the end of the value or a path.
+_UNSAFE_IN_FALLBACK = re.compile(r'[^\x21-\x7e]|["\\;,%/]')
+
+
+def attachment(filename: str) -> str:
+    """A ``Content-Disposition`` that saves the answer as ``filename`` (RFC 6266): the name
+    percent-encoded as UTF-8 in ``filename*``, and for clients that only read ``filename``, an
+    ASCII one with each unsafe character (quotes, separators, controls, non-ASCII) as ``_``."""
+    fallback = _UNSAFE_IN_FALLBACK.sub("_", filename)
+    encoded = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
