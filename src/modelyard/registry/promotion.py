@@ -152,6 +152,14 @@ def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor:
         _check_move(row, Stage.production)
     current = production_versions(session, keys)
     try:
+        # The replaced versions first, to free the unique production slots before taking them.
+        for row, _ in moves:
+            old = current.get((row.model_name, row.tenant))
+            if old is not None and old.id != row.id:
+                _set_stage(session, old, Stage.archived, actor,
+                           f"replaced by version {row.version}")
+        for row, reason in moves:
+            _set_stage(session, row, Stage.production, actor, reason)
         session.flush()
     except IntegrityError:  # the unique production index: someone else promoted meanwhile
         session.rollback()
@@ -161,14 +169,6 @@ def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor:
         raise Conflict(f"{what} became production at the same time; read the versions again "
                        "and retry") from None
 
-        # The replaced versions first, to free the unique production slots before taking them.
-        for row, _ in moves:
-            old = current.get((row.model_name, row.tenant))
-            if old is not None and old.id != row.id:
-                _set_stage(session, old, Stage.archived, actor,
-                           f"replaced by version {row.version}")
-        for row, reason in moves:
-            _set_stage(session, row, Stage.production, actor, reason)
 
 def _check_move(row: VersionRow, to: Stage) -> None:
     current = Stage(row.stage)
