@@ -147,6 +147,33 @@ def test_a_symlink_to_a_file_outside_the_root_is_denied(roots: Any) -> None:
         datamod.resolve_source("linked_dir", [str(root1)])
 
 
+def test_outside_the_roots_answers_the_same_whether_or_not_the_file_exists(roots: Any) -> None:
+    """Otherwise the refusal tells a client which files exist outside the roots."""
+    root1, _, outside = roots
+    (root1 / "dangling.parquet").symlink_to(outside / "missing.parquet")
+
+    def refusal(path: str) -> str:
+        with pytest.raises(DataAccessDenied) as exc:
+            datamod.resolve_source(path, [str(root1)])
+        return str(exc.value).replace(path, "PATH")
+
+    answers = {refusal(p) for p in (
+        "../outside/secret.parquet", "../outside/missing.parquet",
+        str(outside / "secret.parquet"), str(outside / "missing.parquet"),
+        "link-to-nothing/../../outside/secret.parquet", "dangling.parquet")}
+    assert answers == {"data path PATH is outside the configured data roots; move the data "
+                       "under one of them or start the server with --data-root"}
+    (root1 / "link.parquet").symlink_to(outside / "secret.parquet")
+    message = refusal("link.parquet")
+    assert str(outside) not in message and str(root1) not in message
+
+
+def test_a_nul_character_in_a_path_is_refused(roots: Any) -> None:
+    root1, _, _ = roots
+    with pytest.raises(DataError, match=r"data path 'a\\x00\.parquet' holds a NUL character"):
+        datamod.resolve_source("a\x00.parquet", [str(root1)])
+
+
 @pytest.mark.parametrize("path", ["mixed", "mixed/*.parquet"])
 def test_a_symlink_inside_a_folder_or_glob_cannot_read_outside(roots: Any, path: str) -> None:
     root1, _, outside = roots

@@ -52,28 +52,35 @@ class Source:
 def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
     """Find the parquet files ``path`` names (a file, a folder or a glob) inside the data roots.
 
+    A path outside the roots is refused with the same message whether or not anything exists
+    there, naming neither the roots nor where the path leads, so the answer cannot be used to
+    probe the server's files.
+
     Raises:
         DataAccessDenied: the path lies outside every data root.
-        DataError: nothing exists there, or no parquet file matches.
+        DataError: nothing exists there, no parquet file matches, or the path holds a NUL
+            character.
     """
+    if "\x00" in path:
+        raise DataError(f"data path {path!r} holds a NUL character, which no file name can "
+                        "hold; check the path")
     if "://" in path:
         return _resolve_url(path, data_roots)
     local_roots = [r for r in data_roots if "://" not in r]
+    real_roots = _real(local_roots)
     candidates = (
         [Path(path)] if os.path.isabs(path) else [Path(root) / path for root in local_roots]
     )
-    denied = DataAccessDenied(
-        f"data path {path} is outside the configured data roots {list(data_roots)}; "
-        "move the data under one of them or start the server with --data-root"
-    )
-    escaped = False
+    outside = False
     for candidate in candidates:
-        # realpath resolves '..' and symlinks, so neither can step outside a root.
+        # First from the path alone ('..' resolved as text), so nothing outside the roots is
+        # ever looked at; then realpath resolves symlinks, which must not lead out either.
+        if not _inside_any(os.path.abspath(candidate), [*local_roots, *real_roots]):
+            outside = True
+            continue
         real = os.path.realpath(candidate)
-        if not _inside_any(real, _real(local_roots)):
-            if os.path.isabs(path):
-                raise denied
-            escaped = escaped or os.path.exists(real)
+        if not _inside_any(real, real_roots):
+            outside = True
             continue
         if _has_glob(path):
             files = sorted(
@@ -91,8 +98,10 @@ def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
                 raise DataError(f"data folder {path} holds no .parquet files")
             _check_files_inside(path, files, local_roots)
             return Source(path, pafs.LocalFileSystem(), files, fsspec.filesystem("file"), real)
-    if escaped:
-        raise denied
+    if outside:
+        raise DataAccessDenied(
+            f"data path {path} is outside the configured data roots; move the data under one "
+            "of them or start the server with --data-root")
     where = ", ".join(local_roots) if not os.path.isabs(path) else path
     raise DataError(
         f"data path {path} does not exist (looked in: {where}); check data.features.path"
@@ -101,8 +110,8 @@ def resolve_source(path: str, data_roots: Sequence[str]) -> Source:
 
 def _resolve_url(url: str, data_roots: Sequence[str]) -> Source:
     denied = DataAccessDenied(
-        f"data URL {url} is outside the configured data roots {list(data_roots)}; "
-        "add its bucket or prefix with --data-root"
+        f"data URL {url} is outside the configured data roots; add its bucket or prefix with "
+        "--data-root"
     )
     protocol = fsspec.core.split_protocol(url)[0]
     url_roots = [
@@ -163,8 +172,8 @@ def _check_files_inside(path: str, files: Sequence[str], roots: Sequence[str]) -
         real = os.path.realpath(file)
         if not _inside_any(real, _real(roots)):
             raise DataAccessDenied(
-                f"data path {path}: the file {file} resolves to {real}, outside the data roots "
-                f"{list(roots)}; remove the link or copy the data under a root"
+                f"data path {path}: the file {file} is a link that leads outside the data "
+                "roots; remove the link or copy the data under a root"
             )
 
 
