@@ -42,6 +42,8 @@ class Settings:
     job_timeout: float | None = None
     job_memory_limit: int | None = None
     token: str | None = None
+    # Answers show tracebacks and the server's own paths (else they stay in the logs).
+    debug: bool = False
     serving_memory_budget: int = 2 * 2**30
     shadow_sample: float = 1.0
     ray_address: str | None = None
@@ -78,6 +80,7 @@ class Settings:
         job_timeout: float | None = None,
         job_memory_limit: int | None = None,
         token: str | None = None,
+        debug: bool | None = None,
         serving_memory_budget: int | None = None,
         shadow_sample: float | None = None,
         ray_address: str | None = None,
@@ -124,6 +127,7 @@ class Settings:
             job_timeout=timeout,
             job_memory_limit=memory,
             token=token if token is not None else env.get("MODELYARD_TOKEN") or None,
+            debug=debug if debug is not None else _env_flag("MODELYARD_DEBUG"),
             serving_memory_budget=serving_memory_budget
             or _env_int("MODELYARD_SERVING_MEMORY") or 2 * 2**30,
             shadow_sample=shadow_sample if shadow_sample is not None
@@ -178,6 +182,10 @@ def _normalise_root(root: str) -> str:
     if "://" in root:
         return root.rstrip("/") + "/"
     return str(Path(root).expanduser().resolve())
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _env_int(name: str) -> int | None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from modelyard.api.deps import Services, require_token
 from modelyard.api.docs import add_docs
 from modelyard.api.limits import BodyLimitMiddleware
 from modelyard.api.notify import JobNotifier
+from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.routes import health, jobs, models, tokens, train
 from modelyard.api.schemas import error_responses
 from modelyard.errors import ModelyardError
@@ -79,7 +81,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         lifespan=lifespan,
         docs_url=None,  # add_docs serves /docs and /redoc with the package's own assets
         redoc_url=None,
+        debug=settings.debug,  # a 500 answers with its traceback only under --debug
     )
+    app.state.redactor = redactor_for(settings)
     add_docs(app)
     app.include_router(health.router)
     if run_jobs:
@@ -93,6 +97,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
                        responses=error_responses(400, 404, 413, 422, 503))
     app.add_exception_handler(ModelyardError, _modelyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sqlalchemy.exc.DataError, _refused_by_database)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, setting="--max-body-bytes",
         by_prefix=(("/predict/", settings.max_predict_body_bytes, "--max-predict-body-bytes"),))
@@ -104,9 +109,21 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
 async def _modelyard_error(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "status_code", 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        {"error": type(exc).__name__, "message": str(exc)}, status_code=status, headers=headers
-    )
+    redactor: Redactor = request.app.state.redactor
+    return JSONResponse({"error": type(exc).__name__, "message": redactor.text(str(exc))},
+                        status_code=status, headers=headers)
+
+
+async def _refused_by_database(request: Request, exc: Exception) -> JSONResponse:
+    # A value the request carried that the database cannot hold or compare: a NUL character
+    # in text (PostgreSQL), a number past its column's range, a text longer than its column.
+    # The route's own checks refuse these first; this keeps any it misses a 422, not a 500.
+    log.info("the database refused a value of %s %s: %s", request.method, request.url.path,
+             getattr(exc, "orig", exc))
+    return JSONResponse({"error": "RequestError", "message": (
+        "a value of the request cannot be stored or compared by the database (a NUL "
+        "character, a number out of range or a text too long); check the request's values")},
+        status_code=422)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -68,10 +69,23 @@ class JobResult(BaseModel):
     row_counts: dict[str, int] = {}
 
 
+class ExceptionRecord(BaseModel):
+    """Why a job failed (:class:`modelyard.protocol.results.ExceptionInfo` as the API shows
+    it): the failure's kind, the exception's type and message, the step it happened in."""
+
+    kind: str | None = None
+    type: str
+    message: str
+    step: str | None = None
+    traceback: str | None = Field(None, description="only from a server started with --debug "
+                                                    "(it is in the job's log)")
+    exitcode: int | None = None
+
+
 class ResultResponse(BaseModel):
     status: JobStatus
     result: JobResult | None
-    exception_info: dict[str, Any] | None
+    exception_info: ExceptionRecord | None
 
 
 class JobSummary(BaseModel):
@@ -125,8 +139,11 @@ class Health(BaseModel):
         default_factory=list, description="production versions serving cannot load")
 
 
-def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow]) -> JobStatus:
-    moves = [Transition(created_at=t.at, job_state=JobState(t.to_state), reason=t.reason)
+def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow], *,
+              redact: Callable[[str], str]) -> JobStatus:
+    """The job's status; ``redact`` rewrites the transitions' reasons (they quote errors) for
+    the client (:mod:`modelyard.api.redact`)."""
+    moves = [Transition(created_at=t.at, job_state=JobState(t.to_state), reason=redact(t.reason))
              for t in transitions]
     end = job.finished_at or dt.datetime.now(dt.UTC)
     return JobStatus(
@@ -172,7 +189,7 @@ def result_of(job: JobRow) -> JobResult | None:
     )
 
 
-def summary_of(job: JobRow) -> JobSummary:
+def summary_of(job: JobRow, *, redact: Callable[[str], str]) -> JobSummary:
     info = job.exception_info or {}
     return JobSummary(
         job_id=job.id,
@@ -185,7 +202,7 @@ def summary_of(job: JobRow) -> JobSummary:
         created_at=job.created_at,
         finished_at=job.finished_at,
         model_id=job.model_id,
-        error=info.get("message"),
+        error=redact(str(info["message"])) if info.get("message") is not None else None,
         kind=job.kind,
         parent_id=job.parent_id,
         tenant=job.tenant,

@@ -76,6 +76,9 @@ def _server_options(func: Any) -> Any:
         click.option("--max-predict-rows", type=int, default=None,
                      help="Most rows in one POST /predict/{name} request; more get 422 "
                           "(default 10,000)."),
+        click.option("--debug", is_flag=True, default=None,
+                     help="Show tracebacks and the server's own paths in error answers "
+                          "(default $MODELYARD_DEBUG; else they stay in the logs)."),
         click.option("--log-level", default="info", show_default=True),
     ]
     for option in reversed(options):

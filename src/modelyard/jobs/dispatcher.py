@@ -41,7 +41,7 @@ from modelyard.protocol.events import (
     WorkerEvent,
     WorkerSpec,
 )
-from modelyard.protocol.results import FailureKind, FleetPlan, JobResult, failure
+from modelyard.protocol.results import ExceptionInfo, FailureKind, FleetPlan, JobResult, failure
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.dispatcher")
@@ -241,6 +241,10 @@ class Dispatcher:
             return False  # cancelled or timed out meanwhile: that outcome stands
         if active is not None:
             active.log.append(f"job {to.value}: {reason}")
+            info = fields.get("exception_info")
+            if isinstance(info, ExceptionInfo) and info.traceback:
+                # For operators: API answers show it only from a server run with --debug.
+                active.log.write_raw(info.traceback)
         if to is JobState.failed:
             fleet.on_failed(session, job_id, reason)
         return True

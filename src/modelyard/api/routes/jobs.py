@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from modelyard.api.deps import Services, Who, db_session, require_token, services
 from modelyard.api.notify import wait_for
 from modelyard.api.params import INT64_MAX, Offset, OptionalModelName, TenantValue
+from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.schemas import (
     JobDetail,
     JobList,
@@ -46,13 +47,14 @@ Until = Annotated[Literal["change", "done"], Query(
 
 def _read_result(svc: Services, job_id: str) -> ResultResponse:
     with svc.sessions() as session:
-        return _answer(session, job_id)
+        return _answer(session, job_id, redactor_for(svc.settings))
 
 
-def _answer(session: Session, job_id: str) -> ResultResponse:
+def _answer(session: Session, job_id: str, shown: Redactor) -> ResultResponse:
     job, transitions, steps = store.snapshot_job(session, job_id)
-    status = status_of(job, transitions, steps)
-    return ResultResponse(status=status, result=result_of(job), exception_info=job.exception_info)
+    status = status_of(job, transitions, steps, redact=shown.text)
+    return ResultResponse(status=status, result=result_of(job),
+                          exception_info=shown.exception_info(job.exception_info))
 
 
 def _read_if_ended(svc: Services, job_id: str) -> ResultResponse | None:
@@ -62,7 +64,7 @@ def _read_if_ended(svc: Services, job_id: str) -> ResultResponse | None:
         state = store.states_of(session, [job_id]).get(job_id)
         if state is not None and not JobState(state).terminal:
             return None
-        return _answer(session, job_id)
+        return _answer(session, job_id, redactor_for(svc.settings))
 
 
 async def _wait_and_read(svc: Services, job_id: str, wait: float,
@@ -90,6 +92,7 @@ async def _wait_and_read(svc: Services, job_id: str, wait: float,
 @router.get("/jobs")
 def list_jobs(
     session: Annotated[Session, Depends(db_session)],
+    svc: Annotated[Services, Depends(services)],
     state: JobState | None = None,
     owner: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
     project: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
@@ -102,7 +105,9 @@ def list_jobs(
     rows, total = store.list_jobs(session, state=state, owner=owner, project=project,
                                   model_name=model_name, parent_id=parent_id, limit=limit,
                                   offset=offset)
-    return JobList(jobs=[summary_of(j) for j in rows], total=total, limit=limit, offset=offset)
+    shown = redactor_for(svc.settings)
+    return JobList(jobs=[summary_of(j, redact=shown.text) for j in rows], total=total,
+                   limit=limit, offset=offset)
 
 
 @router.get("/jobs/{job_id}")
@@ -166,7 +171,8 @@ def cancel_job(
     store.cancel_job(session, job_id, f"cancelled through the API{by}")
     svc.wake_dispatcher(cancelled=True)
     svc.notifier.notify(job_id)
-    return StatusResponse(status=status_of(*store.snapshot_job(session, job_id)))
+    return StatusResponse(status=status_of(*store.snapshot_job(session, job_id),
+                                           redact=redactor_for(svc.settings).text))
 
 
 class RetryRequest(BaseModel):
