@@ -63,3 +63,7 @@ def test_a_server_without_tokens_is_open_and_takes_names_from_the_body(
         nameless = http.post("/models/nomodel/rollback", json={})
         assert nameless.status_code == 422
         assert "actor: name who acts" in nameless.json()["message"]
+        # Reaching a server without tokens is not enough to make its first one (and lock it).
+        first = http.post("/tokens", json={"name": "mallory", "role": "admin"})
+        assert first.status_code == 403 and "modelyard tokens create" in first.json()["message"]
+        assert http.get("/tokens").json() == {"tokens": []}

@@ -1,7 +1,9 @@
 """Tokens over HTTP (admins only), and ``GET /whoami`` (any token).
 
 ``modelyard tokens`` does the same on the server's database directly, which is how the first
-token of a server is made; these routes let an admin manage tokens from anywhere.
+token of a server is made: ``POST /tokens`` needs an admin's token, so nobody who can merely
+reach a server without tokens can lock it (a first token turns auth on). These routes let an
+admin manage tokens from anywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from modelyard.api.deps import Services, Who, db_session, require_token, service
 from modelyard.auth import tokens as store
 from modelyard.auth.roles import Role
 from modelyard.auth.tables import TokenRow
+from modelyard.errors import Forbidden
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[Depends(require_token)])
 whoami_router = APIRouter(tags=["tokens"], dependencies=[Depends(require_token)])
@@ -61,8 +64,11 @@ def token_of(row: TokenRow) -> Token:
 @router.post("", status_code=201)
 def create_token(session: DB, body: TokenIn, who: Who) -> NewToken:
     """A new token for ``name`` with ``role``; the answer is the only place the token appears."""
-    row, token = store.create_token(session, body.name, body.role,
-                                    created_by=who.name or "anonymous")
+    if not who.authenticated:
+        raise Forbidden("this server has no tokens yet: make the first one on its database, "
+                        "with `modelyard tokens create NAME --role admin` and the server's "
+                        "--home or --db; POST /tokens needs an admin's token")
+    row, token = store.create_token(session, body.name, body.role, created_by=who.name)
     return NewToken(**token_of(row).model_dump(), token=token)
 
 
@@ -76,7 +82,7 @@ def list_tokens(session: DB, revoked: bool = False) -> TokenList:
 def revoke_token(session: DB, name: str, who: Who,
                  svc: Annotated[Services, Depends(services)]) -> Token:
     """Revoke ``name``'s live token: at once on this server, within seconds on the others."""
-    row = store.revoke_token(session, name, revoked_by=who.name or "anonymous")
+    row = store.revoke_token(session, name, revoked_by=who.name or "anonymous (no tokens)")
     svc.auth.forget()
     return token_of(row)
 
