@@ -48,7 +48,8 @@ _MAX_CACHED = 10_000
 
 
 RULES: tuple[tuple[str, Role, Role], ...] = (
-    # path prefix, the role to read (GET, HEAD), the role to change anything; first match wins
+    # path prefix, the role to read (GET, HEAD, OPTIONS), the role to change anything; the
+    # first match wins
     ("/tokens", Role.admin, Role.admin),
     ("/whoami", Role.viewer, Role.viewer),
     ("/train", Role.viewer, Role.trainer),
