@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from modelyard.client import Client
@@ -98,11 +100,21 @@ def test_a_nul_character_in_a_labels_path_is_refused(http: httpx.Client) -> None
     assert answer.status_code == 422 and "holds a NUL character" in answer.json()["message"]
 
 
-def test_a_label_row_past_int64_is_refused(http: httpx.Client) -> None:
+@pytest.mark.parametrize("row", [2**31, 2**70])
+def test_a_label_row_past_the_label_logs_int32_is_refused(http: httpx.Client, row: int) -> None:
     answer = http.post("/labels", json={"model_name": "m", "labels": [
-        {"request_id": "r", "row": 2**70, "label": 1}]})
+        {"request_id": "r", "row": row, "label": 1}]})
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "labels", 0, "row"]
+
+
+def test_a_labels_file_with_a_row_past_int32_is_refused(server: ServerProcess,
+                                                        http: httpx.Client) -> None:
+    pq.write_table(pa.table({"request_id": ["r"], "row": pa.array([2**40], pa.int64()),
+                             "label": [1.0]}), server.home / "data" / "big-row-labels.parquet")
+    answer = http.post("/labels", json={"model_name": "m", "path": "big-row-labels.parquet"})
+    assert answer.status_code == 422
+    assert "column 'row' is not whole numbers of at most 32 bits" in answer.json()["message"]
 
 
 def test_a_log_read_from_past_its_end_is_empty(http: httpx.Client, client: Client,

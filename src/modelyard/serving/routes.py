@@ -51,7 +51,7 @@ class PredictResponse(BaseModel):
 class Label(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str
-    row: int = Field(0, ge=0, le=2**63 - 1)  # the shadow log's int64 column
+    row: int = Field(0, ge=0, le=2**31 - 1)  # the label log's int32 column
     label: float = Field(allow_inf_nan=False)
 
 

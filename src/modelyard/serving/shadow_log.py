@@ -123,7 +123,14 @@ def read_labels(path: str, data_roots: Sequence[str]) -> list[dict[str, Any]]:
         raise DataError(f"labels file {source.display}: column 'label' is not numeric or "
                         f"boolean ({str(exc).splitlines()[0]})") from None
     ids = pc.cast(table["request_id"], pa.string()).to_pylist()
-    rows = table["row"].to_pylist() if "row" in names else [0] * len(ids)
+    try:  # the label log's row column is int32 (a row of a predict request)
+        rows = (pc.cast(table["row"], pa.int32()).to_pylist() if "row" in names
+                else [0] * len(ids))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(f"labels file {source.display}: column 'row' is not whole numbers "
+                        f"of at most 32 bits ({str(exc).splitlines()[0]})") from None
+    if any(r is not None and r < 0 for r in rows):
+        raise DataError(f"labels file {source.display}: column 'row' holds a negative row")
     if any(i is None for i in ids) or any(v is None for v in labels):
         raise DataError(f"labels file {source.display} has empty request_id or label values")
     return [{"request_id": i, "row": int(r or 0), "label": v}
