@@ -14,8 +14,9 @@ writes its buffer every :data:`FLUSH_EVERY_S` and says how many rows it wrote.
 Rows are counted once per shadow version, as the log holds them, and each is in exactly one
 count: ``rows_scored`` (written to the log), ``buffered`` (scored, not yet written),
 ``queued_rows`` (waiting or in flight), ``dropped`` (refused: the queue was full) or ``lost``
-(in flight or buffered in a scorer that died, or not sent because none was running). A lost
-scorer is restarted.
+(in flight or buffered in a scorer that died). A lost scorer is restarted; meanwhile work
+waits in the queue (what does not fit is dropped), and work whose sending failed because the
+scorer had just died goes back to the queue: it never reached a scorer.
 
 Protocol (pickled tuples over pipes, see :func:`main`)::
 
@@ -91,7 +92,9 @@ class ShadowScorer:
         self._pending_rows = 0
         self._in_flight: dict[int, int] = {}  # seq -> shadow rows shipped, until acknowledged
         self._seq = 0
-        self._acked = 0
+        self._acked = 0  # the last sequence number answered, or lost with its scorer
+        self._answered = 0  # the last sequence number a running scorer answered
+        self._up = threading.Event()  # a scorer is running and configured
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -128,16 +131,23 @@ class ShadowScorer:
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Ship what is queued, have the scorer write its log, and wait for it (reports, tests,
-        shutdown). Returns whether it finished within ``timeout``."""
-        seq = self._ship(flush=True)
+        shutdown); across a scorer restart, the new scorer's. Returns whether it finished
+        within ``timeout``."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._acked < seq:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stop.is_set():
-                    return False
-                self._cond.wait(min(left, 0.5))
-        return True
+        while not self._stop.is_set():
+            if not self._up.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            seq = self._ship(flush=True)
+            with self._cond:
+                while self._acked < seq:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        return False
+                    self._cond.wait(min(left, 0.5))
+                if self._answered >= seq:
+                    return True
+            # Its scorer died before answering: the next one writes what is left.
+        return False
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,6 +177,7 @@ class ShadowScorer:
         proc.stdin.close()
         to.send(("config", self.config))
         self._proc, self._to = proc, to
+        self._up.set()
         threading.Thread(target=self._read_loop, args=(proc, Connection(read_back,
                                                                         writable=False)),
                          name="modelyard-shadow-acks", daemon=True).start()
@@ -175,7 +186,7 @@ class ShadowScorer:
         while not self._stop.is_set():
             self._wake.wait(SEND_EVERY_S)
             self._wake.clear()
-            if self._pending:
+            if self._pending and self._up.is_set():
                 self._ship(flush=False)
 
     def _ship(self, *, flush: bool) -> int:
@@ -199,9 +210,16 @@ class ShadowScorer:
                     if self._to is None:
                         raise OSError("the shadow scorer has not started")
                     self._to.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-            except (OSError, ValueError):
-                log.warning("shadow scorer unavailable; %d queued rows lost", rows)
-                self._lost({m[1] for m in messages})
+            except (OSError, ValueError):  # the scorer died: nothing of this reached it
+                self._up.clear()
+                with self._cond:
+                    if self._in_flight.pop(messages[0][1], None) is not None and batch:
+                        self._pending[:0] = batch  # unless it was already counted lost
+                        self._pending_rows += rows
+                    for message in messages:
+                        self._in_flight.pop(message[1], None)
+                        self._acked = max(self._acked, message[1])
+                    self._cond.notify_all()
             return seq
 
     def _read_loop(self, proc: subprocess.Popen[bytes], acks: Connection) -> None:
@@ -211,6 +229,7 @@ class ShadowScorer:
                 with self._cond:
                     self._in_flight.pop(seq, None)
                     self._acked = max(self._acked, seq)
+                    self._answered = max(self._answered, seq)
                     self.buffered += rows - written
                     self.rows_scored += written
                     self.errors += errors
@@ -219,6 +238,7 @@ class ShadowScorer:
             pass
         finally:
             acks.close()
+        self._up.clear()
         code = proc.wait()
         if self._stop.is_set():
             return
