@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelyard.api.schemas import inline_schema
 from modelyard.request.models import TrainRequest
 
 MAX_JSON_VALUES = 50_000
@@ -195,22 +196,9 @@ def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` documenting ``model`` as the JSON body of a route that reads its body
     itself, and the route's 413 and 422 answers; the schema is inlined, so it needs nothing in
     ``components``."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
     return {
         "requestBody": {"required": True, "content": {
-            "application/json": {"schema": inline(schema)}}},
+            "application/json": {"schema": inline_schema(model)}}},
         "responses": {
             "413": {"description": "The body is over the server's limit (--max-body-bytes)"},
             "422": {"description": "Not a valid request: the first problems, each naming its "

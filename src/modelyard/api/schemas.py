@@ -254,11 +254,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     tokens and roles are documented for every route by
     :func:`modelyard.api.auth.document_auth`.)"""
     return {status: {"description": _ERRORS[status][1], "content": {
-        "application/json": {"schema": _inline_schema(_ERRORS[status][0])}}}
+        "application/json": {"schema": inline_schema(_ERRORS[status][0])}}}
         for status in statuses}
 
 
-def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s JSON schema with its ``$defs`` put in place (it needs no ``components``)."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
