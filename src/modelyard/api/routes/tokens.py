@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from modelyard.api.deps import Services, Who, db_session, require_token, services
+from modelyard.api.schemas import error_responses
 from modelyard.auth import tokens as store
 from modelyard.auth.roles import Role
 from modelyard.auth.tables import TokenRow
@@ -61,7 +62,7 @@ def token_of(row: TokenRow) -> Token:
                  created_by=row.created_by, revoked_at=row.revoked_at, revoked_by=row.revoked_by)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(400, 409, 422))
 def create_token(session: DB, body: TokenIn, who: Who) -> NewToken:
     """A new token for ``name`` with ``role``; the answer is the only place the token appears."""
     if not who.authenticated:
@@ -78,7 +79,7 @@ def list_tokens(session: DB, revoked: bool = False) -> TokenList:
     return TokenList(tokens=[token_of(r) for r in store.list_tokens(session, revoked=revoked)])
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", responses=error_responses(404))
 def revoke_token(session: DB, name: str, who: Who,
                  svc: Annotated[Services, Depends(services)]) -> Token:
     """Revoke ``name``'s live token: at once on this server, within seconds on the others."""
