@@ -10,8 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 
 from modelyard.client import Client
+from modelyard.registry.tables import ApprovalRow, VersionRow
+from modelyard.sql import make_engine
 from tests.conftest import ServerProcess
 from tests.registry.conftest import train_version
 
@@ -33,6 +36,19 @@ def _at_once(server: ServerProcess, path: str, bodies: list[dict[str, Any]]
         return list(pool.map(post, bodies))
 
 
+def _approvals(server: ServerProcess, model_name: str) -> int:
+    """Approval rows of the model's versions, read from the server's database."""
+    engine = make_engine(server.db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(
+                select(func.count()).select_from(ApprovalRow).join(
+                    VersionRow, VersionRow.id == ApprovalRow.version_id)
+                .where(VersionRow.model_name == model_name)) or 0)
+    finally:
+        engine.dispose()
+
+
 def test_concurrent_approvals_promote_once(server: ServerProcess, client: Client,
                                            model_request: dict[str, Any]) -> None:
     name = model_request["metadata"]["model_name"]
@@ -47,6 +63,7 @@ def test_concurrent_approvals_promote_once(server: ServerProcess, client: Client
     assert {a.json()["error"] for a in answers if a.status_code == 409} == {"Conflict"}
     to_production = [e for e in client.events(name) if e["to_stage"] == "production"]
     assert len(to_production) == 1
+    assert _approvals(server, name) == 1  # the refused ones' approvals were rolled back
     assert client.version(name, 1)["stage"] == "production"
 
     answers = _at_once(server, f"/models/{quoted}/versions/2/stage",
