@@ -182,12 +182,10 @@ class JobResult:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> JobResult:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in obj.items() if k in fields}
+        values = _known_fields(cls, obj)
         model = values.get("model")
         if isinstance(model, Mapping):
-            values["model"] = ModelMeta(**{k: v for k, v in model.items()
-                                           if k in {f.name for f in dataclasses.fields(ModelMeta)}})
+            values["model"] = ModelMeta(**_known_fields(ModelMeta, model))
         return cls(**values)
 
 
@@ -223,12 +221,11 @@ class FleetPlan:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> FleetPlan:
-        tenant_fields = {f.name for f in dataclasses.fields(TenantPlan)}
         return cls(
             root=obj["root"], column=obj["column"], segment_column=obj.get("segment_column"),
             global_model=bool(obj.get("global_model", True)),
             segments=list(obj.get("segments") or []),
-            tenants=[TenantPlan(**{k: v for k, v in t.items() if k in tenant_fields})
+            tenants=[TenantPlan(**_known_fields(TenantPlan, t))
                      for t in obj.get("tenants") or []],
             row_counts=dict(obj.get("row_counts") or {}),
         )
@@ -250,5 +247,10 @@ class FleetRole:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> FleetRole:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in fields})
+        return cls(**_known_fields(cls, obj))
+
+
+def _known_fields(cls: type[Any], obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` without the keys ``cls`` has no field for (written by a newer version)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in obj.items() if k in names}
