@@ -16,10 +16,14 @@ from typing import Any
 from modelyard.errors import ConfigurationError
 
 # A train request is configuration: 16 MiB holds any real one many times over. Predict bodies
-# carry rows, so they get more room; both are refused with 413 before they are read.
+# carry rows, but their values are budgeted (below), and 16 MiB of long strings is what parses
+# well within 100 ms; both are refused with 413 before they are read.
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
-DEFAULT_MAX_PREDICT_BODY_BYTES = 64 * 2**20
+DEFAULT_MAX_PREDICT_BODY_BYTES = 16 * 2**20
 DEFAULT_MAX_PREDICT_ROWS = 10_000  # rows per predict request; more get 422 naming the limit
+# JSON values (see modelyard.jsonbody) per predict body: what parses in ~50 ms in the slowest
+# shape, so a body within it cannot hold /healthz for 100 ms; 10,000 rows of 10 features.
+DEFAULT_MAX_PREDICT_VALUES = 100_000
 
 
 def default_home() -> Path:
@@ -51,6 +55,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_predict_body_bytes: int = DEFAULT_MAX_PREDICT_BODY_BYTES
     max_predict_rows: int = DEFAULT_MAX_PREDICT_ROWS
+    max_predict_values: int = DEFAULT_MAX_PREDICT_VALUES
 
     @property
     def job_threads(self) -> int:
@@ -88,6 +93,7 @@ class Settings:
         max_body_bytes: int | None = None,
         max_predict_body_bytes: int | None = None,
         max_predict_rows: int | None = None,
+        max_predict_values: int | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -141,6 +147,8 @@ class Settings:
                                                DEFAULT_MAX_PREDICT_BODY_BYTES),
             max_predict_rows=_positive("MODELYARD_MAX_PREDICT_ROWS", max_predict_rows,
                                        DEFAULT_MAX_PREDICT_ROWS, "row"),
+            max_predict_values=_positive("MODELYARD_MAX_PREDICT_VALUES", max_predict_values,
+                                         DEFAULT_MAX_PREDICT_VALUES, "value"),
         )
 
     def ensure_dirs(self) -> None:

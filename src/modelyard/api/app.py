@@ -130,8 +130,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # Summarised: the first errors' loc, msg and type, never the input they were about.
     errors: Any = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail, more = summarize_errors(errors)
+    what = "train request" if request.url.path.endswith("/train") else "request"
     return JSONResponse(
-        {"error": "RequestError", "message": describe_errors(errors),
+        {"error": "RequestError", "message": describe_errors(errors, what),
          "detail": jsonable_encoder(detail), "more_errors": more},
         status_code=422,
     )

@@ -5,31 +5,23 @@ route's limit, or its streamed body passes it, without reading the rest (the ans
 connection, so the server stops receiving). Limits are settings: ``--max-body-bytes`` for every
 route, ``--max-predict-body-bytes`` for ``POST /predict/{name}``, whose rows are data.
 
-:func:`read_train_request` parses ``POST /train`` bodies off the event loop, and first counts
-their JSON values (:data:`MAX_JSON_VALUES`). The count is what keeps ``/healthz`` answering:
-``json.loads`` and pydantic hold the GIL for their whole call, so a worker thread alone does not
-free the loop while a 16 MiB body of millions of tiny values is parsed (seconds); a body with at
-most 50,000 values parses in tens of milliseconds.
+:func:`read_train_request` parses ``POST /train`` bodies within a budget of JSON values
+(:data:`MAX_JSON_VALUES`), off the event loop: :mod:`modelyard.jsonbody` says why the budget, not
+the thread, is what keeps ``/healthz`` answering.
 """
 
 from __future__ import annotations
 
-import email.message
 import json
-from typing import Any
 
-import anyio
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.api.schemas import inline_schema
+from modelyard.jsonbody import read_json_body
 from modelyard.request.models import TrainRequest
 
 MAX_JSON_VALUES = 50_000
 """Values (counted as ``,``, ``[`` and ``{`` in the body) a train request may hold."""
-_COUNT_WINDOW = 1 << 20  # count in slices, so no single call holds the GIL for long
 
 
 class BodyLimitMiddleware:
@@ -144,78 +136,6 @@ def _size(limit: int) -> str:
 
 
 async def read_train_request(request: Request) -> TrainRequest:
-    """The ``POST /train`` body as a :class:`TrainRequest`, parsed and validated in a thread.
-
-    Raises:
-        RequestValidationError: the body is not JSON, holds more than :data:`MAX_JSON_VALUES`
-            values, or is not a valid request (the app answers 422 with a summary).
-    """
-    if not _is_json(request.headers.get("content-type")):
-        raise _invalid("content_type", "a train request is JSON: send it with the header "
-                                       "Content-Type: application/json")
-    body = await request.body()
-    return await anyio.to_thread.run_sync(parse_train_body, body)
-
-
-def parse_train_body(body: bytes) -> TrainRequest:
-    """Count, parse and validate a train request's JSON body (blocking; see the module doc)."""
-    values = count_json_values(body)
-    if values > MAX_JSON_VALUES:
-        raise _invalid("too_many_values", f"the body holds about {values:,} JSON values "
-                       f"(counting ',', '[' and '{{'); a train request may hold at most "
-                       f"{MAX_JSON_VALUES:,}")
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise _invalid("json_invalid", f"not valid JSON: {exc.msg} at character {exc.pos}"
-                       ) from None
-    except UnicodeDecodeError:
-        raise _invalid("json_invalid", "not valid JSON: the body is not UTF-8") from None
-    except RecursionError:
-        raise _invalid("json_invalid", "the body is nested too deeply to be a train request"
-                       ) from None
-    try:
-        return TrainRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]
-                                     ) from None
-
-
-def count_json_values(body: bytes) -> int:
-    """An upper bound of the values in a JSON text: its commas, brackets and braces (plus one),
-    counting those inside strings too."""
-    count = 1
-    for start in range(0, len(body), _COUNT_WINDOW):
-        end = start + _COUNT_WINDOW
-        count += sum(body.count(char, start, end) for char in (b",", b"[", b"{"))
-    return count
-
-
-def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` documenting ``model`` as the JSON body of a route that reads its body
-    itself, and the route's 413 and 422 answers; the schema is inlined, so it needs nothing in
-    ``components``."""
-    return {
-        "requestBody": {"required": True, "content": {
-            "application/json": {"schema": inline_schema(model)}}},
-        "responses": {
-            "413": {"description": "The body is over the server's limit (--max-body-bytes)"},
-            "422": {"description": "Not a valid request: the first problems, each naming its "
-                                   "field (detail), and how many more (more_errors)"},
-        },
-    }
-
-
-def _is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    header = email.message.Message()
-    header["content-type"] = content_type
-    subtype = header.get_content_subtype()
-    return header.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json"))
-
-
-def _invalid(kind: str, msg: str) -> RequestValidationError:
-    return RequestValidationError([{"type": kind, "loc": ("body",), "msg": msg}])
+    """The ``POST /train`` body as a :class:`TrainRequest`, parsed and validated within
+    :data:`MAX_JSON_VALUES` values, off the event loop (:mod:`modelyard.jsonbody`)."""
+    return await read_json_body(request, TrainRequest, MAX_JSON_VALUES, "a train request")

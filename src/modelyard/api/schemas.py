@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
+from modelyard.jsonbody import inline_schema
 
 
 class TrainResponse(BaseModel):
@@ -256,22 +257,3 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": _ERRORS[status][1], "content": {
         "application/json": {"schema": inline_schema(_ERRORS[status][0])}}}
         for status in statuses}
-
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``model``'s JSON schema with its ``$defs`` put in place (it needs no ``components``)."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    result: dict[str, Any] = inline(schema)
-    return result

@@ -72,10 +72,14 @@ def _server_options(func: Any) -> Any:
                      help="Largest request body, in bytes, of every route but predict; larger "
                           "ones get 413 before they are read (default 16 MiB)."),
         click.option("--max-predict-body-bytes", type=int, default=None,
-                     help="Largest POST /predict/{name} body, in bytes (default 64 MiB)."),
+                     help="Largest POST /predict/{name} body, in bytes (default 16 MiB)."),
         click.option("--max-predict-rows", type=int, default=None,
                      help="Most rows in one POST /predict/{name} request; more get 422 "
                           "(default 10,000)."),
+        click.option("--max-predict-values", type=int, default=None,
+                     help="Most JSON values in one POST /predict/{name} body (rows x features, "
+                          "roughly); more get 422 before they are parsed, which keeps a large "
+                          "body from stalling the server (default 100,000)."),
         click.option("--debug", is_flag=True, default=None,
                      help="Show tracebacks and the server's own paths in error answers "
                           "(default $MODELYARD_DEBUG; else they stay in the logs)."),

@@ -108,16 +108,16 @@ def describe_validation_error(exc: ValidationError) -> str:
     return describe_errors(exc.errors(include_url=False, include_input=False))
 
 
-def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+def describe_errors(errors: Sequence[Mapping[str, Any]], what: str = "train request") -> str:
     """Pydantic's (or FastAPI's) error list as one message naming the fields, at most
-    :data:`MAX_ERRORS_SHOWN` of them."""
+    :data:`MAX_ERRORS_SHOWN` of them; ``what`` was invalid."""
     shown_errors, more = summarize_errors(errors)
     clauses = []
     for err in shown_errors:
         loc = ".".join(str(p) for p in err["loc"] if p != "body")
         clauses.append(f"{loc or 'request'}: {err['msg']}")
     tail = f"; and {more:,} more problems" if more else ""
-    return "invalid train request: " + "; ".join(clauses) + tail
+    return f"invalid {what}: " + "; ".join(clauses) + tail
 
 
 def summarize_errors(errors: Sequence[Mapping[str, Any]],

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.jsonbody import json_body_openapi, read_json_body
 from modelyard.request.limits import validate_name
 from modelyard.serving.report import shadow_report
 from modelyard.serving.service import ServingService
@@ -79,9 +80,17 @@ async def serving(request: Request) -> ServingService:
 Serving = Annotated[ServingService, Depends(serving)]
 
 
-@router.post("/predict/{model_name}", response_model=PredictResponse)
-async def predict(model_name: ModelName, body: PredictRequest, svc: Serving,
-                  request: Request) -> JSONResponse:
+async def predict_body(request: Request, svc: Serving) -> PredictRequest:
+    """The body, parsed within ``--max-predict-values`` (a large one off the event loop)."""
+    return await read_json_body(
+        request, PredictRequest, svc.settings.max_predict_values, "a predict request",
+        " (--max-predict-values, MODELYARD_MAX_PREDICT_VALUES): send fewer rows per request")
+
+
+@router.post("/predict/{model_name}", response_model=PredictResponse,
+             openapi_extra=json_body_openapi(PredictRequest, "--max-predict-body-bytes"))
+async def predict(model_name: ModelName, body: Annotated[PredictRequest, Depends(predict_body)],
+                  svc: Serving, request: Request) -> JSONResponse:
     """Score rows with the tenant's production model (the global one for cold-start tenants);
     shadow versions score the same rows off the request path."""
     # Built by us, so no response-model validation on the hot path (the schema is documented).

@@ -32,6 +32,7 @@ from modelyard.serving.shadow_log import ShadowLog
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.serving")
+_CHECK_ON_LOOP = 20_000  # row values checked on the event loop (a few milliseconds at most)
 
 
 class ServingService:
@@ -105,7 +106,12 @@ class ServingService:
                                                              self.router.refresh)
             route, answered = self.router.resolve(model_name, tenant)
         loaded, degraded = await self._production(route)
-        loaded.schema.check(rows)  # before the batch: bad rows fail their own request only
+        # Before the batch: bad rows fail their own request only. A large batch is checked off
+        # the loop (a Python loop, so a thread lets /healthz and other requests in).
+        if len(rows) * len(loaded.schema.columns) > _CHECK_ON_LOOP:
+            await asyncio.to_thread(loaded.schema.check, rows)
+        else:
+            loaded.schema.check(rows)
         scores = await self._score(loaded, rows)
         request_id = uuid.uuid4().hex
         listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)

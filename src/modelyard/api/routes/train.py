@@ -8,17 +8,18 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from modelyard.api.deps import Services, Who, db_session, require_token, services
-from modelyard.api.limits import json_body_openapi, read_train_request
+from modelyard.api.limits import read_train_request
 from modelyard.api.schemas import TrainResponse
 from modelyard.errors import RequestError, WorkflowError
 from modelyard.jobs import fleet, store
+from modelyard.jsonbody import json_body_openapi
 from modelyard.request.models import TrainRequest
 from modelyard.runtime.workflow import allowed_module
 
 router = APIRouter(tags=["train"], dependencies=[Depends(require_token)])
 
 
-@router.post("/train", openapi_extra=json_body_openapi(TrainRequest))
+@router.post("/train", openapi_extra=json_body_openapi(TrainRequest, "--max-body-bytes"))
 def train(
     # Parsed by a dependency, off the event loop and within a budget (api/limits.py).
     request: Annotated[TrainRequest, Depends(read_train_request)],
