@@ -4,7 +4,6 @@ trained it (for its ``predict``), kept in an LRU cache bounded by a memory budge
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from modelyard.artifacts import ArtifactStore
-from modelyard.request.loading import parse_request
 from modelyard.runtime.fastpath import accelerate
-from modelyard.runtime.workflow import Workflow, resolve_workflow
+from modelyard.runtime.trained import load_trained
+from modelyard.runtime.workflow import Workflow
 from modelyard.serving.fastpath import Records, RecordsPredict, records_predictor
 from modelyard.serving.schema import RowSchema, row_schema
 
@@ -82,25 +81,20 @@ class LoadedModel:
 def load_model(store: ArtifactStore, ref: VersionRef,
                workflow_modules: tuple[str, ...] = (),
                workflow_packages: tuple[str, ...] = ()) -> LoadedModel:
-    """Read, verify and unpickle a model, and build its workflow from the job's stored request.
+    """Load a version (:func:`~modelyard.runtime.trained.load_trained`) with the schema its
+    rows must fit.
 
     Raises:
         ArtifactError: the bytes do not match the model id (never served).
         NotFound: the model or its job's provenance is missing from the artefact store.
     """
-    blob = store.get_bytes(ref.model_id)  # verifies sha256
-    model = pickle.loads(blob)  # noqa: S301 - bytes verified against the registered content address
     if not ref.job_id:
         raise LookupError(f"version {ref.version} of {ref.model_name!r} has no training request")
-    provenance = store.read_job_json(ref.job_id, "provenance.json")
-    request = parse_request(provenance["request"])
-    cls = resolve_workflow(request.train.workflow_name, workflow_modules, workflow_packages)
-    # The Arrow types of the data it was trained on, as its provenance recorded them.
-    types = provenance.get("data", {}).get("schema", {})
-    schema = row_schema(f"version {ref.version} of {ref.model_name!r}", ref.features, types,
-                        ref.missing_values)
-    return LoadedModel(ref=ref, model=model, workflow=cls(request),
-                       nbytes=int(len(blob) * RESIDENT_FACTOR), schema=schema)
+    trained = load_trained(store, ref.model_id, ref.job_id, workflow_modules, workflow_packages)
+    schema = row_schema(f"version {ref.version} of {ref.model_name!r}", ref.features,
+                        trained.column_types, ref.missing_values)
+    return LoadedModel(ref=ref, model=trained.model, workflow=trained.workflow,
+                       nbytes=int(trained.nbytes * RESIDENT_FACTOR), schema=schema)
 
 
 class ModelCache:
