@@ -211,13 +211,19 @@ class Client:
     def set_policy(self, model_name: str, *, auto_promote: bool, actor: str | None = None,
                    metric: str = "roc_auc", min_improvement: float = 0.0,
                    higher_is_better: bool = True, require_same_holdout: bool = True,
-                   four_eyes: bool = True) -> dict[str, Any]:
+                   four_eyes: bool = True, **guard_rails: Any) -> dict[str, Any]:
         """Replace the model's policy (``four_eyes=False`` lets an approver approve what
-        they submitted, and the audit says so)."""
+        they submitted, and the audit says so).
+
+        Args:
+            guard_rails: ``min_holdout_rows``, ``min_holdout_positives``, ``max_score_psi``,
+                ``max_latency_ms_per_row``, and ``fleet_promotion`` (``"auto"`` or
+                ``"shadow"``); those not given are off (``auto`` for fleets).
+        """
         body = _named({"auto_promote": auto_promote, "metric": metric,
                        "min_improvement": min_improvement, "higher_is_better": higher_is_better,
-                       "require_same_holdout": require_same_holdout, "four_eyes": four_eyes},
-                      actor=actor)
+                       "require_same_holdout": require_same_holdout, "four_eyes": four_eyes,
+                       **guard_rails}, actor=actor)
         return dict(self._call("PUT", f"/models/{model_name}/policy", json=body).json())
 
     # -- identities --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pytest
 
 from modelyard.client import Client
 from tests.conftest import ServerProcess, with_workflow
@@ -106,23 +107,35 @@ def test_small_tenants_are_packed_into_shared_workers(
                and t["level"] == "tenant" for t in fleet["tenants"] if t["job_id"])
 
 
-def test_a_fleet_trained_again_replaces_its_tenants_production_models(
+def test_a_fleet_trained_again_replaces_only_the_production_models_it_beats(
     client: Client, fraud_request: dict[str, Any]
 ) -> None:
     request = fleet_request(fraud_request, min_training_rows=50, global_model=False)
-    run_fleet(client, request)
-    _, fleet = run_fleet(client, request)  # same model name: every tenant graduates again
+    constant = with_workflow(request, "sklearn", estimator="sklearn.dummy.DummyClassifier")
+    run_fleet(client, constant)  # nothing to beat: every tenant's constant model serves it
+    _, fleet = run_fleet(client, request)  # same model name: judged against production
     model = request["metadata"]["model_name"]
-    tenants = [t["tenant"] for t in fleet["tenants"] if t["job_id"]]
-    assert len(tenants) > 4
+    judged = [t for t in fleet["tenants"] if t["job_id"]]
+    assert len(judged) > 4
     stages = {(v["tenant"], v["version"]): v["stage"] for v in client.versions(model)}
-    assert stages == {**{(t, 1): "archived" for t in tenants},
-                      **{(t, 2): "production" for t in tenants}}
+    for tenant in judged:
+        graduation, name = tenant["graduation"], tenant["tenant"]
+        assert graduation["production_version"] == 1, graduation
+        if graduation["own"] is None:  # one class in its holdout: nothing to compare
+            assert not graduation["graduated"]
+        else:  # production scored on the same rows: the constant model's 0.5
+            assert graduation["production"] == pytest.approx(0.5)
+            assert graduation["graduated"] == (graduation["own"] > 0.5)
+        won = graduation["graduated"]
+        assert stages[(name, 1)] == ("archived" if won else "production")
+        assert stages[(name, 2)] == ("production" if won else "candidate")
+        assert tenant["level"] == "tenant"  # its own production version, old or new
+    winner = next(t["tenant"] for t in judged if t["graduation"]["graduated"])
     trail = [(e["version"], e["from_stage"], e["to_stage"], e["reason"])
-             for e in client.events(model, tenant=tenants[0])]
+             for e in client.events(model, tenant=winner)]
     assert (1, "production", "archived", "replaced by version 2") in trail
     assert any(v == 2 and to == "production" and reason.startswith("graduated")
-               for v, _, to, reason in trail)
+               and "production version 1 on the same" in reason for v, _, to, reason in trail)
 
 
 def test_one_tenant_failing_spares_the_others_and_can_be_retried(
@@ -189,16 +202,17 @@ def test_serving_routes_tenants_to_the_level_the_fleet_chose(
     graduated = [t for t in fleet["tenants"] if t["level"] == "tenant"]
     by_segment = [t for t in fleet["tenants"] if t["level"] == "segment"]
     assert graduated and by_segment
-    for fallback in fleet["fallbacks"]:  # fallbacks pass the approval gate like any model
+    for fallback in fleet["fallbacks"]:  # nothing in production to beat: the policy's "auto"
         version = next(v for v in client.versions(name, tenant=fallback["tenant"])
                        if v["job_id"] == fallback["job_id"])
-        client.approve(name, version["version"], user="ops", comment="fleet fallbacks",
-                       tenant=fallback["tenant"])
+        assert version["stage"] == "production", fallback
+        assert fallback["graduation"]["reason"] == "no production version to beat"
     row = {"charge_type": "wallet", "charge_amount": 12.5, "charge_country": "US",
            "card_age_days": 30, "hour_of_day": 3}
 
     def served_by(tenant: str) -> str:
-        r = httpx.post(f"{server.url}/predict/{name}", json={"tenant": tenant, "rows": [row]})
+        r = httpx.post(f"{server.url}/predict/{name}", json={"tenant": tenant, "rows": [row]},
+                       timeout=60)
         assert r.status_code == 200, r.text
         return str(r.json()["served_by_tenant"])
 

@@ -16,9 +16,10 @@ from modelyard.jobs.fleet_records import (
     role_of,
     set_graduation,
 )
-from modelyard.jobs.graduation import compare
+from modelyard.jobs.graduation import Rules
 from modelyard.jobs.tables import JobRow
 from modelyard.protocol.results import FleetPlan, FleetRole, TenantPlan
+from modelyard.registry.policy import default_policy
 
 # As rows hold them: a plan written before FleetPlan existed (no kind, no row_counts, a missing
 # tenant without segment or path), and a tenant child with its graduation.
@@ -95,20 +96,16 @@ def test_set_graduation_keeps_the_role() -> None:
         set_graduation(_job("train", None), no_fallback)
 
 
-@pytest.mark.parametrize(("metrics", "metric", "fallback", "graduated", "reason"), [
-    ({"roc_auc": 0.8}, "roc_auc", 0.7, True,
-     "own roc_auc 0.8000 beats global's 0.7000 on its holdout"),
-    ({"roc_auc": 0.7}, "roc_auc", 0.7, False,
-     "own roc_auc 0.7000 does not beat global's 0.7000 on its holdout"),
-    ({"rmse": 1.0}, "rmse", 2.0, True, "own rmse 1.0000 beats global's 2.0000 on its holdout"),
-    ({"rmse": 3.0}, "rmse", 2.0, False,
-     "own rmse 3.0000 does not beat global's 2.0000 on its holdout"),
-    ({"roc_auc": None}, "roc_auc", 0.7, False, "its own roc_auc is undefined on its holdout"),
-    ({"roc_auc": 0.6}, "roc_auc", None, True,
-     "the global model's roc_auc is undefined on its holdout"),
+@pytest.mark.parametrize(("task", "own", "other", "margin", "beaten", "verdict"), [
+    ("binary", 0.8, 0.7, 0.0, True, "roc_auc 0.8000 > 0.7000 (margin 0)"),
+    ("binary", 0.7, 0.7, 0.0, False, "roc_auc 0.7000 is not > 0.7000 (margin 0)"),
+    ("binary", 0.72, 0.7, 0.05, False, "roc_auc 0.7200 is not >= 0.7500 (margin 0.05)"),
+    ("regression", 1.0, 2.0, 0.0, True, "rmse 1.0000 < 2.0000 (margin 0)"),
+    ("regression", 3.0, 2.0, 0.0, False, "rmse 3.0000 is not < 2.0000 (margin 0)"),
 ])
-def test_compare_judges_on_the_metrics_direction(metrics: dict[str, Any], metric: str,
-                                                 fallback: float | None, graduated: bool,
-                                                 reason: str) -> None:
-    result = compare(metrics, metric, fallback, "global")
-    assert result == Graduation(metric, metrics[metric], fallback, "global", graduated, reason)
+def test_rules_judge_on_the_metrics_direction_and_the_policys_margin(
+        task: str, own: float, other: float, margin: float, beaten: bool, verdict: str) -> None:
+    policy = default_policy("fraud")
+    policy.min_improvement = margin
+    ok, sentence = Rules.of(task, policy).beats(own, other, "the global model")
+    assert (ok, sentence) == (beaten, f"against the global model: {verdict}")

@@ -98,12 +98,17 @@ def test_auto_promotion_follows_the_metric_rule(client: Client,
                    and e["actor"] == "policy")
     assert "roc_auc" in refusal["reason"] and "is not >=" in refusal["reason"]
 
-    # A different holdout window is never compared automatically.
+    # A different holdout window is compared on its own rows, production scored on them too.
     shifted = copy.deepcopy(model_request)
     shifted["holdout_sampling"]["date_range_sampling"]["start_date"] = "2018-11-01"
     other = train_version(client, shifted, max_iter=80)
-    assert client.version(name, other["version"])["stage"] == "candidate"
-    assert "holdout window differs" in client.events(name)[0]["reason"]
+    champion = client.version(name, other["version"])["evidence"]["champion"]
+    assert champion["version"] == better["version"]
+    verdict = client.events(name)[0]["reason"]
+    rows = other["metrics"]["holdout_rows"]
+    assert f"on the same {rows:,} holdout rows" in verdict
+    assert f"production version {better['version']}: {champion['metrics']['roc_auc']:.4f}" in (
+        verdict)
 
 
 def test_compare_two_versions(client: Client, model_request: dict[str, Any]) -> None:

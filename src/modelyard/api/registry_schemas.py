@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +48,18 @@ class PolicyIn(_In):
     require_same_holdout: bool = True
     four_eyes: bool = Field(True, description="an approver may not approve a version trained by "
                                               "a job they submitted (false: allowed, audited)")
+    min_holdout_rows: int = Field(0, ge=0, le=2**31 - 1, description=(
+        "guard rail: promotion needs at least this many holdout rows (0: off)"))
+    min_holdout_positives: int = Field(0, ge=0, le=2**31 - 1, description=(
+        "guard rail: a binary model's holdout needs at least this many positives (0: off)"))
+    max_score_psi: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+        "guard rail: the most the candidate's scores may shift (PSI) from production's on the "
+        "same holdout rows (null: off)"))
+    max_latency_ms_per_row: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
+        "guard rail: the slowest predict allowed, in ms per row on the holdout (null: off)"))
+    fleet_promotion: Literal["auto", "shadow"] = Field("auto", description=(
+        "what a fleet does with the models that pass its rules: auto (production) or shadow "
+        "(waiting for an approval)"))
     actor: str | None = Field(None, min_length=1, description="who sets it" + _WHO)
 
 
@@ -59,6 +71,11 @@ class Policy(BaseModel):
     higher_is_better: bool
     require_same_holdout: bool
     four_eyes: bool
+    min_holdout_rows: int
+    min_holdout_positives: int
+    max_score_psi: float | None
+    max_latency_ms_per_row: float | None
+    fleet_promotion: str
     updated_by: str
     updated_at: dt.datetime
 
@@ -74,6 +91,10 @@ class Version(BaseModel):
     model: dict[str, Any]
     holdout: dict[str, Any]
     provenance_path: str | None
+    evidence: dict[str, Any] | None = Field(None, description=(
+        "what promotion rules decide on: holdout_rows, holdout_positives, latency_ms_per_row, "
+        "and champion: the production version of the time scored on the same holdout rows "
+        "(its metrics and the score PSI), or champion_error"))
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -114,7 +135,8 @@ def version_of(row: VersionRow) -> Version:
     return Version(
         model_name=row.model_name, tenant=row.tenant, version=row.version, stage=Stage(row.stage),
         model_id=row.model_id, job_id=row.job_id, metrics=row.metrics, model=row.model_meta,
-        holdout=row.holdout, provenance_path=row.provenance_path, created_at=row.created_at,
+        holdout=row.holdout, provenance_path=row.provenance_path, evidence=row.evidence,
+        created_at=row.created_at,
         updated_at=row.updated_at,
     )
 
@@ -132,6 +154,8 @@ def policy_of(row: PolicyRow) -> Policy:
         model_name=row.model_name, auto_promote=row.auto_promote, metric=row.metric,
         min_improvement=row.min_improvement, higher_is_better=row.higher_is_better,
         require_same_holdout=row.require_same_holdout, four_eyes=row.four_eyes,
-        updated_by=row.updated_by,
+        min_holdout_rows=row.min_holdout_rows, min_holdout_positives=row.min_holdout_positives,
+        max_score_psi=row.max_score_psi, max_latency_ms_per_row=row.max_latency_ms_per_row,
+        fleet_promotion=row.fleet_promotion, updated_by=row.updated_by,
         updated_at=row.updated_at,
     )

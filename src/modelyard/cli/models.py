@@ -83,6 +83,20 @@ def compare(model_name: str, a: int, b: int, tenant: str, url: str | None) -> No
     for row in out["metrics"]:
         table.add_row(row["metric"], _fmt(row["a"]), _fmt(row["b"]), _fmt(row["delta"], sign=True))
     console.print(table)
+    same = out.get("same_rows")
+    if same:
+        rows = f"{same['rows']:,} " if isinstance(same.get("rows"), int) else ""
+        psi = same.get("score_psi")
+        title = (f"on the same {rows}holdout rows of v{same['challenger']} (champion "
+                 f"v{same['champion']})" + (f", score PSI {psi:.4f}" if psi is not None else ""))
+        table = Table(title=title)
+        for col in ("metric", f"v{same['champion']} (champion)",
+                    f"v{same['challenger']} (challenger)", "challenger - champion"):
+            table.add_column(col, justify="right")
+        for row in same["metrics"]:
+            table.add_row(row["metric"], _fmt(row["champion"]), _fmt(row["challenger"]),
+                          _fmt(row["delta"], sign=True))
+        console.print(table)
 
 
 @models.command("stage")
@@ -176,28 +190,44 @@ def events(model_name: str, tenant: str | None, url: str | None) -> None:
 @click.option("--auto-promote/--no-auto-promote", default=None)
 @click.option("--metric", default=None)
 @click.option("--min-improvement", type=float, default=None)
-@click.option("--lower-is-better", is_flag=True, default=False)
+@click.option("--higher-is-better/--lower-is-better", default=None)
+@click.option("--require-same-holdout/--any-holdout", default=None,
+              help="Without a same-rows comparison, compare stored metrics only if the holdout "
+                   "windows match.")
 @click.option("--four-eyes/--no-four-eyes", default=None,
               help="Whether an approver may not approve what their own job trained.")
+@click.option("--min-holdout-rows", type=int, default=None, help="Guard rail (0: off).")
+@click.option("--min-holdout-positives", type=int, default=None, help="Guard rail (0: off).")
+@click.option("--max-score-psi", type=float, default=None,
+              help="Guard rail: the most scores may shift from production's (PSI, same rows).")
+@click.option("--max-latency-ms-per-row", type=float, default=None, help="Guard rail.")
+@click.option("--no-max-score-psi", is_flag=True, help="Turn the PSI guard rail off.")
+@click.option("--no-max-latency", is_flag=True, help="Turn the latency guard rail off.")
+@click.option("--fleet-promotion", type=click.Choice(["auto", "shadow"]), default=None,
+              help="What a fleet does with models that pass its rules.")
 @click.option("--actor", default=None, help=WHO)
 @url_option
-def policy(model_name: str, auto_promote: bool | None, metric: str | None,
-           min_improvement: float | None, lower_is_better: bool, four_eyes: bool | None,
-           actor: str | None, url: str | None) -> None:
-    """Show or set the promotion policy (auto_promote with a metric rule, four eyes)."""
+def policy(model_name: str, actor: str | None, url: str | None, no_max_score_psi: bool,
+           no_max_latency: bool, **given: Any) -> None:
+    """Show or set the promotion policy: the auto-promotion rule, four eyes, guard rails and
+    what fleets may do alone. Options not given keep their current values."""
+    changes = {k: v for k, v in given.items() if v is not None}
+    if no_max_score_psi:
+        changes["max_score_psi"] = None
+    if no_max_latency:
+        changes["max_latency_ms_per_row"] = None
     with Client(url) as client:
         current: dict[str, Any] = client.policy(model_name)
-        if (auto_promote is not None or metric or min_improvement is not None
-                or four_eyes is not None):
-            current = client.set_policy(
-                model_name, actor=actor,
-                auto_promote=current["auto_promote"] if auto_promote is None else auto_promote,
-                metric=metric or current["metric"],
-                min_improvement=(current["min_improvement"] if min_improvement is None
-                                 else min_improvement),
-                higher_is_better=not lower_is_better,
-                four_eyes=current["four_eyes"] if four_eyes is None else four_eyes)
+        if changes:
+            fields = {k: current[k] for k in POLICY_OPTIONS}
+            current = client.set_policy(model_name, actor=actor, **{**fields, **changes})
     click.echo(json.dumps(current, indent=2))
+
+
+POLICY_OPTIONS = ("auto_promote", "metric", "min_improvement", "higher_is_better",
+                  "require_same_holdout", "four_eyes", "min_holdout_rows",
+                  "min_holdout_positives", "max_score_psi", "max_latency_ms_per_row",
+                  "fleet_promotion")
 
 
 @models.command("export")

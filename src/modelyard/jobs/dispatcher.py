@@ -31,7 +31,7 @@ from modelyard.jobs.joblog import JobLog
 from modelyard.jobs.running import LivePack, Run, Running
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
-from modelyard.jobs.worker_specs import pack_spec, worker_spec
+from modelyard.jobs.worker_specs import champions, pack_spec, worker_spec
 from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
@@ -329,7 +329,10 @@ class Dispatcher:
             self._launch(jobs, pack=True)
 
     def _specs(self, jobs: list[JobRow]) -> list[WorkerSpec]:
-        return [worker_spec(job, self.settings, self._artifacts) for job in jobs]
+        with self.sessions() as session:
+            found = champions(session, jobs)
+        return [worker_spec(job, self.settings, self._artifacts, found.get(job.id))
+                for job in jobs]
 
     def _launch(self, jobs: list[JobRow], *, pack: bool = False) -> None:
         specs = self._specs(jobs)

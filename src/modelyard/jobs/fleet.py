@@ -160,7 +160,7 @@ def advance(session: Session, parent_id: str) -> bool:
     if plan is None:
         return False
     children = children_of(session, parent_id)
-    graduation.graduate(session, children)
+    graduation.graduate(session, parent.model_name, children)
     graduation.record_serving_levels(session, parent, plan, children)
     if parent.state == JobState.running.value:
         # The counts alone: the children are in hand (the full summary would read them again).
@@ -231,16 +231,27 @@ def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
             "level": level.level if level else None,
             "reason": level.reason if level else entry.reason,
         })
-    fallbacks = [{"kind": c.kind, "tenant": c.tenant, "job_id": c.id, "state": c.state,
-                  "metrics": _float_metrics(c)}
-                 for c in latest.values() if c.kind in ("global", "segment")]
+    fallbacks = []
+    for c in latest.values():
+        if c.kind in ("global", "segment"):
+            decided = graduation_of(c)
+            fallbacks.append({"kind": c.kind, "tenant": c.tenant, "job_id": c.id,
+                              "state": c.state, "metrics": _float_metrics(c),
+                              "graduation": decided.to_json() if decided else None})
+    not_served = [{"tenant": t["tenant"], "reason": t["reason"]} for t in tenants
+                  if t["level"] == "none"]
     return {
         "parent_id": parent.id,
         "state": parent.state,
-        "counts": fleet_counts(plan, latest),
+        "counts": {**fleet_counts(plan, latest), "not_served": len(not_served)},
+        # Tenants no production model answers for, with what would fix it.
+        "not_served": not_served[:_NOT_SERVED_SHOWN],
         "fallbacks": fallbacks,
         "tenants": tenants,
     }
+
+
+_NOT_SERVED_SHOWN = 100
 
 
 def fleet_counts(plan: FleetPlan | None, latest: dict[tuple[str, str], JobRow]

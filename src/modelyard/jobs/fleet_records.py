@@ -29,7 +29,8 @@ CHILD_KINDS = ("global", "segment", "tenant")
 
 @dataclasses.dataclass(frozen=True)
 class Graduation:
-    """Whether a tenant's own model beat its fallback on the tenant's holdout, and why."""
+    """Whether a fleet's model passed its rules (a tenant's: beat its fallback on the tenant's
+    holdout; any: beat its production version on the same rows, and the guard rails), and why."""
 
     metric: str
     own: float | None
@@ -38,11 +39,16 @@ class Graduation:
     graduated: bool
     reason: str
     fallback_job_id: str | None = None
+    # The (model, tenant)'s production version when it was judged, and its metric on the same
+    # holdout rows (None: there was none, or it could not be compared).
+    production_version: int | None = None
+    production: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if self.fallback_job_id is None:
-            del out["fallback_job_id"]
+        for optional in ("fallback_job_id", "production_version", "production"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod
@@ -50,7 +56,9 @@ class Graduation:
         return cls(metric=str(obj.get("metric") or ""), own=obj.get("own"),
                    fallback=obj.get("fallback"), fallback_level=obj.get("fallback_level"),
                    graduated=bool(obj.get("graduated")), reason=str(obj.get("reason") or ""),
-                   fallback_job_id=obj.get("fallback_job_id"))
+                   fallback_job_id=obj.get("fallback_job_id"),
+                   production_version=obj.get("production_version"),
+                   production=obj.get("production"))
 
 
 @dataclasses.dataclass(frozen=True)

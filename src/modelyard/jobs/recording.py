@@ -89,6 +89,8 @@ def _version_of(job: JobRow, result: JobResult) -> dict[str, Any]:
         "holdout": {"sampling": request["holdout_sampling"],
                     "path": request["data"]["features"]["path"]},
         "provenance_path": result.provenance_path,
+        "evidence": result.evidence,
+        "fleet_child": job.parent_id is not None,
     }
 
 

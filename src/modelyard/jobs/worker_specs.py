@@ -9,15 +9,32 @@ travel as one spec whose ``pack`` holds theirs.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
 
 from modelyard.artifacts import ArtifactStore
 from modelyard.jobs.fleet_records import role_of
 from modelyard.jobs.tables import JobRow
-from modelyard.protocol.events import WorkerSpec
+from modelyard.protocol.events import Champion, WorkerSpec
+from modelyard.registry.stages import GLOBAL_TENANT
+from modelyard.registry.versions import production_versions
 from modelyard.settings import Settings
 
 
-def worker_spec(job: JobRow, settings: Settings, artifacts: ArtifactStore) -> WorkerSpec:
+def champions(session: Session, jobs: Sequence[JobRow]) -> dict[str, Champion]:
+    """The production version of each training job's (model, tenant), by job id, in one query:
+    the worker scores it on the candidate's holdout rows (a fleet's plan job trains nothing)."""
+    training = [j for j in jobs if j.kind != "fleet"]
+    keys = {j.id: (j.model_name, j.tenant or GLOBAL_TENANT) for j in training}
+    found = production_versions(session, list(set(keys.values())))
+    return {job_id: Champion(version_id=v.id, version=v.version, model_id=v.model_id,
+                             job_id=v.job_id)
+            for job_id, key in keys.items() if (v := found.get(key)) is not None}
+
+
+def worker_spec(job: JobRow, settings: Settings, artifacts: ArtifactStore,
+                champion: Champion | None = None) -> WorkerSpec:
     """The spec of one job, as this server's settings run it."""
     roots = settings.data_roots
     if job.parent_id and job.fleet is not None:
@@ -33,6 +50,7 @@ def worker_spec(job: JobRow, settings: Settings, artifacts: ArtifactStore) -> Wo
         memory_limit=settings.job_memory_limit,
         threads=threads_of(job, settings),
         fleet=role_of(job),
+        champion=champion,
     )
 
 

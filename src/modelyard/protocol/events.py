@@ -31,6 +31,17 @@ from modelyard.protocol.results import (
 
 
 @dataclasses.dataclass(frozen=True)
+class Champion:
+    """The production version of a job's (model, tenant) when the job was started: the worker
+    scores it on the candidate's holdout rows beside the candidate (champion/challenger)."""
+
+    version_id: int  # the registry row, so a rule can tell whether production changed since
+    version: int
+    model_id: str
+    job_id: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkerSpec:
     """Everything a worker needs to run one job; no handle to the server."""
 
@@ -52,6 +63,8 @@ class WorkerSpec:
     # A pack that asks for more (:class:`PackIdle`) before its jobs are done, instead of exiting;
     # only where the executor can answer (the local one, over the worker's socket).
     refill: bool = False
+    # Production of the same (model, tenant), if any: scored on the same holdout rows.
+    champion: Champion | None = None
 
     def job_ids(self) -> list[str]:
         """The jobs this worker reports on: its own, or every packed one."""

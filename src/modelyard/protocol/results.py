@@ -175,6 +175,9 @@ class JobResult:
     git_commit: str | None = None
     # A fleet's global or segment model: its graduation metric on each tenant's holdout rows.
     by_tenant: dict[str, float | None] | None = None
+    # What promotion rules decide on, measured on the holdout (runtime.champion.Evidence):
+    # rows, positives, latency per row, and production's metrics on the same rows.
+    evidence: dict[str, Any] | None = None
     kind: Literal["model"] = "model"
 
     def to_json(self) -> dict[str, Any]:

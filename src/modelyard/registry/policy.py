@@ -2,9 +2,15 @@
 production?
 
 Yes if a named user approved it. Otherwise only if the model's policy says ``auto_promote`` and
-the candidate beats production by the policy's margin on the policy's metric, measured on the
-same holdout window (same sampling and the same data path), or there is no production version
-yet. Every answer carries the reason, with the numbers.
+the candidate beats production by the policy's margin on the policy's metric *on the same rows*:
+when a version is trained, its worker scores the production version of its (model, tenant) on
+the candidate's holdout rows too (champion/challenger, ``VersionRow.evidence``), so the rule
+works whatever the holdout windows; or there is no production version yet. Every answer
+carries the reason, with the numbers.
+
+:func:`guard_rails` hold for every promotion, a person's included: minimum holdout rows and
+positives, a maximum score shift (PSI) against production on the same rows, a maximum latency
+per row. Each is off until the policy sets it.
 
 A person's approval also passes :func:`four_eyes` when the server knows identities: the
 approver may not be who submitted the job that trained the version, unless the policy says
@@ -46,23 +52,111 @@ def decide(candidate: VersionRow, production: VersionRow | None, policy: PolicyR
             '{"user": ..., "comment": ...}, or a policy with auto_promote'))
     if production is None:
         return Decision(True, "first production version (policy auto_promote)")
-    if policy.require_same_holdout and candidate.holdout != production.holdout:
-        return Decision(False, (
-            f"its holdout window differs from production's (version {production.version}), "
-            "so their metrics are not comparable; approve it by hand"))
+    return beats_production(candidate, production, policy)
+
+
+def beats_production(candidate: VersionRow, production: VersionRow, policy: PolicyRow
+                     ) -> Decision:
+    """Does the candidate beat production by the policy's margin on the policy's metric, on the
+    same rows (production scored on the candidate's holdout when it was trained)?"""
     metric = policy.metric
-    new, old = _number(candidate.metrics, metric), _number(production.metrics, metric)
+    new = _number(candidate.metrics, metric)
+    old, basis = production_on_same_rows(candidate, production, metric,
+                                         policy.require_same_holdout)
+    if basis is None:
+        return Decision(False, f"{metric} is missing for the candidate")
     if new is None or old is None:
         missing = "the candidate" if new is None else f"production (version {production.version})"
-        return Decision(False, f"{metric} is missing for {missing}")
-    margin = policy.min_improvement
-    if policy.higher_is_better:
-        ok, need, cmp = new >= old + margin, old + margin, ">="
+        return Decision(False, f"{metric} is missing for {missing} {basis}".strip())
+    ok, verdict = beats(new, old, metric, policy.higher_is_better, policy.min_improvement)
+    return Decision(ok, f"{verdict} (production version {production.version}: {old:.4f} "
+                        f"{basis})")
+
+
+def production_on_same_rows(candidate: VersionRow, production: VersionRow, metric: str,
+                            require_same_holdout: bool = True
+                            ) -> tuple[float | None, str | None]:
+    """Production's ``metric`` comparable with the candidate's, and on what rows; ``(None,
+    why)`` where there is none to compare with (``why`` then says what to do).
+
+    Production scored on the candidate's holdout rows when it was trained is the comparison.
+    A candidate without one (registered before comparisons, or trained before there was a
+    production) falls back to production's own metrics if their holdout windows are the same,
+    or if the policy does not require it (``require_same_holdout: false``)."""
+    evidence = candidate.evidence or {}
+    champion = evidence.get("champion")
+    if champion is not None and champion.get("version_id") == production.id:
+        rows = evidence.get("holdout_rows")
+        return (_number(champion.get("metrics") or {}, metric),
+                f"on the same {rows:,} holdout rows" if isinstance(rows, int)
+                else "on the same holdout rows")
+    if champion is not None:
+        return None, (f"not comparable: it was compared with version {champion.get('version')}"
+                      f", but production is now version {production.version}; retrain it, or "
+                      "approve it by hand")
+    if evidence.get("champion_error"):
+        return None, f"not comparable: {evidence['champion_error']}"
+    if require_same_holdout and candidate.holdout != production.holdout:
+        return None, (f"not comparable: production (version {production.version}) was not "
+                      "scored on its holdout rows (it was trained before production existed "
+                      "or before comparisons were recorded) and their holdout windows differ; "
+                      "retrain it, or approve it by hand")
+    return _number(production.metrics, metric), "on the same holdout window"
+
+
+def beats(new: float, old: float, metric: str, higher_is_better: bool, margin: float
+          ) -> tuple[bool, str]:
+    """Whether ``new`` beats ``old``: by at least ``margin``, or strictly with no margin (a tie
+    replaces nothing); and the sentence that says so."""
+    if higher_is_better:
+        need = old + margin
+        ok, cmp = (new >= need, ">=") if margin > 0 else (new > need, ">")
     else:
-        ok, need, cmp = new <= old - margin, old - margin, "<="
-    verdict = (f"{metric} {new:.4f} {cmp if ok else 'is not ' + cmp} {need:.4f} "
-               f"(production version {production.version}: {old:.4f}, margin {margin:g})")
-    return Decision(ok, verdict)
+        need = old - margin
+        ok, cmp = (new <= need, "<=") if margin > 0 else (new < need, "<")
+    return ok, (f"{metric} {new:.4f} {cmp if ok else 'is not ' + cmp} {need:.4f} (margin "
+                f"{margin:g})")
+
+
+def guard_rails(candidate: VersionRow, production: VersionRow | None, policy: PolicyRow
+                ) -> str | None:
+    """What of the policy's guard rails the candidate breaks, with the numbers; None if none.
+
+    They hold for every promotion, a person's included: a holdout too small to trust, a
+    score distribution too far from production's on the same rows, too slow a model."""
+    evidence = candidate.evidence or {}
+    problems = []
+    rows = evidence.get("holdout_rows", candidate.metrics.get("holdout_rows"))
+    if policy.min_holdout_rows and (rows is None or rows < policy.min_holdout_rows):
+        problems.append(f"{_shown(rows)} holdout rows, under the minimum of "
+                        f"{policy.min_holdout_rows:,}")
+    positives = evidence.get("holdout_positives")
+    if policy.min_holdout_positives and (positives is None
+                                         or positives < policy.min_holdout_positives):
+        problems.append(f"{_shown(positives)} positives in the holdout, under the minimum of "
+                        f"{policy.min_holdout_positives:,}")
+    if policy.max_score_psi is not None and production is not None:
+        champion = evidence.get("champion") or {}
+        psi = champion.get("score_psi") if champion.get("version_id") == production.id else None
+        if psi is None:
+            problems.append(f"no score shift (PSI) measured against production version "
+                            f"{production.version} on the same rows, and the policy caps it "
+                            f"at {policy.max_score_psi:g}")
+        elif psi > policy.max_score_psi:
+            problems.append(f"score PSI {psi:.4f} against production version "
+                            f"{production.version}, over the maximum of "
+                            f"{policy.max_score_psi:g}")
+    latency = evidence.get("latency_ms_per_row")
+    if policy.max_latency_ms_per_row is not None and (
+            latency is None or latency > policy.max_latency_ms_per_row):
+        shown = "not measured" if latency is None else f"{latency:.4f} ms"
+        problems.append(f"latency per row {shown}, over the maximum of "
+                        f"{policy.max_latency_ms_per_row:g} ms")
+    return "; ".join(problems) or None
+
+
+def _shown(value: Any) -> str:
+    return "unknown" if value is None else f"{value:,}"
 
 
 def four_eyes(candidate: VersionRow, policy: PolicyRow, approver: str,
@@ -104,27 +198,41 @@ def _number(metrics: dict[str, Any], name: str) -> float | None:
 def read_policy(session: Session, model_name: str) -> PolicyRow:
     """The model's policy, or the default one (not stored) if it has none."""
     row = session.get(PolicyRow, model_name)
-    if row is None:
-        return PolicyRow(model_name=model_name, auto_promote=False, metric="roc_auc",
-                         min_improvement=0.0, higher_is_better=True, require_same_holdout=True,
-                         four_eyes=True, updated_by="", updated_at=now())
-    return row
+    return default_policy(model_name) if row is None else row
 
 
-def set_policy(session: Session, model_name: str, *, auto_promote: bool, metric: str,
-               min_improvement: float, higher_is_better: bool, require_same_holdout: bool,
-               actor: str, four_eyes: bool = True) -> PolicyRow:
-    """Store the model's policy (replacing the previous one) and commit."""
+def default_policy(model_name: str) -> PolicyRow:
+    """The policy of a model that has none stored (not stored)."""
+    return PolicyRow(model_name=model_name, auto_promote=False, metric="roc_auc",
+                     min_improvement=0.0, higher_is_better=True, require_same_holdout=True,
+                     four_eyes=True, min_holdout_rows=0, min_holdout_positives=0,
+                     max_score_psi=None, max_latency_ms_per_row=None,
+                     fleet_promotion="auto", updated_by="", updated_at=now())
+
+
+POLICY_FIELDS = ("auto_promote", "metric", "min_improvement", "higher_is_better",
+                 "require_same_holdout", "four_eyes", "min_holdout_rows",
+                 "min_holdout_positives", "max_score_psi", "max_latency_ms_per_row",
+                 "fleet_promotion")
+
+
+def set_policy(session: Session, model_name: str, *, actor: str, **fields: Any) -> PolicyRow:
+    """Store the model's policy (replacing the previous one: a field not given takes its
+    default) and commit.
+
+    Args:
+        fields: any of :data:`POLICY_FIELDS`.
+    """
+    unknown = sorted(fields.keys() - set(POLICY_FIELDS))
+    if unknown:
+        raise TypeError(f"a policy has no field {unknown[0]!r}")
+    defaults = default_policy(model_name)
     row = session.get(PolicyRow, model_name)
     if row is None:
         row = PolicyRow(model_name=model_name)
         session.add(row)
-    row.auto_promote = auto_promote
-    row.metric = metric
-    row.min_improvement = min_improvement
-    row.higher_is_better = higher_is_better
-    row.require_same_holdout = require_same_holdout
-    row.four_eyes = four_eyes
+    for name in POLICY_FIELDS:
+        setattr(row, name, fields.get(name, getattr(defaults, name)))
     row.updated_by = actor
     row.updated_at = now()
     session.commit()

@@ -31,7 +31,7 @@ from modelyard.errors import Conflict, NotFound
 from modelyard.registry import policy as gate
 from modelyard.registry.audit import approvals_of, now, record_event
 from modelyard.registry.stages import ALLOWED, GLOBAL_TENANT, Stage
-from modelyard.registry.tables import ApprovalRow, StageEventRow, VersionRow
+from modelyard.registry.tables import ApprovalRow, PolicyRow, StageEventRow, VersionRow
 from modelyard.registry.versions import production_version, production_versions, read_version
 
 
@@ -44,12 +44,13 @@ def set_stage(session: Session, model_name: str, version: int, to: Stage, *, act
     """
     row = read_version(session, model_name, version, tenant)
     if to is Stage.production:
-        decision = gate.decide(row, production_version(session, model_name, tenant),
-                               gate.read_policy(session, model_name),
-                               approvals_of(session, row.id))
+        production = production_version(session, model_name, tenant)
+        policy = gate.read_policy(session, model_name)
+        decision = gate.decide(row, production, policy, approvals_of(session, row.id))
         if not decision.allowed:
             raise Conflict(f"version {version} of {model_name!r} cannot go to production: "
                            f"{decision.reason}")
+        check_guard_rails(session, row, production, policy, actor)
         reason = f"{reason} ({decision.reason})" if reason else decision.reason
     move(session, row, to, actor, reason)
     session.commit()
@@ -78,14 +79,36 @@ def approve_version(session: Session, model_name: str, version: int, *, approver
     if Stage.production not in ALLOWED[Stage(row.stage)]:
         raise Conflict(f"version {version} of {model_name!r} is {row.stage}; it cannot be "
                        "promoted")
-    waiver = (gate.four_eyes(row, gate.read_policy(session, model_name), approver, submitted_by)
-              if identified else "")
+    policy = gate.read_policy(session, model_name)
+    waiver = gate.four_eyes(row, policy, approver, submitted_by) if identified else ""
+    check_guard_rails(session, row, production_version(session, model_name, tenant), policy,
+                      approver)
     session.add(ApprovalRow(version_id=row.id, approver=approver, comment=comment, at=now()))
     session.flush()
     reason = f"approved: {comment}" if comment else "approved"
     move(session, row, Stage.production, approver, f"{reason} ({waiver})" if waiver else reason)
     session.commit()
     return row
+
+
+def check_guard_rails(session: Session, row: VersionRow, production: VersionRow | None,
+                      policy: PolicyRow, actor: str) -> None:
+    """Refuse a promotion that breaks the policy's guard rails, and audit the refusal (the
+    refusal's event is committed: it outlives the refused move).
+
+    Raises:
+        Conflict: a guard rail is broken; the message has the numbers.
+    """
+    broken = gate.guard_rails(row, production, policy)
+    if broken is None:
+        return
+    stage = Stage(row.stage)
+    record_event(session, row, stage, stage, actor,
+                 f"promotion to production refused by the guard rails: {broken}")
+    session.commit()
+    raise Conflict(f"version {row.version} of {row.model_name!r} cannot go to production: the "
+                   f"model's guard rails refuse it: {broken} (change them with PUT /models/"
+                   f"{row.model_name}/policy if they are wrong)")
 
 
 def rollback(session: Session, model_name: str, *, actor: str, reason: str,

@@ -26,9 +26,10 @@ from modelyard.registry.tables import PolicyRow, StageEventRow, VersionRow
 from modelyard.registry.versions import production_version
 from modelyard.sql.base import table_of
 
-# What an item given to register_versions may hold (tenant and provenance_path optional).
+# What an item given to register_versions may hold (tenant, provenance_path, evidence and
+# fleet_child optional). A fleet child is promoted (or not) by its fleet's end, never here.
 FIELDS = frozenset({"model_name", "tenant", "model_id", "job_id", "metrics", "model_meta",
-                    "holdout", "provenance_path"})
+                    "holdout", "provenance_path", "evidence", "fleet_child"})
 
 
 class Registered(NamedTuple):
@@ -89,7 +90,7 @@ def register_versions(session: Session, items: Sequence[Mapping[str, Any]]
     policies = _auto_promoting(session, {v["model_name"] for v in values})
     if policies:
         auto = [(i, version_id) for i, (version_id, v) in enumerate(zip(ids, values, strict=True))
-                if v["model_name"] in policies]
+                if v["model_name"] in policies and not items[i].get("fleet_child")]
         rows = {row.id: row for row in session.scalars(
             select(VersionRow).where(VersionRow.id.in_([version_id for _, version_id in auto])))}
         for i, version_id in auto:
@@ -110,6 +111,7 @@ def _values(item: Mapping[str, Any], at: dt.datetime) -> dict[str, Any]:
         "model_id": item["model_id"], "job_id": item.get("job_id"),
         "metrics": item["metrics"], "model_meta": item["model_meta"],
         "holdout": item["holdout"], "provenance_path": item.get("provenance_path"),
+        "evidence": item.get("evidence"),
         "stage": Stage.candidate.value, "created_at": at, "updated_at": at,
     }
 
@@ -136,8 +138,10 @@ def _auto_promote(session: Session, row: VersionRow, policy: PolicyRow) -> None:
     it stays a candidate."""
     current = production_version(session, row.model_name, row.tenant)
     decision = gate.decide(row, current, policy, approvals=[])
-    if decision.allowed:
+    broken = gate.guard_rails(row, current, policy) if decision.allowed else None
+    if decision.allowed and broken is None:
         move(session, row, Stage.production, "policy", decision.reason)
     else:
+        why = decision.reason if broken is None else f"refused by the guard rails: {broken}"
         record_event(session, row, Stage.candidate, Stage.candidate, "policy",
-                     f"not promoted: {decision.reason}")
+                     f"not promoted: {why}")

@@ -8,9 +8,10 @@ write registry SQL themselves. Each function lives in the module of its concept:
 - :mod:`~modelyard.registry.versions`: ``read_version``, ``list_versions``, ``list_models``,
   ``production_version``, ``production_versions``, ``compare_versions``, ``generation``;
 - :mod:`~modelyard.registry.promotion`: ``set_stage``, ``approve_version``, ``rollback``,
-  ``promote`` (every stage move, one production per model and tenant);
+  ``promote``, ``move`` (every stage move, one production per model and tenant);
 - :mod:`~modelyard.registry.policy`: ``read_policy``, ``set_policy`` (and the approval gate);
-- :mod:`~modelyard.registry.audit`: ``events_of``, ``approvals_of`` (the audit trail).
+- :mod:`~modelyard.registry.audit`: ``events_of``, ``approvals_of``, ``record_event`` (the
+  audit trail).
 
 Transactions: the verbs that are whole actions of their own commit (``set_stage``,
 ``approve_version``, ``rollback``, ``set_policy``); the others join the caller's transaction,
@@ -20,9 +21,9 @@ promotes its winners in the transaction that ends the fleet.
 
 from __future__ import annotations
 
-from modelyard.registry.audit import approvals_of, events_of
+from modelyard.registry.audit import approvals_of, events_of, record_event
 from modelyard.registry.policy import read_policy, set_policy
-from modelyard.registry.promotion import approve_version, promote, rollback, set_stage
+from modelyard.registry.promotion import approve_version, move, promote, rollback, set_stage
 from modelyard.registry.registration import Registered, register_version, register_versions
 from modelyard.registry.versions import (
     compare_versions,
@@ -43,11 +44,13 @@ __all__ = [
     "generation",
     "list_models",
     "list_versions",
+    "move",
     "production_version",
     "production_versions",
     "promote",
     "read_policy",
     "read_version",
+    "record_event",
     "register_version",
     "register_versions",
     "rollback",

@@ -34,6 +34,9 @@ class VersionRow(Base):
     model_meta: Mapped[dict[str, Any]] = mapped_column(JSON)
     holdout: Mapped[dict[str, Any]] = mapped_column(JSON)
     provenance_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What promotion rules decide on (runtime.champion.Evidence): holdout rows and positives,
+    # latency per row, production's metrics on the same rows. None: registered before it existed.
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
@@ -74,6 +77,14 @@ class PolicyRow(Base):
     require_same_holdout: Mapped[bool] = mapped_column(Boolean, default=True)
     # An approver may not approve a version trained by a job they submitted, unless this is off.
     four_eyes: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Guard rails on any promotion (None or 0: off); see registry.policy.guard_rails.
+    min_holdout_rows: Mapped[int] = mapped_column(Integer, default=0)
+    min_holdout_positives: Mapped[int] = mapped_column(Integer, default=0)
+    max_score_psi: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_latency_ms_per_row: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # What a fleet does with the models that pass its rules: "auto" puts them in production,
+    # "shadow" puts them in shadow to wait for an approval.
+    fleet_promotion: Mapped[str] = mapped_column(String(16), default="auto")
     updated_by: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

@@ -109,7 +109,29 @@ def compare_versions(session: Session, model_name: str, a: int, b: int,
         "b": {"version": b, "stage": vb.stage, "model_id": vb.model_id, "job_id": vb.job_id},
         "same_holdout": va.holdout == vb.holdout,
         "metrics": [r for r in rows if r["metric"] != "notes"],
+        "same_rows": same_rows(va, vb) or same_rows(vb, va),
     }
+
+
+def same_rows(champion: VersionRow, challenger: VersionRow) -> dict[str, Any] | None:
+    """The two versions' metrics on the challenger's holdout rows, if the challenger's worker
+    scored ``champion`` on them (it was production when the challenger was trained)."""
+    evidence = challenger.evidence or {}
+    scored = evidence.get("champion") or {}
+    if scored.get("version_id") != champion.id:
+        return None
+    theirs = scored.get("metrics") or {}
+    rows = []
+    for name, mine in challenger.metrics.items():
+        other = theirs.get(name)
+        if name == "holdout_rows" or isinstance(mine, bool) or not isinstance(
+                mine, int | float) or not isinstance(other, int | float):
+            continue
+        rows.append({"metric": name, "champion": other, "challenger": mine,
+                     "delta": mine - other})
+    return {"champion": champion.version, "challenger": challenger.version,
+            "rows": evidence.get("holdout_rows"), "score_psi": scored.get("score_psi"),
+            "metrics": rows}
 
 
 def generation(session: Session) -> tuple[Any, ...]:

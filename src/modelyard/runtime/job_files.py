@@ -45,6 +45,7 @@ class Outcome:
     scores_tsv: bytes
     labels_tsv: bytes
     by_tenant: dict[str, float | None] | None
+    evidence: dict[str, Any]  # runtime.champion.Evidence
     started_at: dt.datetime
     durations_s: dict[str, float]
 
@@ -85,6 +86,7 @@ def write(store: ArtifactStore, outcome: Outcome) -> JobResult:
         data_digest=outcome.data["digest"],
         model=model,
         by_tenant=outcome.by_tenant,
+        evidence=outcome.evidence,
         request_hash=record["request_hash"],
     )
 

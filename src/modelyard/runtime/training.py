@@ -23,11 +23,26 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import DataError, WorkflowError
-from modelyard.protocol.events import JobErrored, JobFinished, WorkerSpec, WorkerStarted
+from modelyard.protocol.events import (
+    Champion,
+    JobErrored,
+    JobFinished,
+    WorkerSpec,
+    WorkerStarted,
+)
 from modelyard.protocol.results import FleetPlan, JobResult, failure
 from modelyard.request.loading import parse_request
 from modelyard.request.models import TrainRequest
-from modelyard.runtime import data, evaluation, fastpath, filters, fleet, holdout, job_files
+from modelyard.runtime import (
+    champion,
+    data,
+    evaluation,
+    fastpath,
+    filters,
+    fleet,
+    holdout,
+    job_files,
+)
 from modelyard.runtime.steps import Report, StepFailed, StepInfo, Steps
 from modelyard.runtime.workflow import Task, Workflow, resolve_workflow, workflow_source
 
@@ -88,6 +103,7 @@ class Evaluation:
     scores: np.ndarray[Any, Any]
     metrics: dict[str, Any]
     scores_tsv: Future[bytes]
+    evidence: champion.Evidence  # what promotion rules decide on (runtime.champion)
 
 
 def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
@@ -114,6 +130,9 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
     model = steps.run("train", train, resolved, frames)
     model_id = steps.run("serialize", serialize, job, model)
     evaluated = steps.run("evaluate", evaluate, job, resolved, model, frames)
+    evidence = evaluated.evidence
+    if spec.champion is not None:
+        evidence = steps.run("compare", compare, job, frames, evaluated, spec.champion)
     tenant_column = _scored_tenant_column(spec)
     by_tenant = (steps.run("score_tenants", score_tenants, job, frames, evaluated, tenant_column)
                  if tenant_column else None)
@@ -122,7 +141,8 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
         data=loaded.fingerprint, row_counts=frames.row_counts, model_id=model_id,
         task=frames.task, missing_values=frames.missing_values, metrics=evaluated.metrics,
         scores_tsv=evaluated.scores_tsv.result(), labels_tsv=labels_tsv.result(),
-        by_tenant=by_tenant, started_at=job.started_at, durations_s=steps.durations,
+        by_tenant=by_tenant, evidence=evidence.to_json(), started_at=job.started_at,
+        durations_s=steps.durations,
     ))
 
 
@@ -236,13 +256,26 @@ def evaluate(info: StepInfo, job: TrainingJob, resolved: Resolved, model: Any,
     # Boosted trees' own category re-encoding is swapped for a verified look-up: the same
     # scores, sooner. The bytes stored in the step before are untouched.
     fastpath.accelerate(model)
-    scores = resolved.workflow.predict(model, frames.holdout)
+    scores, seconds = champion.timed_predict(resolved.workflow.predict, model, frames.holdout)
     classes = getattr(model, "classes_", None) if frames.task == "multiclass" else None
     scores_tsv = _helper().submit(evaluation.scores_tsv, scores, classes)
     label = frames.holdout[job.request.train.label]
     metrics = evaluation.compute_metrics(frames.task, label, scores, model)
     info.update({k: v for k, v in metrics.items() if isinstance(v, float)})
-    return Evaluation(scores, metrics, scores_tsv)
+    return Evaluation(scores, metrics, scores_tsv,
+                      champion.measure(frames.task, label, model, seconds))
+
+
+def compare(info: StepInfo, job: TrainingJob, frames: Frames, evaluated: Evaluation,
+            production: Champion) -> champion.Evidence:
+    """Production of the same (model, tenant) scored on the candidate's holdout rows."""
+    evidence = champion.against_production(
+        evaluated.evidence, production, job.store,
+        (job.spec.workflow_modules, job.spec.workflow_packages), frames.task, frames.holdout,
+        frames.holdout[job.request.train.label], evaluated.scores)
+    info.update(production_version=production.version,
+                compared=evidence.champion is not None)
+    return evidence
 
 
 def score_tenants(info: StepInfo, job: TrainingJob, frames: Frames, evaluated: Evaluation,

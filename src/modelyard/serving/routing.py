@@ -103,21 +103,27 @@ class Router:
         """
         table = self._table
         routes = table.routes
+        tried = []
         if tenant and tenant != GLOBAL_TENANT:
             route = routes.get((model_name, tenant))
             if route is not None:
                 return route, tenant
+            tried.append(f"tenant {tenant!r}")
             segment = table.segments.get((model_name, tenant))
             if segment is not None:  # a fleet's middle level: tenant -> segment -> global
                 route = routes.get((model_name, f"segment:{segment}"))
                 if route is not None:
                     return route, f"segment:{segment}"
+                tried.append(f"its segment {segment!r} (tenant 'segment:{segment}')")
         route = routes.get((model_name, GLOBAL_TENANT))
         if route is not None:
             return route, GLOBAL_TENANT
+        tried.append("the global model (tenant '*')")
         if any(name == model_name for name, _ in routes):
-            raise NotFound(f"model {model_name!r} has no production version for tenant "
-                           f"{tenant!r} and no global ('*') one to fall back to")
+            raise NotFound(f"model {model_name!r} has no production version for "
+                           f"{', then '.join(tried)}; approve a version of one of them (POST "
+                           f"/models/{model_name}/versions/N/approve with its tenant); a "
+                           "fleet's summary (GET /jobs/{id}/fleet) lists the tenants not served")
         raise NotFound(f"no production version of model {model_name!r}; approve one with "
                        f"POST /models/{model_name}/versions/N/approve")
 

@@ -120,7 +120,8 @@ def compare(session: DB, model_name: ModelName,
             a: Annotated[int, Query(ge=1, le=INT32_MAX, description="a version's number")],
             b: Annotated[int, Query(ge=1, le=INT32_MAX, description="a version's number")],
             tenant: Tenant = GLOBAL_TENANT) -> dict[str, Any]:
-    """Two versions' holdout metrics side by side, with ``b - a``."""
+    """Two versions' holdout metrics side by side, with ``b - a``; and, where one was trained
+    while the other was production, both on the same rows (``same_rows``)."""
     return store.compare_versions(session, model_name, a, b, tenant)
 
 
@@ -139,11 +140,9 @@ def read_policy(session: DB, model_name: ModelName) -> Policy:
 
 @router.put("/{model_name}/policy", responses=error_responses(400))
 def set_policy(session: DB, model_name: ModelName, body: PolicyIn, who: Who) -> Policy:
-    return policy_of(store.set_policy(
-        session, model_name, auto_promote=body.auto_promote, metric=body.metric,
-        min_improvement=body.min_improvement, higher_is_better=body.higher_is_better,
-        require_same_holdout=body.require_same_holdout, four_eyes=body.four_eyes,
-        actor=actor_of(who, body.actor, "actor")))
+    return policy_of(store.set_policy(session, model_name,
+                                      actor=actor_of(who, body.actor, "actor"),
+                                      **body.model_dump(exclude={"actor"})))
 
 
 @router.get("/{model_name}/versions/{version}/export", response_class=Response, responses={
