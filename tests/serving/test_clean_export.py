@@ -47,6 +47,10 @@ def _uv() -> list[str]:
         return [found]
     if importlib.util.find_spec("uv") is not None:
         return [sys.executable, "-m", "uv"]
+    python3 = shutil.which("python3")  # where scripts/test.sh installs it
+    if python3 and subprocess.run([python3, "-m", "uv", "--version"], capture_output=True,
+                                  timeout=60).returncode == 0:
+        return [python3, "-m", "uv"]
     pytest.skip("uv is not installed (scripts/test.sh installs it)")
 
 
