@@ -100,3 +100,14 @@ class ReportsThreads(Workflow):
         with open(self.custom_params["out"], "w") as fh:
             json.dump(sizes, fh)
         return Tiny(self.request).train(train_df, holdout_df)
+
+
+class Complement(Workflow):
+    """Overrides ``predict``: the negative class's probability. Serving and both export formats
+    must score with this override, not the default (tests/serving/test_clean_export.py)."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        return Tiny(self.request).train(train_df, holdout_df)
+
+    def predict(self, model: Any, df: pd.DataFrame) -> np.ndarray[Any, Any]:
+        return 1.0 - super().predict(model, df)

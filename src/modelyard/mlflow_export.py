@@ -1,15 +1,12 @@
 """An exported version as an MLflow pyfunc model (the optional ``modelyard[mlflow]`` extra).
 
-It lives beside the client, not in serving: the conversion runs where the client runs.
-
 :func:`save_mlflow_model` turns the folder that :mod:`modelyard.serving.export` writes into an
 MLflow model folder::
 
     MLmodel                     the python_function flavour, the input signature
-    data/export/model.pkl       the model bytes, exactly as registered
-    data/export/model.json      id, version, features and their types, holdout metrics
-    data/export/request.json    the train request that produced it
-    code/modelyard_pyfunc.py    this module's loader half, copied: stdlib only
+    data/export/                the folder export, whole: model.pkl (the bytes as registered),
+                                model.json, request.json, workflow_snapshot.py, vendor/modelyard/
+    code/modelyard_pyfunc.py    the folder's predict.py (:mod:`modelyard.runtime.exported`)
     requirements.txt            the export's requirements (plus mlflow, which MLflow adds)
 
 The conversion runs where :meth:`modelyard.Client.export` runs, not in the server: the server
@@ -20,63 +17,25 @@ versions of the user's environment rather than the server's.
 The model is a *custom flavour* (``loader_module`` plus ``data_path``), not a pickled
 ``PythonModel`` instance: a pickled instance is pickled by reference to its class, so loading it
 would need ``modelyard`` installed, while the loader module travels inside the model and needs
-only the standard library and what ``model.pkl`` itself references. That module is this file,
-copied; so it imports only the standard library at module level, and the conversion functions
-import mlflow and Modelyard inside.
+only the standard library, what ``model.pkl`` references and the export's vendored pieces.
+Only the loader module goes on ``sys.path`` (as MLflow's ``code_paths``); the workflow snapshot
+and the vendored ``modelyard`` stay in the data folder, and the vendored package is put on the
+import path, at its end, only where no Modelyard is installed, so it never shadows one.
 
-Scores match the folder export's ``predict.py``: the positive class probability for binary
-models, every class's probability for multiclass ones, else ``predict()``. Loading refuses a
-``model.pkl`` whose sha256 is not the model id.
+Scores are the workflow's own ``predict`` from its code snapshot, as the server's ``/predict``
+and the folder's ``predict.py`` compute them. Loading refuses a ``model.pkl`` whose sha256 is
+not the model id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 LOADER_MODULE = "modelyard_pyfunc"
 
-
-class ExportedModel:
-    """A loaded export: the unpickled model and its ``model.json``."""
-
-    def __init__(self, model: Any, meta: dict[str, Any]) -> None:
-        self.model = model
-        self.meta = meta
-
-    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
-        """One score per row of ``model_input`` (a DataFrame, or anything DataFrame() takes)."""
-        if not hasattr(model_input, "columns"):
-            import pandas as pd
-
-            model_input = pd.DataFrame(model_input)
-        x = model_input[self.meta["features"]]
-        if hasattr(self.model, "predict_proba"):
-            proba = self.model.predict_proba(x)
-            return proba[:, 1] if proba.shape[1] == 2 else proba
-        return self.model.predict(x)
-
-
-def load_export(folder: str | Path) -> ExportedModel:
-    """The model in an export folder; refuses bytes that do not match the registered id."""
-    folder = Path(folder)
-    meta = json.loads((folder / "model.json").read_text())
-    data = (folder / "model.pkl").read_bytes()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    if digest != meta["model_id"]:
-        raise ValueError(f"model.pkl hashes to {digest}, not {meta['model_id']}: it was altered")
-    return ExportedModel(pickle.loads(data), meta)
-
-
-def _load_pyfunc(data_path: str) -> ExportedModel:
-    """MLflow's entry point for a ``loader_module`` flavour."""
-    return load_export(data_path)
-
-
-# Below: the conversion, which runs with Modelyard and mlflow installed (imports stay inside).
 
 # Arrow type names (as the training job recorded them) -> MLflow column types. Integers are
 # declared long: int32 or int64 input passes, but MLflow's schema check refuses a float column
@@ -87,7 +46,6 @@ _ARROW_TO_MLFLOW = {
     "string": "string", "large_string": "string", "bool": "boolean",
     "binary": "binary", "large_binary": "binary",
 }
-_EXPORTED = ("model.pkl", "model.json", "request.json")
 
 
 def import_mlflow() -> Any:
@@ -167,16 +125,17 @@ def save_mlflow_model(folder: str | Path, dest: str | Path) -> Path:
     if digest != meta["model_id"]:
         raise ArtifactError(f"{folder / 'model.pkl'} hashes to {digest}, not "
                             f"{meta['model_id']}: it was altered; export the version again")
+    if "def _load_pyfunc(" not in (folder / "predict.py").read_text():
+        raise ArtifactError(f"{folder} was exported by a Modelyard server older than this "
+                            "client; upgrade the server, or export the plain folder")
     requirements = [line.strip() for line in (folder / "requirements.txt").read_text().splitlines()
                     if line.strip()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp:
         staged = Path(tmp) / "export"
-        staged.mkdir()
-        for name in _EXPORTED:
-            shutil.copyfile(folder / name, staged / name)
+        shutil.copytree(folder, staged)
         loader = Path(tmp) / f"{LOADER_MODULE}.py"
-        shutil.copyfile(__file__, loader)
+        shutil.copyfile(folder / "predict.py", loader)
         out = Path(tmp) / "model"
         with warnings.catch_warnings():
             # An export carries no data rows, so there is no input example to give; the

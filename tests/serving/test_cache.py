@@ -56,7 +56,8 @@ def test_lru_stays_within_the_memory_budget(trained: tuple[ArtifactStore, str, l
     cache.get(_ref(ids[-1], 4))  # cached: no load
     assert cache.loads == 5
     cache.get(_ref(ids[0], 0))  # evicted earlier: loaded again, the least recent one goes
-    assert cache.loads == 6 and ids[-1] in cache._models and ids[-2] not in cache._models
+    assert cache.loads == 6
+    assert cache.peek(_ref(ids[-1], 4)) is not None and cache.peek(_ref(ids[-2], 3)) is None
 
 
 def test_concurrent_requests_load_a_model_once(trained: tuple[ArtifactStore, str, list[str]]

@@ -255,10 +255,13 @@ def test_export_loads_and_predicts_without_modelyard_running(
 
     folder = client.export(model["name"], 1, tmp_path / "export")
     assert sorted(p.name for p in folder.iterdir()) == [
-        "README.md", "model.json", "model.pkl", "predict.py", "request.json", "requirements.txt"]
+        "README.md", "model.json", "model.pkl", "predict.py", "request.json", "requirements.txt",
+        "vendor"]
     requirements = (folder / "requirements.txt").read_text().lower()
     assert "scikit-learn==" in requirements
-    assert "modelyard==" in requirements  # the built-in workflow's encoder is in the pickle
+    # The built-in workflow's encoder is in the pickle: vendored, not required.
+    assert "modelyard" not in requirements
+    assert (folder / "vendor" / "modelyard" / "runtime" / "encoders.py").is_file()
     rows = pd.DataFrame(_rows(server, 25))
     rows.to_parquet(tmp_path / "rows.parquet")
     # A fresh interpreter with only the export folder: no server, no Modelyard import by us.

@@ -43,6 +43,7 @@ from modelyard.runtime import (
     holdout,
     job_files,
 )
+from modelyard.runtime.snapshot import take_snapshot
 from modelyard.runtime.steps import Report, StepFailed, StepInfo, Steps
 from modelyard.runtime.workflow import Task, Workflow, resolve_workflow, workflow_source
 
@@ -68,7 +69,7 @@ class Resolved:
     """The request's workflow, configured, and where its code came from."""
 
     workflow: Workflow
-    source: dict[str, Any]  # workflow_source(): class, file, sha256, git commit
+    source: dict[str, Any]  # workflow_source(): class, file, sha256, git commit; its snapshot
 
     @property
     def class_name(self) -> str:
@@ -147,10 +148,12 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
 
 
 def find_workflow(info: StepInfo, job: TrainingJob) -> Resolved:
-    """The workflow class the request names, configured with the request."""
+    """The workflow class the request names, configured with the request; its code snapshot
+    taken (:mod:`modelyard.runtime.snapshot`) for serving and exports to load it from."""
     name = job.request.train.workflow_name
     cls = resolve_workflow(name, job.spec.workflow_modules, job.spec.workflow_packages)
-    source = workflow_source(cls)
+    snapshot = take_snapshot(cls, job.store)
+    source = {**workflow_source(cls), "snapshot": snapshot.to_json() if snapshot else None}
     info.update(workflow=name, cls=source["class"])
     return Resolved(cls(job.request), source)
 

@@ -38,6 +38,12 @@ class VersionRef:
     # Features whose training rows had missing values (None: not recorded for this version).
     missing_values: tuple[str, ...] | None = None
 
+    @property
+    def key(self) -> str:
+        """What the model cache knows it by: its bytes and the job that trained them (whose
+        request and workflow snapshot score them; one model's bytes may come from two jobs)."""
+        return f"{self.model_id} {self.job_id}"
+
 
 @dataclass
 class LoadedModel:
@@ -98,7 +104,8 @@ def load_model(store: ArtifactStore, ref: VersionRef,
 
 
 class ModelCache:
-    """Loaded models by model id, least recently used evicted first once over the byte budget."""
+    """Loaded models by :attr:`VersionRef.key`, least recently used evicted first once over the
+    byte budget."""
 
     def __init__(self, store: ArtifactStore, budget_bytes: int,
                  workflow_modules: tuple[str, ...] = (),
@@ -120,30 +127,30 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._models)
 
-    def peek(self, model_id: str) -> LoadedModel | None:
+    def peek(self, ref: VersionRef) -> LoadedModel | None:
         """The loaded model if cached (no load, no LRU update: lock-free for the hot path)."""
-        return self._models.get(model_id)
+        return self._models.get(ref.key)
 
     def get(self, ref: VersionRef) -> LoadedModel:
         """The loaded model for ``ref`` (loading it once, however many threads ask at once)."""
         with self._lock:
-            found = self._models.get(ref.model_id)
+            found = self._models.get(ref.key)
             if found is not None:
-                self._models.move_to_end(ref.model_id)
+                self._models.move_to_end(ref.key)
                 return found
-            key_lock = self._loading.setdefault(ref.model_id, threading.Lock())
+            key_lock = self._loading.setdefault(ref.key, threading.Lock())
         with key_lock:
             with self._lock:
-                found = self._models.get(ref.model_id)
+                found = self._models.get(ref.key)
             if found is not None:
                 return found
             loaded = load_model(self.store, ref, self.workflow_modules,
                                 self.workflow_packages)
             with self._lock:
-                self._models[ref.model_id] = loaded
+                self._models[ref.key] = loaded
                 self.loads += 1
-                self._loading.pop(ref.model_id, None)
-                self._evict(keep=ref.model_id)
+                self._loading.pop(ref.key, None)
+                self._evict(keep=ref.key)
             return loaded
 
     def _evict(self, keep: str) -> None:

@@ -66,7 +66,7 @@ class ServingService:
         self.load_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _load(self, ref: VersionRef) -> LoadedModel:
-        cached = self.cache.peek(ref.model_id)  # the fast path, no thread hop
+        cached = self.cache.peek(ref)  # the fast path, no thread hop
         if cached is not None:
             return cached
         return await asyncio.get_running_loop().run_in_executor(self.load_pool, self.cache.get,
@@ -115,7 +115,7 @@ class ServingService:
         scores = await self._score(loaded, rows)
         request_id = uuid.uuid4().hex
         listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)
-        shadows = [s for s in route.shadows if s.model_id != loaded.ref.model_id]
+        shadows = [s for s in route.shadows if s.key != loaded.ref.key]
         if shadows and (self.settings.shadow_sample >= 1.0
                         or random.random() < self.settings.shadow_sample):
             # Off the request path: the scorer process batches across requests.
@@ -141,7 +141,7 @@ class ServingService:
         for the same (model, tenant), with the degraded state that says why."""
         ref = route.production
         key = (ref.model_name, ref.tenant)
-        cached = self.cache.peek(ref.model_id)  # the hot path: loaded, nothing to decide
+        cached = self.cache.peek(ref)  # the hot path: loaded, nothing to decide
         if cached is not None:
             self._last_good[key] = ref
             return cached, None
