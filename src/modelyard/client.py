@@ -248,12 +248,23 @@ class Client:
                                json={"tenant": tenant, "rows": rows}).json())
 
     def add_labels(self, model_name: str, labels: list[dict[str, Any]] | None = None, *,
-                   path: str | None = None) -> int:
+                   path: str | None = None, strict: bool = False) -> dict[str, Any]:
         """Labels that came later, by ``request_id`` (and ``row``) of a prediction: given as
-        dicts, or as a parquet ``path`` under the server's data roots. Returns how many."""
-        body: dict[str, Any] = {"model_name": model_name}
+        dicts, or as a parquet ``path`` under the server's data roots.
+
+        Returns:
+            ``{"labels", "matched", "unknown", "duplicates", "unknown_examples"}``: how many
+            were stored, matched a logged prediction, matched none (stored all the same) and
+            were labelled before, and the first few unknown ones.
+
+        Raises:
+            RequestError: ``strict`` and some labels match no logged prediction (the message
+                names them); nothing was stored.
+        """
+        body: dict[str, Any] = {"model_name": model_name, "strict": strict}
         body.update({"path": path} if path is not None else {"labels": labels})
-        return int(self._call("POST", "/labels", json=body).json()["labels"])
+        # The server first waits for the shadow scorer to log the predictions so far.
+        return dict(self._call("POST", "/labels", json=body, wait=60).json())
 
     def shadow_report(self, model_name: str, *, threshold: float = 0.5,
                       tenant: str | None = None) -> dict[str, Any]:
