@@ -148,6 +148,19 @@ class Client:
         return dict(self._call("POST", f"/jobs/{job_id}/retry", json={"tenants": tenants}
                                ).json())
 
+    def replay(self, job_id: str) -> str:
+        """Run succeeded train job ``job_id``'s request again as a new job (its model is not
+        registered); returns the new job's id, for :meth:`wait` and :meth:`replay_comparison`.
+        """
+        replay_id: str = self._call("POST", f"/jobs/{job_id}/replay").json()["job_id"]
+        return replay_id
+
+    def replay_comparison(self, job_id: str) -> dict[str, Any]:
+        """Replay ``job_id`` against its original: ``verdict`` (pending, failed, reproduced,
+        differs), ``same_model``, ``reasons`` (data_changed, packages_differ,
+        workflow_code_differs, not_deterministic), the changed data files and packages."""
+        return dict(self._call("GET", f"/jobs/{job_id}/replay").json())
+
     def logs(self, job_id: str, offset: int = 0) -> tuple[str, int]:
         """The job's log from byte ``offset``; returns the text and the offset to continue from."""
         response = self._call("GET", f"/jobs/{job_id}/logs", params={"offset": offset})
