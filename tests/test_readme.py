@@ -243,6 +243,11 @@ def jobs_logs(shell: QuickStart, line: str) -> None:
     ok(shell.run(line.replace("JOB_ID", shell.job_id)), "job succeeded")
 
 
+def jobs_replay(shell: QuickStart, line: str) -> None:
+    ok(shell.run(line.replace("JOB_ID", shell.job_id)), f"replaying job {shell.job_id}",
+       "reproduced: the replay trained the same model")
+
+
 def jobs_cancel(shell: QuickStart, line: str) -> None:
     request = yaml.safe_load((shell.folder / "request.yaml").read_text())
     request["train"] = {**request["train"], "workflow_name": "Sleeps",
@@ -266,6 +271,7 @@ STEPS: dict[str, Callable[[QuickStart, str], None]] = {
     "modelyard jobs list --state failed": jobs_list_failed,
     "modelyard jobs show": jobs_show,
     "modelyard jobs logs": jobs_logs,
+    "modelyard jobs replay": jobs_replay,
     "modelyard jobs cancel": jobs_cancel,
     "modelyard validate": validate,
 }

@@ -111,3 +111,17 @@ class Complement(Workflow):
 
     def predict(self, model: Any, df: pd.DataFrame) -> np.ndarray[Any, Any]:
         return 1.0 - super().predict(model, df)
+
+
+class Unseeded(Workflow):
+    """A forest seeded from the operating system: the same request trains other bytes. (Not
+    ``random_state=None``: workers forked from one fork server share NumPy's global state.)"""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        from sklearn.ensemble import RandomForestClassifier
+
+        numeric = make_column_transformer(
+            ("passthrough", make_column_selector(dtype_include=np.number)))
+        seed = int.from_bytes(os.urandom(4), "little")
+        forest = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=seed)
+        return make_pipeline(numeric, forest).fit(train_df[self.features], train_df[self.label])

@@ -148,6 +148,19 @@ class Client:
         return dict(self._call("POST", f"/jobs/{job_id}/retry", json={"tenants": tenants}
                                ).json())
 
+    def replay(self, job_id: str) -> str:
+        """Run succeeded train job ``job_id``'s request again as a new job (its model is not
+        registered); returns the new job's id, for :meth:`wait` and :meth:`replay_comparison`.
+        """
+        replay_id: str = self._call("POST", f"/jobs/{job_id}/replay").json()["job_id"]
+        return replay_id
+
+    def replay_comparison(self, job_id: str) -> dict[str, Any]:
+        """Replay ``job_id`` against its original: ``verdict`` (pending, failed, reproduced,
+        differs), ``same_model``, ``reasons`` (data_changed, packages_differ,
+        workflow_code_differs, not_deterministic), the changed data files and packages."""
+        return dict(self._call("GET", f"/jobs/{job_id}/replay").json())
+
     def logs(self, job_id: str, offset: int = 0) -> tuple[str, int]:
         """The job's log from byte ``offset``; returns the text and the offset to continue from."""
         response = self._call("GET", f"/jobs/{job_id}/logs", params={"offset": offset})
@@ -254,12 +267,23 @@ class Client:
                                json={"tenant": tenant, "rows": rows}).json())
 
     def add_labels(self, model_name: str, labels: list[dict[str, Any]] | None = None, *,
-                   path: str | None = None) -> int:
+                   path: str | None = None, strict: bool = False) -> dict[str, Any]:
         """Labels that came later, by ``request_id`` (and ``row``) of a prediction: given as
-        dicts, or as a parquet ``path`` under the server's data roots. Returns how many."""
-        body: dict[str, Any] = {"model_name": model_name}
+        dicts, or as a parquet ``path`` under the server's data roots.
+
+        Returns:
+            ``{"labels", "matched", "unknown", "duplicates", "unknown_examples"}``: how many
+            were stored, matched a logged prediction, matched none (stored all the same) and
+            were labelled before, and the first few unknown ones.
+
+        Raises:
+            RequestError: ``strict`` and some labels match no logged prediction (the message
+                names them); nothing was stored.
+        """
+        body: dict[str, Any] = {"model_name": model_name, "strict": strict}
         body.update({"path": path} if path is not None else {"labels": labels})
-        return int(self._call("POST", "/labels", json=body).json()["labels"])
+        # The server first waits for the shadow scorer to log the predictions so far.
+        return dict(self._call("POST", "/labels", json=body, wait=60).json())
 
     def shadow_report(self, model_name: str, *, threshold: float = 0.5,
                       tenant: str | None = None) -> dict[str, Any]:

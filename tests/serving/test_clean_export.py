@@ -107,6 +107,8 @@ def _clean_run(python: Path, *args: str, cwd: Path) -> str:
     return done.stdout
 
 
+# The database plays no part in an export: SQLite alone keeps the suite within its time.
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("workflow", ["sklearn", "Complement"])
 def test_both_export_formats_score_as_the_server_does_without_modelyard(
         server: ServerProcess, client: Client, fraud_request: dict[str, Any],

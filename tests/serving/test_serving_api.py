@@ -141,8 +141,10 @@ def test_shadow_versions_score_off_the_path_and_report(server: ServerProcess, cl
     labels = [{"request_id": a["request_id"], "row": i,
                "label": float(rows[k * 30 + i]["has_fraud_dispute"])}
               for k, a in enumerate(answers) for i in range(len(a["scores"]))]
-    assert httpx.post(f"{server.url}/labels", json={"model_name": name, "labels": labels}
-                      ).json() == {"labels": 300}
+    # Answered once the scorer has logged the requests so far (as the report below).
+    assert httpx.post(f"{server.url}/labels", json={"model_name": name, "labels": labels},
+                      timeout=90).json() == {"labels": 300, "matched": 300, "unknown": 0,
+                                             "duplicates": 0, "unknown_examples": []}
 
     report = _shadow_report(server.url, name)
     (entry,) = report["shadows"]
@@ -471,7 +473,7 @@ def test_labels_from_a_parquet_file_reach_the_report(server: ServerProcess, clie
                            for k, a in enumerate(answers) for i in range(len(a["scores"]))])
     labels.to_parquet(server.home / "data" / f"labels-{name}.parquet")
 
-    assert client.add_labels(name, path=f"labels-{name}.parquet") == 200
+    assert client.add_labels(name, path=f"labels-{name}.parquet")["labels"] == 200
     (entry,) = client.shadow_report(name)["shadows"]
     production = np.concatenate([a["scores"] for a in answers])
     assert entry["rows"] == entry["labelled_rows"] == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +54,8 @@ class JobStatus(BaseModel):
     kind: str
     parent_id: str | None
     tenant: str | None
+    replay_of: str | None = Field(None, description="a replay: the job whose request it runs "
+                                  "again (GET /jobs/{id}/replay compares them)")
 
 
 class StatusResponse(BaseModel):
@@ -118,6 +120,42 @@ class JobDetail(ResultResponse):
     request: dict[str, Any]
 
 
+class ReplayStarted(BaseModel):
+    job_id: str = Field(description="the replay, a new job")
+    replay_of: str
+
+
+class ReplayChange(BaseModel):
+    """A package (or ``python``) by version, or a data file by size, mtime and rows."""
+
+    name: str
+    original: str | None
+    replay: str | None
+
+
+class ReplayComparison(BaseModel):
+    """A replay against its original (:class:`modelyard.jobs.replay.Comparison`)."""
+
+    replay_job_id: str
+    original_job_id: str
+    state: JobState = Field(description="the replay's")
+    verdict: Literal["pending", "failed", "reproduced", "differs"]
+    explanation: str
+    original_model_id: str | None
+    replay_model_id: str | None
+    same_model: bool | None = Field(description="the models' sha256 match (null until the "
+                                    "replay succeeded)")
+    reasons: list[Literal["data_changed", "packages_differ", "workflow_code_differs",
+                          "not_deterministic"]]
+    original_data_digest: str | None
+    replay_data_digest: str | None
+    data_files: list[ReplayChange] = Field(description="data files added, removed or "
+                                           "rewritten (the first 20)")
+    packages: list[ReplayChange]
+    original_workflow_sha256: str | None
+    replay_workflow_sha256: str | None
+
+
 class DegradedServing(BaseModel):
     """A (model, tenant) whose production version cannot be loaded."""
 
@@ -172,6 +210,7 @@ def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow
         kind=job.kind,
         parent_id=job.parent_id,
         tenant=job.tenant,
+        replay_of=job.replay_of,
     )
 
 

@@ -174,7 +174,7 @@ def train(request_file: str, wait: bool, url: str | None) -> None:
 
 @cli.group()
 def jobs() -> None:
-    """List, inspect, follow and cancel jobs."""
+    """List, inspect, follow, cancel and replay jobs."""
 
 
 @jobs.command("list")
@@ -278,10 +278,12 @@ def demo(home: str, rows: int, merchants: int) -> None:
 
 def _register_groups() -> None:
     from modelyard.cli.models import models
+    from modelyard.cli.replay import replay
     from modelyard.cli.tokens import tokens
 
     cli.add_command(models)
     cli.add_command(tokens)
+    jobs.add_command(replay)
 
 
 _register_groups()

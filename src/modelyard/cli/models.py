@@ -149,13 +149,21 @@ def rollback(model_name: str, actor: str | None, reason: str, tenant: str,
 @models.command("labels")
 @click.argument("model_name")
 @click.argument("path")
+@click.option("--strict", is_flag=True, help="Refuse every label (store none) if any matches "
+              "no logged prediction.")
 @url_option
-def labels(model_name: str, path: str, url: str | None) -> None:
+def labels(model_name: str, path: str, strict: bool, url: str | None) -> None:
     """Add labels from a parquet PATH under the server's data roots (columns request_id, label
-    and optionally row), for the shadow report's AUCs."""
+    and optionally row), for the shadow report's AUCs; say how many match logged predictions."""
     with Client(url) as client:
-        count = client.add_labels(model_name, path=path)
-    console.print(f"{count:,} labels added to {model_name!r}", highlight=False)
+        added = client.add_labels(model_name, path=path, strict=strict)
+    console.print(f"{added['labels']:,} labels added to {model_name!r}: {added['matched']:,} "
+                  f"matched a logged prediction, {added['unknown']:,} unknown (stored), "
+                  f"{added['duplicates']:,} duplicates (the latest counts)", highlight=False)
+    if added["unknown_examples"]:
+        console.print("unknown: " + ", ".join(f"{x['request_id']} row {x['row']}"
+                                             for x in added["unknown_examples"]),
+                      highlight=False, markup=False)
 
 
 @models.command("shadow-report")

@@ -230,8 +230,12 @@ class Dispatcher:
             active = actives[job_id]
             job_log = active.log if active else JobLog(None)
             job_log.append(f"job succeeded: {recording.SUCCEEDED}")
-            job_log.append(f"registered as version {version.version} of "
-                           f"{version.model_name!r} ({version.stage})")
+            if version is None:
+                job_log.append("a replay: its model is not registered (compare it with the "
+                               f"original: GET /jobs/{job_id}/replay)")
+            else:
+                job_log.append(f"registered as version {version.version} of "
+                               f"{version.model_name!r} ({version.stage})")
 
     def _end(self, session: Session, job_id: str, to: JobState, reason: str,
              active: Run | None, **fields: Any) -> bool:

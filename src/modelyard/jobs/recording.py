@@ -58,12 +58,14 @@ def record_progress(session: Session, events: Sequence[WorkerEvent]) -> None:
 
 
 def succeed_jobs(session: Session, results: dict[str, JobResult]
-                 ) -> list[tuple[str, Registered]]:
+                 ) -> list[tuple[str, Registered | None]]:
     """Mark running jobs succeeded with their results and register their models, in a few
     statements for the whole batch (does not commit).
 
-    A job cancelled or timed out meanwhile keeps that outcome and registers nothing. Returns
-    ``(job id, registered version)`` of the jobs that succeeded.
+    A job cancelled or timed out meanwhile keeps that outcome and registers nothing; a replay
+    registers nothing either (it checks a model, it does not offer one: see
+    :mod:`modelyard.jobs.replay`). Returns ``(job id, registered version or None)`` of the
+    jobs that succeeded.
     """
     if not results:
         return []
@@ -71,9 +73,11 @@ def succeed_jobs(session: Session, results: dict[str, JobResult]
         job_id: {"result": r.to_json(), "model_id": r.model_id, "git_commit": r.git_commit}
         for job_id, r in results.items()}, SUCCEEDED)
     jobs = store.read_jobs(session, won)
-    versions = registry_store.register_versions(
-        session, [_version_of(jobs[job_id], results[job_id]) for job_id in won])
-    return list(zip(won, versions, strict=True))
+    registering = [job_id for job_id in won if jobs[job_id].replay_of is None]
+    versions = dict(zip(registering, registry_store.register_versions(
+        session, [_version_of(jobs[job_id], results[job_id]) for job_id in registering]),
+        strict=True))
+    return [(job_id, versions.get(job_id)) for job_id in won]
 
 
 def _version_of(job: JobRow, result: JobResult) -> dict[str, Any]:

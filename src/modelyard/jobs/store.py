@@ -46,6 +46,7 @@ class NewJob:
     tenant: str | None = None
     rows: int | None = None
     fleet: dict[str, Any] | None = None
+    replay_of: str | None = None  # the job a replay reruns (modelyard.jobs.replay)
 
 
 def create_job(
@@ -110,7 +111,7 @@ def insert_jobs(session: Session, template: TrainRequest, jobs: Sequence[NewJob]
                      "request_hash": request_hash(job.request),
                      "log_file": str(logs_dir / f"{job_id}.log"), "kind": job.kind,
                      "parent_id": job.parent_id, "tenant": job.tenant, "rows": job.rows,
-                     "fleet": job.fleet})
+                     "fleet": job.fleet, "replay_of": job.replay_of})
         transitions += [
             {"job_id": job_id, "from_state": None, "to_state": JobState.created.value,
              "at": at, "reason": "request accepted"},

@@ -47,6 +47,8 @@ class JobRow(Base):
     fleet: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # The token identity that submitted it (a fleet's children: the fleet's); None without tokens.
     submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # A replay: the job whose request it runs again (jobs.replay); its model is not registered.
+    replay_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class TransitionRow(Base):

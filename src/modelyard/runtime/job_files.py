@@ -25,8 +25,10 @@ from modelyard.protocol.results import JobResult, ModelMeta
 from modelyard.request.models import TrainRequest
 from modelyard.runtime.workflow import Task
 
-_PACKAGES = ("modelyard", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "xgboost",
-             "torch")
+# What a model's bytes may depend on: a replay that trains other bytes names those that differ.
+# (XGBoost installs as xgboost or, CPU only, xgboost-cpu.)
+_PACKAGES = ("modelyard", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "joblib",
+             "threadpoolctl", "lightgbm", "xgboost", "xgboost-cpu", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +101,7 @@ def provenance(outcome: Outcome) -> dict[str, Any]:
         "request_hash": request.request_hash(),
         "request": request.model_dump(mode="json"),
         "workflow": {"name": request.train.workflow_name, **outcome.workflow_source},
-        "packages": _package_versions(),
+        "packages": {**_package_versions(), **_workflow_package(outcome.workflow_source)},
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "host": socket.gethostname(),
@@ -115,6 +117,18 @@ def provenance(outcome: Outcome) -> dict[str, Any]:
 
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+
+
+def _workflow_package(source: dict[str, Any]) -> dict[str, str]:
+    """The installed distribution named like the workflow's top package, if there is one (a
+    workflow in a file of its own has none: its source sha256 says which code it was)."""
+    top = str(source.get("class", "")).split(":")[0].split(".")[0]
+    if not top or top == "modelyard":
+        return {}
+    try:
+        return {top: metadata.version(top)}
+    except (metadata.PackageNotFoundError, ValueError):
+        return {}
 
 
 @functools.cache

@@ -5,8 +5,9 @@ sees no CUDA device (rather than silently training on the CPU); CPU and HIGH_MEM
 CPU. ``custom_params``: ``hidden`` (layer sizes, default [64, 64]), ``epochs`` (default 10),
 ``batch_size`` (default 1024), ``lr`` (default 1e-3), ``seed`` (default 0). Text columns are
 one-hot encoded and numbers standardised. Every epoch's loss, time and device go to the job's
-log, and ``model.history_`` keeps them. The fitted model is moved to the CPU before it is stored,
-so it predicts anywhere.
+log, and ``model.history_`` keeps its loss and device (not its time, so that the same request
+pickles to the same bytes, the same model id). The fitted model is moved to the CPU before it is
+stored, so it predicts anywhere.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class TabularNet:
         self.history_ = history
 
     def _net(self) -> Any:
-        net = _build(_torch(), self.layers)
-        net.load_state_dict(self.state)
+        torch = _torch()
+        net = _build(torch, self.layers)
+        # NumPy arrays; models stored before them hold tensors, which as_tensor takes too.
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
         net.eval()
         return net
 
@@ -141,10 +144,11 @@ class TorchWorkflow(Workflow):
             if device == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            entry = {"epoch": epoch + 1, "loss": total / len(xs), "seconds": seconds,
-                     "device": device}
+            entry = {"epoch": epoch + 1, "loss": total / len(xs), "device": device}
             history.append(entry)
             log.info("epoch %d: loss %.5f, %.3f s on %s%s", epoch + 1, entry["loss"], seconds,
                      device, f" ({torch.cuda.get_device_name()})" if device == "cuda" else "")
-        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        # NumPy arrays, not tensors: a pickled tensor holds a serialization id of its own, so
+        # the same weights would pickle to other bytes (another model id) every time.
+        state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
         return TabularNet(encoder, state, layers, task, classes, history)

@@ -7,6 +7,7 @@ route but ``/healthz`` and the docs), so serving depends on no layer above it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -64,12 +65,33 @@ class LabelsIn(BaseModel):
     model_name: ModelName
     labels: list[Label] | None = Field(None, min_length=1)
     path: str | None = Field(None, description="parquet labels under the server's data roots")
+    strict: bool = Field(False, description="refuse the whole batch (422 naming the unknown "
+                         "ones; nothing stored) if a label matches no logged prediction")
 
     @model_validator(mode="after")
     def _one_source(self) -> LabelsIn:
         if (self.labels is None) == (self.path is None):
             raise ValueError("give either labels (a list) or path (a parquet file), not both")
         return self
+
+
+class LabelledPrediction(BaseModel):
+    request_id: str = Field(description="cut to 64 characters")
+    row: int
+
+
+class LabelsAnswer(BaseModel):
+    """What a batch of labels matched. The shadow log holds the predictions a shadow version
+    scored beside production (``--shadow-sample`` of them), so a label is unknown when its
+    prediction was served while the model had no shadow, or was sampled out."""
+
+    labels: int = Field(description="labels stored: all of the batch, unknown ones too")
+    matched: int = Field(description="labels whose (request_id, row) is a logged prediction")
+    unknown: int = Field(description="labels whose (request_id, row) is not in the log")
+    duplicates: int = Field(description="labels for a (request_id, row) labelled before or "
+                            "earlier in the batch; reports use the latest")
+    unknown_examples: list[LabelledPrediction] = Field(
+        description="the first 10 unknown labels' request ids and rows")
 
 
 async def serving(request: Request) -> ServingService:
@@ -101,14 +123,18 @@ async def predict(model_name: ModelName, body: Annotated[PredictRequest, Depends
 
 
 @router.post("/labels")
-def add_labels(body: LabelsIn, svc: Serving) -> dict[str, int]:
+async def add_labels(body: LabelsIn, svc: Serving) -> LabelsAnswer:
     """Labels that arrived later, by the request id (and row) a prediction answered with:
-    inline, or from a parquet file under the data roots."""
+    inline, or from a parquet file under the data roots. The answer says how many match a
+    logged prediction; unknown ones are stored too, unless ``strict`` refuses the batch."""
     if body.labels is not None:
         rows = [x.model_dump() for x in body.labels]
     else:
-        rows = read_labels(str(body.path), svc.settings.data_roots)
-    return {"labels": svc.shadow_log.add_labels(body.model_name, rows)}
+        rows = await run_in_threadpool(read_labels, str(body.path), svc.settings.data_roots)
+    await svc.drain()  # shadow work of predictions so far is in the log the labels match
+    added = await run_in_threadpool(svc.shadow_log.add_labels, body.model_name, rows,
+                                    strict=body.strict)
+    return LabelsAnswer.model_validate(dataclasses.asdict(added))
 
 
 @router.get("/models/{model_name}/shadow-report")

@@ -6,10 +6,18 @@ Records are buffered in memory and flushed as parquet parts, partitioned by mode
     HOME/labels/model=<name>/part-<uuid>.parquet
 
 Each part is written under a temporary name and renamed, so readers never see half a file.
+
+A label is matched when its ``(request_id, row)`` is in the shadow log of its model: the log
+holds the predictions a shadow version scored beside production (all of them, or the
+``--shadow-sample`` fraction), so a label for a request served while the model had no shadow,
+sampled out, or still buffered by another replica's scorer is *unknown*. Unknown labels are
+stored all the same (the report joins labels to the log when it runs, so a label that arrives
+before its prediction is written still counts then), unless the caller asks for ``strict``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import threading
@@ -21,7 +29,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from modelyard.errors import RequestError
 
 SHADOW_SCHEMA = pa.schema([
     ("request_id", pa.string()), ("row", pa.int32()), ("at", pa.timestamp("us", tz="UTC")),
@@ -31,6 +42,44 @@ SHADOW_SCHEMA = pa.schema([
 ])
 LABEL_SCHEMA = pa.schema([("request_id", pa.string()), ("row", pa.int32()),
                           ("label", pa.float64()), ("at", pa.timestamp("us", tz="UTC"))])
+UNKNOWN_SHOWN = 10  # unknown labels an answer or a refusal names
+ID_CHARS_SHOWN = 64  # of each request id named (ours are 32 hex digits)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelKey:
+    """The prediction a label is for: a request id and a row of that request."""
+
+    request_id: str
+    row: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelsAdded:
+    """What a batch of labels matched, as ``POST /labels`` answers it."""
+
+    labels: int  # stored: every label of the batch (a strict batch with unknowns raises)
+    matched: int  # joined to a prediction in the shadow log
+    unknown: int  # labels - matched
+    duplicates: int  # for a (request_id, row) labelled before, or earlier in the batch
+    unknown_examples: list[LabelKey]  # the first few unknown ones
+
+
+def _keys(folder: Path, request_ids: list[str]) -> set[tuple[str, int]]:
+    """The ``(request_id, row)`` pairs of the parts under ``folder`` for these request ids."""
+    files = sorted(str(p) for p in folder.rglob("part-*.parquet")) if folder.is_dir() else []
+    if not files or not request_ids:
+        return set()
+    table = ds.dataset(files, format="parquet").to_table(
+        columns=["request_id", "row"], filter=ds.field("request_id").isin(request_ids))
+    return set(zip(table["request_id"].to_pylist(), table["row"].to_pylist(), strict=True))
+
+
+def _short(request_id: str) -> str:
+    """A request id as answers name it: cut short, since a label's id is anything it was sent."""
+    if len(request_id) <= ID_CHARS_SHOWN:
+        return request_id
+    return request_id[:ID_CHARS_SHOWN] + "..."
 
 
 def _array(values: Any, type_: pa.DataType) -> pa.Array:
@@ -60,6 +109,7 @@ class ShadowLog:
         self.written = 0  # records written to parts so far
         self._tables: list[pa.Table] = []
         self._lock = threading.Lock()
+        self._label_lock = threading.Lock()
 
     def append_columns(self, columns: dict[str, Any]) -> None:
         """Append records given column-wise (one list or array per schema field)."""
@@ -88,14 +138,45 @@ class ShadowLog:
         self.written += int(table.num_rows)
         return int(table.num_rows)
 
-    def add_labels(self, model_name: str, labels: list[dict[str, Any]]) -> int:
-        at = dt.datetime.now(dt.UTC)
-        rows = [{"request_id": x["request_id"], "row": int(x.get("row", 0)),
-                 "label": float(x["label"]), "at": at} for x in labels]
-        if rows:
-            write_part(model_dir(self.label_root, model_name),
-                       pa.Table.from_pylist(rows, schema=LABEL_SCHEMA))
-        return len(rows)
+    def add_labels(self, model_name: str, labels: list[dict[str, Any]], *,
+                   strict: bool = False) -> LabelsAdded:
+        """Store labels (``request_id``, ``row``, ``label``) and say what they matched.
+
+        Raises:
+            RequestError: ``strict`` and a label matches no logged prediction of the model;
+                nothing is stored then.
+        """
+        keys = [(str(x["request_id"]), int(x.get("row", 0))) for x in labels]
+        ids = sorted({k[0] for k in keys})
+        with self._label_lock:  # the duplicates count sees every batch this process stored
+            logged = _keys(model_dir(self.shadow_root, model_name), ids)
+            unknown = [k for k in keys if k not in logged]
+            if strict and unknown:
+                raise RequestError(_refusal(model_name, len(keys), unknown))
+            seen = _keys(model_dir(self.label_root, model_name), ids)
+            duplicates = 0
+            for key in keys:
+                duplicates += key in seen
+                seen.add(key)
+            if keys:
+                at = dt.datetime.now(dt.UTC)
+                write_part(model_dir(self.label_root, model_name), pa.Table.from_pylist(
+                    [{"request_id": k[0], "row": k[1], "label": float(x["label"]), "at": at}
+                     for k, x in zip(keys, labels, strict=True)], schema=LABEL_SCHEMA))
+        return LabelsAdded(labels=len(keys), matched=len(keys) - len(unknown),
+                           unknown=len(unknown), duplicates=duplicates,
+                           unknown_examples=[LabelKey(_short(k[0]), k[1])
+                                             for k in unknown[:UNKNOWN_SHOWN]])
+
+
+def _refusal(model_name: str, total: int, unknown: list[tuple[str, int]]) -> str:
+    more = len(unknown) - UNKNOWN_SHOWN
+    named = ", ".join(f"{_short(k[0])!r} row {k[1]}" for k in unknown[:UNKNOWN_SHOWN])
+    return (f"strict: {len(unknown):,} of {total:,} labels match no logged prediction of "
+            f"{model_name!r}: {named}{f' and {more:,} more' if more > 0 else ''}; nothing was "
+            "stored. Predictions are logged while the model has a shadow version (the "
+            "--shadow-sample fraction of them); send the labels without strict to store them "
+            "anyway")
 
 
 def read_labels(path: str, data_roots: Sequence[str]) -> list[dict[str, Any]]:

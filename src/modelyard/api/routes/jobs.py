@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Annotated, Any, Literal
@@ -24,6 +25,8 @@ from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.schemas import (
     JobDetail,
     JobList,
+    ReplayComparison,
+    ReplayStarted,
     ResultResponse,
     StatusResponse,
     error_responses,
@@ -31,8 +34,9 @@ from modelyard.api.schemas import (
     status_of,
     summary_of,
 )
+from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict
-from modelyard.jobs import fleet, store
+from modelyard.jobs import fleet, replay, store
 from modelyard.jobs.states import JobState
 from modelyard.request.limits import MAX_LABEL_CHARS, MAX_TENANTS
 
@@ -200,3 +204,28 @@ def retry_fleet(job_id: str, body: RetryRequest, svc: Annotated[Services, Depend
     return {"job_ids": [job_id for job_id, _ in created],
             "tenants": [tenant for _, tenant in created]}
 
+
+
+@router.post("/jobs/{job_id}/replay", responses=error_responses(409))
+def replay_job(job_id: str, svc: Annotated[Services, Depends(services)],
+               session: Annotated[Session, Depends(db_session)], who: Who) -> ReplayStarted:
+    """Run a succeeded train job's request again as a new job (its model is not registered);
+    ``GET /jobs/{new id}/replay`` then says whether it trained the same model, and if not why."""
+    job = replay.replay_job(session, job_id, executor=svc.settings.executor,
+                            logs_dir=svc.settings.logs_dir, submitted_by=who.name or None)
+    svc.wake_dispatcher()
+    return ReplayStarted(job_id=job.id, replay_of=job_id)
+
+
+@router.get("/jobs/{job_id}/replay", responses=error_responses(409))
+def replay_comparison(job_id: str, svc: Annotated[Services, Depends(services)],
+                      session: Annotated[Session, Depends(db_session)]) -> ReplayComparison:
+    """A replay against its original: the verdict (``pending`` until it ends), whether the
+    model's sha256 matches, and what differs (data fingerprint, packages, workflow code)."""
+    compared = replay.compare(session, ArtifactStore(svc.settings.artifact_root), job_id)
+    answer = ReplayComparison.model_validate(dataclasses.asdict(compared))
+    shown = redactor_for(svc.settings)  # a failed replay's error, the data files' paths
+    answer.explanation = shown.text(answer.explanation)
+    for change in answer.data_files:
+        change.name = shown.text(change.name)
+    return answer
