@@ -175,3 +175,25 @@ def test_a_new_run_trains_and_scores_with_the_new_code(edited: dict[str, Any]) -
     provenance = json.loads(Path(job["result"]["provenance_path"]).read_text())
     assert provenance["workflow"]["snapshot"]["object_id"] == (
         "sha256:" + hashlib.sha256(NEW.encode()).hexdigest())
+
+
+def test_a_replay_trains_with_the_code_of_the_job_it_replays(edited: dict[str, Any]) -> None:
+    """The file now zeroes every feature when scoring: a replay that ran it would score a
+    constant (AUC 0.5) and record the new file's hash; it runs the original's snapshot."""
+    original = edited["jobs"][0]
+    with edited["server"].client() as client:
+        replay = client.replay(original["status"]["job_id"])
+        done = client.wait(replay, 120)
+        comparison = client.replay_comparison(replay)
+    assert comparison["verdict"] == "reproduced" and comparison["reasons"] == [], comparison
+    assert comparison["replay_workflow_sha256"] == comparison["original_workflow_sha256"] == (
+        "sha256:" + hashlib.sha256(OLD.encode()).hexdigest())
+    assert done["result"]["metrics"]["roc_auc"] == original["result"]["metrics"]["roc_auc"]
+    provenance = json.loads(Path(done["result"]["provenance_path"]).read_text())
+    assert provenance["workflow"]["snapshot"]["object_id"] == comparison[
+        "original_workflow_sha256"]
+    # A new run of the same request uses the file as it is now.
+    with edited["server"].client() as client:
+        fresh = client.wait(client.train(with_workflow(edited["request"], "Flips", C=1.0)), 120)
+    assert fresh["result"]["metrics"]["roc_auc"] == 0.5
+    assert original["result"]["metrics"]["roc_auc"] != 0.5

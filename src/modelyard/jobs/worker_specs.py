@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -51,7 +52,23 @@ def worker_spec(job: JobRow, settings: Settings, artifacts: ArtifactStore,
         threads=threads_of(job, settings),
         fleet=role_of(job),
         champion=champion,
+        replay_of=job.replay_of,
+        workflow_snapshot=original_snapshot(job, artifacts),
     )
+
+
+def original_snapshot(job: JobRow, artifacts: ArtifactStore) -> dict[str, Any] | None:
+    """A replay's original workflow code snapshot (None: not a replay, or the original had none,
+    or its provenance is gone: the replay then resolves the workflow by name, and its
+    comparison says whether the code differs)."""
+    if job.replay_of is None:
+        return None
+    try:
+        provenance = artifacts.read_job_json(job.replay_of, "provenance.json")
+    except Exception:  # gone or unreadable: compared, not refused
+        return None
+    snapshot = (provenance.get("workflow") or {}).get("snapshot")
+    return dict(snapshot) if isinstance(snapshot, dict) else None
 
 
 def pack_spec(specs: list[WorkerSpec], *, refill: bool) -> WorkerSpec:

@@ -65,6 +65,10 @@ class WorkerSpec:
     refill: bool = False
     # Production of the same (model, tenant), if any: scored on the same holdout rows.
     champion: Champion | None = None
+    # A replay: the job it reruns, and that job's workflow code snapshot (provenance's
+    # workflow.snapshot; None if it had none), which the replay trains with.
+    replay_of: str | None = None
+    workflow_snapshot: dict[str, Any] | None = None
 
     def job_ids(self) -> list[str]:
         """The jobs this worker reports on: its own, or every packed one."""

@@ -43,7 +43,7 @@ from modelyard._version import __version__
 from modelyard.artifacts import ArtifactStore, digest
 from modelyard.errors import NotFound, WorkflowError
 from modelyard.runtime.exported import attribute, import_snapshot, snapshot_module_name
-from modelyard.runtime.workflow import Workflow, resolve_workflow
+from modelyard.runtime.workflow import Workflow, resolve_workflow, workflow_source
 
 log = logging.getLogger("modelyard.runtime")
 
@@ -128,6 +128,48 @@ def load_workflow(store: ArtifactStore, record: Mapping[str, Any] | None, name: 
         raise WorkflowError(f"snapshot {snapshot.object_id}: {snapshot.qualname} is {cls!r}, "
                             "not a subclass of modelyard.Workflow")
     return cls, {snapshot.module: module}
+
+
+def replay_workflow(store: ArtifactStore, record: Mapping[str, Any] | None, name: str,
+                    modules: Sequence[str] = (), packages: Sequence[str] = ()
+                    ) -> tuple[type[Workflow], dict[str, Any]]:
+    """A replay's workflow: the code its original trained with, and the source record to keep.
+
+    A source snapshot is run as the module it was when it trained (its name in
+    ``sys.modules``, replacing the file as it is now in this worker, which runs this one job),
+    so classes of the module pickle under their own names and a deterministic workflow gives
+    the original's bytes. A distribution's workflow, or an original trained before snapshots,
+    resolves by name: what is installed now (a replay says when its packages differ).
+
+    Raises:
+        NotFound: the snapshot's bytes are missing from the artefact store.
+        WorkflowError: the snapshot cannot be run, or holds no such Workflow class.
+    """
+    snapshot = Snapshot.from_json(record) if record else None
+    if snapshot is None or snapshot.kind != "source" or snapshot.object_id is None:
+        cls = load_workflow(store, record, name, modules, packages)[0]
+        taken = take_snapshot(cls, store)  # what ran: the installed release, recorded as such
+        return cls, {**workflow_source(cls), "snapshot": taken.to_json() if taken else None}
+    source = store.get_bytes(snapshot.object_id)  # verified against its sha256
+    module = types.ModuleType(snapshot.module)
+    module.__file__ = f"<workflow snapshot of {snapshot.module} {snapshot.object_id}>"
+    module.__package__ = snapshot.module.rpartition(".")[0]
+    previous = sys.modules.get(snapshot.module)
+    sys.modules[snapshot.module] = module
+    try:
+        exec(compile(source.decode(), module.__file__, "exec"), module.__dict__)  # noqa: S102
+        cls = attribute(module, snapshot.qualname)
+    except Exception as exc:
+        if previous is not None:
+            sys.modules[snapshot.module] = previous
+        raise WorkflowError(f"cannot run the snapshot {snapshot.object_id} of workflow module "
+                            f"{snapshot.module}: {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Workflow)):
+        raise WorkflowError(f"snapshot {snapshot.object_id}: {snapshot.qualname} is {cls!r}, "
+                            "not a subclass of modelyard.Workflow")
+    return cls, {"class": f"{snapshot.module}:{snapshot.qualname}",
+                 "source_file": module.__file__, "source_sha256": snapshot.object_id,
+                 "git_commit": None, "git_dirty": None, "snapshot": snapshot.to_json()}
 
 
 @functools.cache

@@ -43,7 +43,7 @@ from modelyard.runtime import (
     holdout,
     job_files,
 )
-from modelyard.runtime.snapshot import take_snapshot
+from modelyard.runtime.snapshot import replay_workflow, take_snapshot
 from modelyard.runtime.steps import Report, StepFailed, StepInfo, Steps
 from modelyard.runtime.workflow import Task, Workflow, resolve_workflow, workflow_source
 
@@ -151,9 +151,14 @@ def find_workflow(info: StepInfo, job: TrainingJob) -> Resolved:
     """The workflow class the request names, configured with the request; its code snapshot
     taken (:mod:`modelyard.runtime.snapshot`) for serving and exports to load it from."""
     name = job.request.train.workflow_name
-    cls = resolve_workflow(name, job.spec.workflow_modules, job.spec.workflow_packages)
-    snapshot = take_snapshot(cls, job.store)
-    source = {**workflow_source(cls), "snapshot": snapshot.to_json() if snapshot else None}
+    allowed = (job.spec.workflow_modules, job.spec.workflow_packages)
+    if job.spec.replay_of is not None:  # the original's code, not the file as it is now
+        cls, source = replay_workflow(job.store, job.spec.workflow_snapshot, name, *allowed)
+        info.update(replays=job.spec.replay_of)
+    else:
+        cls = resolve_workflow(name, *allowed)
+        snapshot = take_snapshot(cls, job.store)
+        source = {**workflow_source(cls), "snapshot": snapshot.to_json() if snapshot else None}
     info.update(workflow=name, cls=source["class"])
     return Resolved(cls(job.request), source)
 
