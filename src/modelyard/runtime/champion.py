@@ -24,7 +24,7 @@ import pandas as pd
 
 from modelyard.artifacts import ArtifactStore
 from modelyard.protocol.events import Champion
-from modelyard.runtime import evaluation
+from modelyard.runtime import evaluation, fastpath
 from modelyard.runtime.trained import load_trained
 from modelyard.runtime.workflow import Task
 
@@ -76,6 +76,7 @@ def against_production(evidence: Evidence, champion: Champion, spec_store: Artif
     """
     try:
         trained = load_trained(spec_store, champion.model_id, champion.job_id, *allowed)
+        fastpath.accelerate(trained.model)  # as the candidate's: the same scores, sooner
         theirs = np.asarray(trained.workflow.predict(trained.model, holdout))
         metrics = evaluation.compute_metrics(task, label, theirs, trained.model)
     except Exception as exc:  # whatever it is, the candidate stands; the rules see why
