@@ -410,6 +410,8 @@ def predict_body_of_long_strings(size: int) -> bytes:
     return json.dumps({"rows": [{"x": "\u00e9" * (each // 6)} for _ in range(100)]}).encode()
 
 
+# Parsing is the server's own, whatever its database: SQLite alone.
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("shape", ["tiny values", "just within the budget", "long strings"])
 def test_healthz_answers_within_100_ms_while_a_predict_body_is_parsed(
     server: ServerProcess, shape: str
@@ -434,6 +436,7 @@ def test_healthz_answers_within_100_ms_while_a_predict_body_is_parsed(
     healthz_stays_under_100_ms(server, body, "/predict/no-such-model", status)
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 def test_healthz_answers_within_100_ms_while_a_large_batch_is_scored(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:

@@ -42,6 +42,8 @@ def _replayed(client: Client, job_id: str) -> dict[str, Any]:
     return client.replay_comparison(replay_id)
 
 
+# Determinism is the workflows' and the worker's: the job store plays no part (SQLite alone).
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("workflow", "params"), BUILTIN,
                          ids=["hist-gradient-boosting", "logistic-regression", "random-forest",
                               "lightgbm", "xgboost", "torch"])

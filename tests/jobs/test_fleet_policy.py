@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from modelyard.client import Client
 from tests.conftest import ServerProcess
@@ -62,6 +63,8 @@ def test_a_shadow_policy_holds_a_fleets_models_for_approval(
         "tenant": waiting, "rows": [ROW]}).json()["served_by_tenant"] == "*"
 
 
+# The rules are the registry's Python over rows the shadow-policy test reads on both databases.
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 def test_guard_rails_hold_for_a_fleets_tenants_and_fallbacks(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pytest
 
 from modelyard.client import Client
 from tests.cli.test_cli import modelyard
@@ -14,6 +15,9 @@ from tests.conftest import ServerProcess
 from tests.serving.test_serving_api import _predict, _rows, model
 
 __all__ = ["model"]  # the fixture: a model with v1 in production and v2 a candidate
+
+# Labels and the shadow log they match are parquet files: the job store plays no part.
+pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def _labels(url: str, name: str, labels: list[dict[str, Any]], **options: Any) -> httpx.Response:
