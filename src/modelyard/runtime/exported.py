@@ -63,20 +63,31 @@ def import_snapshot(object_id: str, source: bytes, module: str) -> types.ModuleT
             return found
         if "sha256:" + hashlib.sha256(source).hexdigest() != object_id:
             raise ValueError(f"workflow snapshot does not hash to {object_id}: it was altered")
-        filename = f"<workflow snapshot of {module} {object_id}>"
-        text = source.decode()
-        # Tracebacks through the snapshot show its lines.
-        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
-        new = types.ModuleType(name)
-        new.__file__ = filename
-        new.__package__ = module.rpartition(".")[0]
-        sys.modules[name] = new  # before running it: classes and dataclasses look it up
-        try:
-            exec(compile(text, filename, "exec"), new.__dict__)  # noqa: S102 - the snapshot
-        except BaseException:
+        return run_snapshot(name, object_id, source, module)
+
+
+def run_snapshot(name: str, object_id: str, source: bytes, module: str) -> types.ModuleType:
+    """Run the snapshot ``source`` of workflow module ``module`` as the module ``name``, put in
+    ``sys.modules`` (replacing any module of that name; put back if the snapshot fails); its
+    relative imports resolve in ``module``'s package."""
+    filename = f"<workflow snapshot of {module} {object_id}>"
+    text = source.decode()
+    # Tracebacks through the snapshot show its lines.
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    new = types.ModuleType(name)
+    new.__file__ = filename
+    new.__package__ = module.rpartition(".")[0]
+    previous = sys.modules.get(name)
+    sys.modules[name] = new  # before running it: classes and dataclasses look it up
+    try:
+        exec(compile(text, filename, "exec"), new.__dict__)  # noqa: S102 - the snapshot
+    except BaseException:
+        if previous is None:
             del sys.modules[name]
-            raise
-        return new
+        else:
+            sys.modules[name] = previous
+        raise
+    return new
 
 
 def attribute(module: types.ModuleType, qualname: str) -> Any:

@@ -42,7 +42,12 @@ from typing import Any, Literal
 from modelyard._version import __version__
 from modelyard.artifacts import ArtifactStore, digest
 from modelyard.errors import NotFound, WorkflowError
-from modelyard.runtime.exported import attribute, import_snapshot, snapshot_module_name
+from modelyard.runtime.exported import (
+    attribute,
+    import_snapshot,
+    run_snapshot,
+    snapshot_module_name,
+)
 from modelyard.runtime.workflow import Workflow, resolve_workflow, workflow_source
 
 log = logging.getLogger("modelyard.runtime")
@@ -117,9 +122,23 @@ def load_workflow(store: ArtifactStore, record: Mapping[str, Any] | None, name: 
         if module is None:
             module = import_snapshot(snapshot.object_id, store.get_bytes(snapshot.object_id),
                                      snapshot.module)
-        cls = attribute(module, snapshot.qualname)
     except NotFound:
         raise
+    except Exception as exc:
+        raise WorkflowError(
+            f"cannot load the snapshot {snapshot.object_id} of workflow module "
+            f"{snapshot.module}: {type(exc).__name__}: {exc}") from exc
+    return _workflow_class(snapshot, module), {snapshot.module: module}
+
+
+def _workflow_class(snapshot: Snapshot, module: types.ModuleType) -> type[Workflow]:
+    """The snapshot's Workflow class in the module it ran as.
+
+    Raises:
+        WorkflowError: the module has no such class, or it is no Workflow.
+    """
+    try:
+        cls = attribute(module, snapshot.qualname)
     except Exception as exc:
         raise WorkflowError(
             f"cannot load the snapshot {snapshot.object_id} of workflow module "
@@ -127,7 +146,7 @@ def load_workflow(store: ArtifactStore, record: Mapping[str, Any] | None, name: 
     if not (isinstance(cls, type) and issubclass(cls, Workflow)):
         raise WorkflowError(f"snapshot {snapshot.object_id}: {snapshot.qualname} is {cls!r}, "
                             "not a subclass of modelyard.Workflow")
-    return cls, {snapshot.module: module}
+    return cls
 
 
 def replay_workflow(store: ArtifactStore, record: Mapping[str, Any] | None, name: str,
@@ -151,22 +170,12 @@ def replay_workflow(store: ArtifactStore, record: Mapping[str, Any] | None, name
         taken = take_snapshot(cls, store)  # what ran: the installed release, recorded as such
         return cls, {**workflow_source(cls), "snapshot": taken.to_json() if taken else None}
     source = store.get_bytes(snapshot.object_id)  # verified against its sha256
-    module = types.ModuleType(snapshot.module)
-    module.__file__ = f"<workflow snapshot of {snapshot.module} {snapshot.object_id}>"
-    module.__package__ = snapshot.module.rpartition(".")[0]
-    previous = sys.modules.get(snapshot.module)
-    sys.modules[snapshot.module] = module
     try:
-        exec(compile(source.decode(), module.__file__, "exec"), module.__dict__)  # noqa: S102
-        cls = attribute(module, snapshot.qualname)
+        module = run_snapshot(snapshot.module, snapshot.object_id, source, snapshot.module)
     except Exception as exc:
-        if previous is not None:
-            sys.modules[snapshot.module] = previous
         raise WorkflowError(f"cannot run the snapshot {snapshot.object_id} of workflow module "
                             f"{snapshot.module}: {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Workflow)):
-        raise WorkflowError(f"snapshot {snapshot.object_id}: {snapshot.qualname} is {cls!r}, "
-                            "not a subclass of modelyard.Workflow")
+    cls = _workflow_class(snapshot, module)
     return cls, {"class": f"{snapshot.module}:{snapshot.qualname}",
                  "source_file": module.__file__, "source_sha256": snapshot.object_id,
                  "git_commit": None, "git_dirty": None, "snapshot": snapshot.to_json()}
