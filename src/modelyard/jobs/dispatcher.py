@@ -33,6 +33,7 @@ from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
 from modelyard.jobs.worker_specs import champions, pack_spec, worker_spec
 from modelyard.protocol.events import (
+    Champion,
     JobErrored,
     JobFinished,
     LogLines,
@@ -307,9 +308,10 @@ class Dispatcher:
             groups = claims.claim_groups(session, free, server_id=self.server_id,
                                          slots=self.settings.concurrency,
                                          packs=self.executor.packs)
+            found = champions(session, [job for group in groups for job in group])
         for group in groups:
             job = group[0]
-            self._launch(group, pack=self.executor.packs and packing.packable(
+            self._launch(group, found, pack=self.executor.packs and packing.packable(
                 job.kind, job.parent_id, job.rows))
 
     def _refill(self, pack_id: str) -> None:
@@ -318,28 +320,31 @@ class Dispatcher:
         if pack is None:
             return
         jobs: list[JobRow] = []
+        found: dict[str, Champion] = {}
         if not self._stopping.is_set():
             with self.sessions() as session:
                 jobs = claims.claim_pack_mates(
                     session, pack.parent_id, have=0, at_least=1,
                     rows_budget=packing.PACK_ROWS_BUDGET, slots=self.settings.concurrency,
                     server_id=self.server_id)
-        if jobs and pack.handle.feed(self._specs(jobs)):
+                found = champions(session, jobs)
+        if jobs and pack.handle.feed(self._specs(jobs, found)):
             self._track(jobs, pack.handle)
             return
         pack.handle.feed([])
         self._running.packs.pop(pack_id, None)
         if jobs:  # the worker was gone before they reached it: they start a new one
-            self._launch(jobs, pack=True)
+            self._launch(jobs, found, pack=True)
 
-    def _specs(self, jobs: list[JobRow]) -> list[WorkerSpec]:
-        with self.sessions() as session:
-            found = champions(session, jobs)
+    def _specs(self, jobs: list[JobRow], found: Mapping[str, Champion]) -> list[WorkerSpec]:
+        """The jobs' specs, each with the production version it is compared with (``found``,
+        by job id: looked up in the transaction that claimed them)."""
         return [worker_spec(job, self.settings, self._artifacts, found.get(job.id))
                 for job in jobs]
 
-    def _launch(self, jobs: list[JobRow], *, pack: bool = False) -> None:
-        specs = self._specs(jobs)
+    def _launch(self, jobs: list[JobRow], found: Mapping[str, Champion], *,
+                pack: bool = False) -> None:
+        specs = self._specs(jobs, found)
         spec = specs[0]
         parent_id = jobs[0].parent_id  # a pack's fleet: packs hold one fleet's tenants
         if pack and parent_id is not None and (len(specs) > 1 or self.executor.refills):
