@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -81,3 +82,27 @@ def test_mlflow_export_without_mlflow_says_how_to_install_it(tmp_path: Path) -> 
     assert out.returncode == 2, out.stdout + out.stderr
     assert "exporting in MLflow format needs mlflow: pip install 'modelyard[mlflow]'" in out.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_policy_options_not_given_keep_their_values(server: ServerProcess) -> None:
+    name = f"cli-policy-{uuid.uuid4().hex[:8]}"
+
+    def policy(*args: str) -> dict[str, Any]:
+        out = modelyard("models", "policy", name, *args, "--actor", "ops", url=server.url)
+        assert out.returncode == 0, out.stderr
+        answer: dict[str, Any] = json.loads(out.stdout)
+        return answer
+
+    first = policy("--lower-is-better", "--metric", "rmse", "--no-four-eyes")
+    assert (first["higher_is_better"], first["metric"], first["four_eyes"]) == (
+        False, "rmse", False)
+    second = policy("--max-score-psi", "0.2", "--min-holdout-rows", "500",
+                    "--fleet-promotion", "shadow")
+    assert {k: second[k] for k in ("higher_is_better", "metric", "four_eyes", "max_score_psi",
+                                   "min_holdout_rows", "fleet_promotion")} == {
+        "higher_is_better": False, "metric": "rmse", "four_eyes": False, "max_score_psi": 0.2,
+        "min_holdout_rows": 500, "fleet_promotion": "shadow"}
+    cleared = policy("--no-max-score-psi")
+    assert (cleared["max_score_psi"], cleared["min_holdout_rows"], cleared["metric"]) == (
+        None, 500, "rmse")

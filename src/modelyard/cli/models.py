@@ -227,15 +227,11 @@ def policy(model_name: str, actor: str | None, url: str | None, no_max_score_psi
     with Client(url) as client:
         current: dict[str, Any] = client.policy(model_name)
         if changes:
-            fields = {k: current[k] for k in POLICY_OPTIONS}
+            # The policy's fields are what the server answers, less whose and when it is.
+            fields = {k: v for k, v in current.items()
+                      if k not in ("model_name", "updated_by", "updated_at")}
             current = client.set_policy(model_name, actor=actor, **{**fields, **changes})
     click.echo(json.dumps(current, indent=2))
-
-
-POLICY_OPTIONS = ("auto_promote", "metric", "min_improvement", "higher_is_better",
-                  "require_same_holdout", "four_eyes", "min_holdout_rows",
-                  "min_holdout_positives", "max_score_psi", "max_latency_ms_per_row",
-                  "fleet_promotion")
 
 
 @models.command("export")
