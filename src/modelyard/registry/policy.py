@@ -84,12 +84,13 @@ def production_on_same_rows(candidate: VersionRow, production: VersionRow, metri
     production) falls back to production's own metrics if their holdout windows are the same,
     or if the policy does not require it (``require_same_holdout: false``)."""
     evidence = candidate.evidence or {}
-    champion = evidence.get("champion")
-    if champion is not None and champion.get("version_id") == production.id:
+    scored = scored_production(candidate, production)
+    if scored is not None:
         rows = evidence.get("holdout_rows")
-        return (_number(champion.get("metrics") or {}, metric),
+        return (_number(scored.get("metrics") or {}, metric),
                 f"on the same {rows:,} holdout rows" if isinstance(rows, int)
                 else "on the same holdout rows")
+    champion = evidence.get("champion")
     if champion is not None:
         return None, (f"not comparable: it was compared with version {champion.get('version')}"
                       f", but production is now version {production.version}; retrain it, or "
@@ -102,6 +103,15 @@ def production_on_same_rows(candidate: VersionRow, production: VersionRow, metri
                       "or before comparisons were recorded) and their holdout windows differ; "
                       "retrain it, or approve it by hand")
     return _number(production.metrics, metric), "on the same holdout window"
+
+
+def scored_production(candidate: VersionRow, production: VersionRow) -> dict[str, Any] | None:
+    """``production`` as the candidate's worker scored it on the candidate's holdout rows
+    (``evidence.champion``: its metrics and the score PSI), if that is the version it scored."""
+    champion = (candidate.evidence or {}).get("champion")
+    if champion is not None and champion.get("version_id") == production.id:
+        return dict(champion)
+    return None
 
 
 def beats(new: float, old: float, metric: str, higher_is_better: bool, margin: float
@@ -136,8 +146,7 @@ def guard_rails(candidate: VersionRow, production: VersionRow | None, policy: Po
         problems.append(f"{_shown(positives)} positives in the holdout, under the minimum of "
                         f"{policy.min_holdout_positives:,}")
     if policy.max_score_psi is not None and production is not None:
-        champion = evidence.get("champion") or {}
-        psi = champion.get("score_psi") if champion.get("version_id") == production.id else None
+        psi = (scored_production(candidate, production) or {}).get("score_psi")
         if psi is None:
             problems.append(f"no score shift (PSI) measured against production version "
                             f"{production.version} on the same rows, and the policy caps it "

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelyard.errors import NotFound
+from modelyard.registry.policy import scored_production
 from modelyard.registry.stages import GLOBAL_TENANT, SERVED_STAGES, Stage
 from modelyard.registry.tables import FleetTenantRow, VersionRow
 
@@ -116,10 +117,10 @@ def compare_versions(session: Session, model_name: str, a: int, b: int,
 def same_rows(champion: VersionRow, challenger: VersionRow) -> dict[str, Any] | None:
     """The two versions' metrics on the challenger's holdout rows, if the challenger's worker
     scored ``champion`` on them (it was production when the challenger was trained)."""
-    evidence = challenger.evidence or {}
-    scored = evidence.get("champion") or {}
-    if scored.get("version_id") != champion.id:
+    scored = scored_production(challenger, champion)
+    if scored is None:
         return None
+    evidence = challenger.evidence or {}
     theirs = scored.get("metrics") or {}
     rows = []
     for name, mine in challenger.metrics.items():
