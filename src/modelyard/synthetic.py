@@ -30,8 +30,10 @@ START = dt.datetime(2018, 1, 1)
 SECONDS_IN_YEAR = 365 * 24 * 3600
 
 
-def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0) -> pa.Table:
-    """Generate ``rows`` charges from ``merchants`` merchants (deterministic for a seed)."""
+def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0,
+                   start: dt.datetime = START) -> pa.Table:
+    """Generate ``rows`` charges from ``merchants`` merchants over the year from ``start``
+    (deterministic for a seed and start)."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, merchants + 1) ** 1.1
     weights /= weights.sum()
@@ -42,7 +44,7 @@ def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0) -
     amount = np.round(rng.lognormal(mean=3.6, sigma=1.1, size=rows), 2)
     card_age = rng.exponential(400.0, size=rows).astype(np.int32)
     seconds = np.sort(rng.integers(0, SECONDS_IN_YEAR, size=rows))
-    created = np.datetime64(START, "us") + seconds.astype("timedelta64[s]").astype(
+    created = np.datetime64(start, "us") + seconds.astype("timedelta64[s]").astype(
         "timedelta64[us]"
     )
     hour = (seconds // 3600) % 24
@@ -72,13 +74,14 @@ def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0) -
 
 
 def write_payments(
-    path: str | Path, rows: int = 100_000, merchants: int = 1_000, seed: int = 0
+    path: str | Path, rows: int = 100_000, merchants: int = 1_000, seed: int = 0,
+    start: dt.datetime = START,
 ) -> Path:
     """Write the synthetic payments as one parquet file (128k-row row groups); return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(payments_table(rows, merchants, seed), tmp, row_group_size=128 * 1024)
+    pq.write_table(payments_table(rows, merchants, seed, start), tmp, row_group_size=128 * 1024)
     tmp.replace(path)
     return path
 

@@ -8,12 +8,16 @@ day gets the same window; hours and minutes count from now.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
+from collections.abc import Iterator
+from typing import Any
 
 _UNITS = {"w": dt.timedelta(weeks=1), "d": dt.timedelta(days=1), "h": dt.timedelta(hours=1),
           "m": dt.timedelta(minutes=1), "s": dt.timedelta(seconds=1)}
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([wdhms])\s*$")
+_ATTEMPT = re.compile(r"^\s*(today|now|[+-]\s*\d)")  # meant as relative, whether valid or not
 _RELATIVE = re.compile(r"^\s*(today|now)?\s*(?:([+-])\s*(\d{1,6})\s*([wdhm]))?\s*$")
 
 
@@ -60,3 +64,46 @@ def resolve_date(text: str, now: dt.datetime) -> dt.datetime:
         return base
     step = int(amount) * _UNITS[unit]
     return base + step if sign == "+" else base - step
+
+
+# Where a train request holds dates: the holdout window, and a filter's date values.
+def _date_fields(raw: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str]]:
+    window = (raw.get("holdout_sampling") or {}).get("date_range_sampling")
+    if isinstance(window, dict):
+        for key in ("start_date", "end_date"):
+            yield f"holdout_sampling.date_range_sampling.{key}", window, key
+    filters = raw.get("filters")
+    for i, item in enumerate(filters if isinstance(filters, list) else []):
+        value = item.get("feature_value") if isinstance(item, dict) else None
+        if isinstance(value, dict):
+            for key in ("date_val", "min", "max"):
+                yield f"filters.{i}.feature_value.{key}", value, key
+
+
+def resolve_request_dates(raw: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """``raw`` (a train request, as sent) with each relative date replaced by the date it
+    means at ``now``, and ``resolved_dates`` recording each one: ``{field: {expression, date}}``.
+
+    A request without relative dates is returned as it is, so a stored request (dates already
+    absolute, ``resolved_dates`` kept) parses to the same window whenever it is read again.
+    """
+    found = []
+    for path, holder, key in _date_fields(raw):
+        value = holder.get(key)
+        if is_relative(value):
+            found.append(path)
+        elif isinstance(value, str) and _ATTEMPT.match(value.lower()):
+            raise ValueError(f"{path}: {value!r} is neither a date (2026-11-30) nor a relative "
+                             "date such as '-28d', 'today-7d' or 'now-6h' (units w, d, h, m)")
+    if not found:
+        return raw
+    out = copy.deepcopy(raw)
+    resolved = dict(out.get("resolved_dates") or {})
+    for path, holder, key in _date_fields(out):
+        expression = holder.get(key)
+        if is_relative(expression):
+            date = resolve_date(str(expression), now)
+            holder[key] = date.isoformat()
+            resolved[path] = {"expression": expression, "date": date.isoformat()}
+    out["resolved_dates"] = resolved
+    return out

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelyard.request import limits
+from modelyard.request import dates, limits
 from modelyard.request.limits import (
     MAX_COLUMN_CHARS,
     MAX_COLUMNS,
@@ -291,6 +291,13 @@ class Resources(_Strict):
     num_gpus: Annotated[float | None, Field(ge=0)] = None
 
 
+class ResolvedDate(_Strict):
+    """A relative date of the request, as written, and the absolute date it resolved to."""
+
+    expression: ShortText
+    date: dt.datetime
+
+
 class TrainRequest(_Strict):
     """A request to train one model; see DESIGN.md for the annotated example."""
 
@@ -303,6 +310,17 @@ class TrainRequest(_Strict):
     resources: Resources = Field(default_factory=Resources)
     tenants: Tenants | None = None
     timeout_seconds: Annotated[float | None, Field(gt=0)] = None
+    # Filled when the request is accepted: each relative date it held ("-28d", "today-7d")
+    # and the date that replaced it, so a rerun or replay reads the same window.
+    resolved_dates: Annotated[dict[Column, ResolvedDate] | None,
+                              Field(max_length=2 + 3 * MAX_FILTERS)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_relative_dates(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return dates.resolve_request_dates(data, dt.datetime.now(dt.UTC))
 
     @model_validator(mode="after")
     def _columns_are_declared(self) -> TrainRequest:

@@ -61,13 +61,14 @@ Duration = Annotated[str, AfterValidator(_duration)]
 class _Trigger(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    type: str
     name: str | None = Field(None, max_length=64, description="defaults to the type")
     debounce: Duration = Field("1h", description="no second firing of this trigger within it")
     per_tenant: bool = Field(False, description="a fleet: watch and retrain each tenant alone")
 
     @property
     def key(self) -> str:
-        return self.name or str(getattr(self, "type"))
+        return self.name or self.type
 
     @property
     def debounce_delta(self) -> dt.timedelta:
