@@ -27,23 +27,29 @@ CHARGE_TYPES = ["card_present", "card_not_present", "recurring", "wallet"]
 CHARGE_TYPE_P = [0.35, 0.4, 0.15, 0.1]
 CHARGE_TYPE_RISK = [-1.0, 0.9, -0.6, 0.2]
 START = dt.datetime(2018, 1, 1)
-SECONDS_IN_YEAR = 365 * 24 * 3600
 
 
 def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0,
-                   start: dt.datetime = START) -> pa.Table:
-    """Generate ``rows`` charges from ``merchants`` merchants over the year from ``start``
-    (deterministic for a seed and start)."""
+                   start: dt.datetime = START, days: int = 365, shift: float = 0.0) -> pa.Table:
+    """Generate ``rows`` charges from ``merchants`` merchants over ``days`` days from ``start``
+    (deterministic for its arguments).
+
+    ``shift`` (0 to 1) moves the world the way fraud moves: a fraud ring working through
+    wallets takes hold, so wallet charges and larger amounts grow more common (the features
+    drift) and wallet charges turn risky (a model trained before the shift decays).
+    """
     rng = np.random.default_rng(seed)
+    type_p = np.asarray(CHARGE_TYPE_P) * (1 - shift) + np.asarray([0.2, 0.3, 0.1, 0.4]) * shift
+    type_risk = np.asarray(CHARGE_TYPE_RISK) + np.asarray([0.0, -0.6, 0.0, 2.4]) * shift
     weights = 1.0 / np.arange(1, merchants + 1) ** 1.1
     weights /= weights.sum()
     merchant = rng.choice(merchants, size=rows, p=weights)
     merchant_risk = rng.normal(0.0, 0.6, size=merchants)[merchant]
     country = rng.choice(len(COUNTRIES), size=rows, p=COUNTRY_P)
-    ctype = rng.choice(len(CHARGE_TYPES), size=rows, p=CHARGE_TYPE_P)
-    amount = np.round(rng.lognormal(mean=3.6, sigma=1.1, size=rows), 2)
+    ctype = rng.choice(len(CHARGE_TYPES), size=rows, p=type_p / type_p.sum() if shift else CHARGE_TYPE_P)
+    amount = np.round(rng.lognormal(mean=3.6 + 0.6 * shift, sigma=1.1, size=rows), 2)
     card_age = rng.exponential(400.0, size=rows).astype(np.int32)
-    seconds = np.sort(rng.integers(0, SECONDS_IN_YEAR, size=rows))
+    seconds = np.sort(rng.integers(0, days * 24 * 3600, size=rows))
     created = np.datetime64(start, "us") + seconds.astype("timedelta64[s]").astype(
         "timedelta64[us]"
     )
@@ -51,7 +57,7 @@ def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0,
     logit = (
         -4.2
         + 0.55 * (np.log(amount) - 3.6)
-        + np.asarray(CHARGE_TYPE_RISK)[ctype]
+        + type_risk[ctype]
         + np.asarray(COUNTRY_RISK)[country]
         - 0.9 * np.minimum(card_age, 1000) / 1000
         + 0.6 * ((hour < 6) | (hour > 22))
@@ -75,13 +81,13 @@ def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0,
 
 def write_payments(
     path: str | Path, rows: int = 100_000, merchants: int = 1_000, seed: int = 0,
-    start: dt.datetime = START,
+    start: dt.datetime = START, days: int = 365, shift: float = 0.0,
 ) -> Path:
     """Write the synthetic payments as one parquet file (128k-row row groups); return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(payments_table(rows, merchants, seed, start), tmp, row_group_size=128 * 1024)
+    pq.write_table(payments_table(rows, merchants, seed, start, days, shift), tmp, row_group_size=128 * 1024)
     tmp.replace(path)
     return path
 

@@ -28,6 +28,7 @@ from modelyard.registry.registration import Registered, register_version, regist
 from modelyard.registry.versions import (
     compare_versions,
     generation,
+    latest_version,
     list_models,
     list_versions,
     production_version,
@@ -42,6 +43,7 @@ __all__ = [
     "compare_versions",
     "events_of",
     "generation",
+    "latest_version",
     "list_models",
     "list_versions",
     "move",

@@ -49,6 +49,16 @@ def list_versions(session: Session, model_name: str, *, tenant: str | None = Non
     return list(session.scalars(query.order_by(VersionRow.tenant, VersionRow.version)).all())
 
 
+def latest_version(session: Session, model_name: str, *, tenant: str | None = None
+                   ) -> VersionRow | None:
+    """The newest version of a model (of one tenant, or of any), whatever its stage."""
+    query = select(VersionRow).where(VersionRow.model_name == model_name)
+    if tenant is not None:
+        query = query.where(VersionRow.tenant == tenant)
+    return session.scalars(query.order_by(VersionRow.created_at.desc(),
+                                          VersionRow.id.desc()).limit(1)).first()
+
+
 def list_models(session: Session) -> list[dict[str, Any]]:
     """One entry per model name: its tenants, version counts and production versions."""
     rows = session.execute(
