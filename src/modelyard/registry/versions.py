@@ -49,6 +49,14 @@ def list_versions(session: Session, model_name: str, *, tenant: str | None = Non
     return list(session.scalars(query.order_by(VersionRow.tenant, VersionRow.version)).all())
 
 
+def versions_of_jobs(session: Session, job_ids: Sequence[str]) -> list[VersionRow]:
+    """The versions that the jobs ``job_ids`` trained (a fleet: its children's ids too)."""
+    if not job_ids:
+        return []
+    return list(session.scalars(select(VersionRow).where(VersionRow.job_id.in_(job_ids))
+                                .order_by(VersionRow.tenant, VersionRow.version)).all())
+
+
 def list_models(session: Session) -> list[dict[str, Any]]:
     """One entry per model name: its tenants, version counts and production versions."""
     rows = session.execute(
