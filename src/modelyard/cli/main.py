@@ -1,4 +1,4 @@
-"""The ``modelyard`` command: server, train, jobs, validate, demo, models, tokens."""
+"""The ``modelyard`` command: server, train, jobs, validate, demo, models, pipelines, tokens."""
 
 from __future__ import annotations
 
@@ -278,10 +278,12 @@ def demo(home: str, rows: int, merchants: int) -> None:
 
 def _register_groups() -> None:
     from modelyard.cli.models import models
+    from modelyard.cli.pipelines import pipelines
     from modelyard.cli.replay import replay
     from modelyard.cli.tokens import tokens
 
     cli.add_command(models)
+    cli.add_command(pipelines)
     cli.add_command(tokens)
     jobs.add_command(replay)
 
