@@ -1,0 +1,42 @@
+"""Bad pipelines are refused with a 422 naming the step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from modelyard.client import Client
+from tests.conftest import ServerProcess
+from tests.pipelines.conftest import train_with
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("steps", "message"), [
+    ([{"name": "a", "type": "train", "needs": ["b"]},
+      {"name": "b", "type": "validate_model", "needs": ["a"]}], "step 'a' is in a cycle"),
+    ([{"name": "a", "type": "validate_model", "needs": ["ghost"]}],
+     "step 'a' needs 'ghost', which is no step of this pipeline"),
+    ([{"name": "a", "type": "sing"}], "step 'a': unknown type 'sing'"),
+    ([{"name": "a", "type": "deploy"}, {"name": "a", "type": "deploy"}],
+     "step 'a' is defined twice"),
+    ([{"name": "a", "type": "deploy", "with": {"to": "moon"}}], "step 'a': .*with.to"),
+])
+def test_bad_specs_are_422_naming_the_step(server: ServerProcess, steps: list[dict[str, Any]],
+                                           message: str) -> None:
+    answer = httpx.post(f"{server.url}/pipelines", json={"name": "bad", "steps": steps})
+    assert answer.status_code == 422, answer.text
+    import re
+
+    assert re.search(message, answer.json()["message"]), answer.json()["message"]
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_a_train_step_is_checked_at_create(client: Client) -> None:
+    bad = train_with("m")
+    bad["metadata"] = {**bad["metadata"], "model_name": "a/b"}
+    answer = httpx.post(f"{client.url}/pipelines", json={"name": "p", "steps": [
+        {"name": "fit", "type": "train", "with": bad}]})
+    assert answer.status_code == 422 and "step 'fit'" in answer.json()["message"]
+    assert "metadata.model_name" in answer.json()["message"]
