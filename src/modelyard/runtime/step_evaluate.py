@@ -118,7 +118,8 @@ def recall_at_fpr(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any], fpr: float) 
 
     if len(np.unique(y)) < 2:
         return None
-    fprs, tprs, _ = roc_curve(y, p)
+    # Every threshold: dropping "intermediate" points could drop the best one under the bound.
+    fprs, tprs, _ = roc_curve(y, p, drop_intermediate=False)
     return float(tprs[fprs <= fpr].max())
 
 
