@@ -30,7 +30,14 @@ from modelyard.protocol.steps import StepJob, StepResult
 from modelyard.runtime.trained import load_trained
 from modelyard.sql import make_engine, session_factory
 from modelyard.synthetic import example_request
-from tests.conftest import WORKFLOWS, ServerProcess, start_server, with_workflow
+from tests.conftest import (
+    WORKFLOWS,
+    ServerProcess,
+    process_alive,
+    start_server,
+    wait_until,
+    with_workflow,
+)
 
 HELLO = """#!/bin/sh
 # Reads a parameter and an upstream output from inputs.json, with nothing but sed.
@@ -47,6 +54,10 @@ echo "starting" >&2
 echo "boom: column amount is all zero" >&2
 exit 3
 """
+SLEEPS = """#!/bin/sh
+echo "pid $$"
+exec sleep 120
+"""
 NOT_AN_OBJECT = """#!/bin/sh
 echo '[1, 2]' > "$MODELYARD_OUTPUTS"
 """
@@ -59,7 +70,8 @@ def step_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     tmp = tmp_path_factory.mktemp("step-jobs")
     commands = tmp / "commands"
     commands.mkdir()
-    for name, text in [("hello.sh", HELLO), ("fails.sh", FAILS), ("list.sh", NOT_AN_OBJECT)]:
+    for name, text in [("hello.sh", HELLO), ("fails.sh", FAILS), ("list.sh", NOT_AN_OBJECT),
+                       ("sleeps.sh", SLEEPS)]:
         (commands / name).write_text(text)
         (commands / name).chmod(stat.S_IRWXU)
     proc = start_server(tmp, "sqlite", "--concurrency", "2", "--step-commands", str(commands),
@@ -107,14 +119,19 @@ def _run_step(sessions: Any, client: Client, type: str, params: dict[str, Any], 
               inputs: dict[str, Any] | None = None, command: list[str] | None = None
               ) -> dict[str, Any]:
     """Queue a step job in the server's store, wait for it, and answer its result answer."""
+    job_id = _queue_step(sessions, type, params, inputs=inputs, command=command)
+    answer = client.wait(job_id, timeout=60, raise_on_failure=False)
+    return {**answer, "job_id": job_id}
+
+
+def _queue_step(sessions: Any, type: str, params: dict[str, Any], *,
+                inputs: dict[str, Any] | None = None, command: list[str] | None = None) -> str:
     with sessions() as session:
         job = create_step_job(session, StepJob(
             run_id=uuid.uuid4().hex, step=f"s-{type}", type=type,  # type: ignore[arg-type]
             params=params, inputs=inputs or {}, command=command),
             pipeline="steps-test", executor="local", logs_dir=_LOGS[0], submitted_by=None)
-        job_id = job.id
-    answer = client.wait(job_id, timeout=60, raise_on_failure=False)
-    return {**answer, "job_id": job_id}
+        return job.id
 
 
 def _result(sessions: Any, job_id: str) -> StepResult:
@@ -195,13 +212,23 @@ def test_evaluate_scores_a_trained_version_with_business_metrics(
     metrics = _result(store_sessions, answer["job_id"]).outputs["metrics"]
     assert set(metrics) == {"all", "us"} and "roc_auc" in metrics["us"]
 
+    # The same model named as a registered version: the server says where it is.
+    (version,) = [v for v in client.versions(request["metadata"]["model_name"])  # type: ignore[index]
+                  if v["job_id"] == train_id]
+    by_version = _run_step(store_sessions, client, "evaluate", {
+        "model_name": version["model_name"], "version": version["version"],
+        "sets": [{"name": "all", "path": "tiny.parquet"}], "recall_at_fpr": [0.05, 0.2],
+        "precision_at_k": [50]})
+    assert _result(store_sessions, by_version["job_id"]).outputs["metrics"]["all"] \
+        == metrics["all"]
+
     # The same numbers computed here, by brute force over every threshold.
-    version = load_trained(ArtifactStore(str(step_server.home / "artifacts")),
-                           trained["model_id"], train_id, (str(WORKFLOWS),))
+    loaded = load_trained(ArtifactStore(str(step_server.home / "artifacts")),
+                          trained["model_id"], train_id, (str(WORKFLOWS),))
     frame = pd.read_parquet(step_server.home / "data" / "tiny.parquet")
     for name, rows in [("all", frame), ("us", frame[frame["charge_country"] == "US"])]:
         y = rows["has_fraud_dispute"].to_numpy(dtype=int)
-        p = np.asarray(version.workflow.predict(version.model, rows.reset_index(drop=True)))
+        p = np.asarray(loaded.workflow.predict(loaded.model, rows.reset_index(drop=True)))
         for fpr in (0.05, 0.2):
             expected = max(float(np.mean(p[y == 1] >= t)) for t in np.unique(p)
                            if np.mean(p[y == 0] >= t) <= fpr)
@@ -248,3 +275,14 @@ def test_the_worker_refuses_a_program_outside_the_allowed_folders(store_sessions
     assert _state(answer) == "failed" and info["step"] == "check"
     assert info["kind"] == "request_error"
     assert "'/bin/sh' is not an executable in the folders" in info["message"]
+
+
+def test_cancelling_a_command_step_stops_its_program(store_sessions: Any,
+                                                    client: Client) -> None:
+    job_id = _queue_step(store_sessions, "command", {}, command=["sleeps.sh"])
+    wait_until(lambda: "pid " in client.logs(job_id)[0])
+    pid = int(client.logs(job_id)[0].split("pid ")[1].split()[0])
+    assert process_alive(pid)
+    client.cancel(job_id)
+    assert _state(client.wait(job_id, timeout=30, raise_on_failure=False)) == "cancelled"
+    wait_until(lambda: not process_alive(pid), timeout=10)

@@ -10,6 +10,7 @@ to the worker in :attr:`~modelyard.protocol.events.WorkerSpec.step`
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from modelyard.errors import NotFound
 from modelyard.jobs import store
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow, TransitionRow
 from modelyard.protocol.steps import StepJob, StepResult
+from modelyard.registry.stages import GLOBAL_TENANT
+from modelyard.registry.versions import read_version
 from modelyard.request.models import request_hash
 from modelyard.sql.base import table_of
 
@@ -35,11 +39,16 @@ def create_step_job(session: Session, step: StepJob, *, pipeline: str, executor:
 
     The job's ``model_name`` is the pipeline's name and its ``workflow_name`` ``step:<type>``,
     so listing jobs by model name finds a pipeline's steps. ``timeout_seconds``: the step's
-    own limit (else the server's ``--job-timeout``).
+    own limit (else the server's ``--job-timeout``). An ``evaluate`` step that names a
+    registered version (``model_name``, ``version``, ``tenant``) gets where its model is in
+    ``inputs["model"]``: the worker cannot read the registry.
+
+    Raises:
+        NotFound: the version an evaluate step names is not registered.
     """
     at = store.now()
     job_id = uuid.uuid4().hex
-    request = step.to_json()
+    request = _with_model(session, step).to_json()
     row: dict[str, Any] = {
         "id": job_id, "state": JobState.queued.value, "request": request,
         "request_hash": request_hash(request), "model_name": pipeline, "owner": "",
@@ -58,6 +67,21 @@ def create_step_job(session: Session, step: StepJob, *, pipeline: str, executor:
     if commit:
         session.commit()
     return store.read_job(session, job_id)
+
+
+def _with_model(session: Session, step: StepJob) -> StepJob:
+    name, version = step.params.get("model_name"), step.params.get("version")
+    if step.type != "evaluate" or name is None or version is None:
+        return step
+    row = read_version(session, str(name), int(version),
+                       str(step.params.get("tenant") or GLOBAL_TENANT))
+    if row.job_id is None:
+        raise NotFound(f"version {row.version} of {row.model_name!r} was registered without a "
+                       "training job, so there is no request to score it with; evaluate "
+                       "another version")
+    model = {"model_id": row.model_id, "job_id": row.job_id, "model_name": row.model_name,
+             "version": row.version, "tenant": row.tenant}
+    return dataclasses.replace(step, inputs={**step.inputs, "model": model})
 
 
 def step_of(job: JobRow) -> StepJob | None:
