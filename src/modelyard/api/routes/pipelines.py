@@ -25,7 +25,7 @@ from modelyard.api.pipeline_schemas import (
 from modelyard.api.schemas import error_responses
 from modelyard.errors import RequestError
 from modelyard.jobs import store as jobs
-from modelyard.pipelines import runs, store
+from modelyard.pipelines import blocks, runs, store
 from modelyard.pipelines.server_params import check_pipeline
 from modelyard.pipelines.spec import PipelineSpec
 from modelyard.pipelines.states import RunState
@@ -114,6 +114,13 @@ def start_run(name: str, body: RunRequest, svc: Annotated[Services, Depends(serv
     """Start a run (409 while one of the same pipeline and tenant is queued or running)."""
     overrides = ({k: v.model_dump(exclude_none=True) for k, v in body.overrides.items()}
                  if body.overrides else None)
+    for step, override in (body.overrides or {}).items():
+        try:  # what a run may swap in, the operator must have allowed, as at create time
+            blocks.check_image(override.image, svc.settings)
+            if override.command is not None:
+                blocks.check_command(override.command, svc.settings)
+        except RequestError as exc:
+            raise RequestError(f"overrides.{step}.{exc}") from None
     run = runs.start_run(session, name, tenant=body.tenant, overrides=overrides,
                          reason={"by": who.name or None, "why": "started through the API"},
                          started_by=who.name or None)
