@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from modelyard.client import Client
 from tests.conftest import ServerProcess
@@ -40,3 +41,12 @@ def test_a_train_step_is_checked_at_create(client: Client) -> None:
         {"name": "fit", "type": "train", "with": bad}]})
     assert answer.status_code == 422 and "step 'fit'" in answer.json()["message"]
     assert "metadata.model_name" in answer.json()["message"]
+
+
+def test_the_readme_pipeline_is_a_valid_spec() -> None:
+    from modelyard.pipelines.loading import parse_pipeline
+    from tests.test_readme import readme_block
+
+    spec = parse_pipeline(yaml.safe_load(readme_block("Pipelines", "yaml")))
+    assert [s.name for s in spec.steps] == ["fit", "check", "ship", "report"]
+    assert spec.triggers[0].type == "schedule"
