@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modelyard.errors import RequestError
 from modelyard.pipelines.blocks import (
@@ -19,6 +20,7 @@ from modelyard.pipelines.blocks import (
     validate_params,
 )
 from modelyard.settings import Settings
+from tests.test_readme import readme_block
 
 
 @pytest.mark.parametrize(("type", "params", "match"), [
@@ -52,6 +54,15 @@ def test_good_with_blocks_pass() -> None:
     validate_params("evaluate", {"sets": [{"name": "a", "path": "a.parquet"}],
                                  "recall_at_fpr": [0.01], "precision_at_k": [100]})
     validate_params("command", {"anything": {"the": ["program", "reads"]}})
+
+
+def test_the_readmes_steps_are_valid() -> None:
+    spec = yaml.safe_load(readme_block("Pipeline steps that run as jobs", "yaml",
+                                       containing="validate_data"))
+    types = [step["type"] for step in spec["steps"]]
+    assert types == ["validate_data", "evaluate", "command"]
+    for step in spec["steps"]:
+        validate_params(step["type"], step["with"])
 
 
 def _program(folder: Path, name: str) -> Path:

@@ -38,7 +38,10 @@ from tests.conftest import (
     wait_until,
     with_workflow,
 )
+from tests.test_readme import readme_block
 
+README_SECTION = "Pipeline steps that run as jobs"
+README_PROGRAM = readme_block(README_SECTION, "sh", containing="MODELYARD_OUTPUTS")
 HELLO = """#!/bin/sh
 # Reads a parameter and an upstream output from inputs.json, with nothing but sed.
 greeting=$(sed -n 's/.*"greeting": "\\([^"]*\\)".*/\\1/p' "$MODELYARD_INPUTS")
@@ -71,7 +74,7 @@ def step_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     commands = tmp / "commands"
     commands.mkdir()
     for name, text in [("hello.sh", HELLO), ("fails.sh", FAILS), ("list.sh", NOT_AN_OBJECT),
-                       ("sleeps.sh", SLEEPS)]:
+                       ("sleeps.sh", SLEEPS), ("report.sh", README_PROGRAM)]:
         (commands / name).write_text(text)
         (commands / name).chmod(stat.S_IRWXU)
     proc = start_server(tmp, "sqlite", "--concurrency", "2", "--step-commands", str(commands),
@@ -248,6 +251,16 @@ def test_a_shell_command_step_reads_inputs_and_writes_outputs_and_artefacts(
         == "made by sh\n"
     log, _ = client.logs(answer["job_id"])
     assert "shell says hello" in log and "a note on stderr" in log
+
+
+def test_the_readmes_command_step_runs_as_written(store_sessions: Any, client: Client) -> None:
+    answer = _run_step(store_sessions, client, "command", {"title": "weekly fraud"},
+                       command=["report.sh", "--weekly"])
+    result = _result(store_sessions, answer["job_id"])
+    assert result.outputs == {"title": "weekly fraud", "pages": 1}
+    assert (Path(result.artefacts) / "artifacts" / "report.html").read_text() \
+        == "<h1>weekly fraud</h1>\n"
+    assert "writing the weekly fraud report" in client.logs(answer["job_id"])[0]
 
 
 def test_a_failing_command_reports_its_exit_code_and_stderr(store_sessions: Any,
