@@ -100,3 +100,31 @@ def _running_job(client: Client, run_id: str) -> str:
 
     wait_until(started, timeout=30)
     return found[0]
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_deploy_goes_to_production_only_where_the_policy_allows(client: Client,
+                                                              name: str) -> None:
+    client.set_policy(name, auto_promote=True, min_improvement=0.5, actor="ops")
+
+    def spec(max_iter: int) -> dict[str, Any]:
+        return {"name": name, "steps": [
+            {"name": "fit", "type": "train", "with": train_with(name, max_iter=max_iter)},
+            {"name": "check", "type": "validate_model", "needs": ["fit"]},
+            {"name": "ship", "type": "deploy", "needs": ["check"], "with": {"to": "production"}},
+        ]}
+
+    client.create_pipeline(spec(100))
+    first = client.wait_pipeline_run(client.run_pipeline(name), timeout=60)
+    assert first["state"] == "succeeded", first
+    assert _steps(first)["ship"]["outputs"]["versions"] == {"*": 1}
+    assert client.version(name, 1)["stage"] == "production"
+
+    client.create_pipeline(spec(150))  # another request: no cache hit
+    second = client.wait_pipeline_run(client.run_pipeline(name), timeout=60)
+    steps = _steps(second)
+    assert second["state"] == "failed" and steps["ship"]["state"] == "skipped"
+    assert "no candidate of" in steps["check"]["error"]
+    assert "tenant * version 2: roc_auc" in steps["check"]["error"]
+    assert "margin 0.5" in steps["check"]["error"]
+    assert client.version(name, 2)["stage"] == "candidate"

@@ -40,7 +40,11 @@ def save_pipeline(session: Session, spec: PipelineSpec, *, model_name: str | Non
 
 
 def read_pipeline(session: Session, name: str) -> PipelineRow:
-    """The pipeline row; :func:`spec_of` parses its spec."""
+    """The pipeline row (``row.parsed_spec``: its spec as a model, triggers included).
+
+    Raises:
+        NotFound: no pipeline of that name.
+    """
     row = session.get(PipelineRow, name)
     if row is None:
         raise NotFound(f"no pipeline {name!r}; list them with GET /pipelines or `modelyard "

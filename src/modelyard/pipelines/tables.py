@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from modelyard.pipelines.spec import PipelineSpec
 from modelyard.sql.base import Base, UTCDateTime
 
 ACTIVE_RUN_STATES = ("queued", "running")
@@ -26,6 +27,11 @@ class PipelineRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    @property
+    def parsed_spec(self) -> PipelineSpec:
+        """The spec as a model: its steps, its ``model`` and its ``triggers``."""
+        return PipelineSpec.model_validate(self.spec)
 
 
 class PipelineRunRow(Base):
