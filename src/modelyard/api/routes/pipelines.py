@@ -38,7 +38,7 @@ PipelineName = Annotated[str, Query(max_length=MAX_NAME_CHARS)]
 RunId = Annotated[str, Query(max_length=64)]
 
 
-@router.post("/pipelines")
+@router.post("/pipelines", responses=error_responses(400))
 def create_pipeline(spec: PipelineSpec, svc: Annotated[Services, Depends(services)],
                     session: Annotated[Session, Depends(db_session)], who: Who
                     ) -> PipelineDetail:
@@ -108,7 +108,7 @@ def show_pipeline(name: str, session: Annotated[Session, Depends(db_session)]
     return PipelineDetail(**pipeline_summary(row, last).model_dump(), spec=row.spec)
 
 
-@router.post("/pipelines/{name}/runs", responses=error_responses(409))
+@router.post("/pipelines/{name}/runs", responses=error_responses(400, 409))
 def start_run(name: str, body: RunRequest, svc: Annotated[Services, Depends(services)],
               session: Annotated[Session, Depends(db_session)], who: Who) -> RunStarted:
     """Start a run (409 while one of the same pipeline and tenant is queued or running)."""
