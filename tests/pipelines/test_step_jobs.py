@@ -24,6 +24,7 @@ import pytest
 
 from modelyard.artifacts import ArtifactStore
 from modelyard.client import Client
+from modelyard.errors import Conflict
 from modelyard.jobs.step_jobs import create_step_job, step_result
 from modelyard.jobs.store import read_job
 from modelyard.protocol.steps import StepJob, StepResult
@@ -172,18 +173,22 @@ def test_validate_data_passes_and_reports_what_it_found(store_sessions: Any,
     steps = [s["name"] for s in client.status(answer["job_id"])["steps"]]
     assert steps == ["check", "validate_data", "artefacts"]
     assert answer["result"] is None  # no model: nothing registered
+    with pytest.raises(Conflict, match="is a pipeline step; replay reruns train jobs"):
+        client.replay(answer["job_id"])
 
 
 def test_validate_data_failure_names_each_column_rule_and_figure(store_sessions: Any,
                                                                  client: Client) -> None:
+    rules = {**RULES, "columns": {**RULES["columns"], "fraud": {"type": "float"}}}
     answer = _run_step(store_sessions, client, "validate_data", {"path": "stale.parquet",
-                                                                 **RULES})
+                                                                 **rules})
     assert _state(answer) == "failed"
     info = answer["exception_info"]
     assert info["kind"] == "data_error" and info["step"] == "validate_data"
     message = info["message"]
     assert "column 'amount': 3.2% nulls, over max_null_rate 1%" in message
-    assert "column 'amount': 1 values fail min 0 (e.g. -5.0)" in message
+    assert "column 'amount': 1 value under min 0 (e.g. -5.0)" in message
+    assert "column 'fraud': float expected, but its type is bool" in message
     assert "column 'fraud': 3 positives, under min_positives 10" in message
     assert "column 'created_at': newest value" in message and "over max_age 2d" in message
     assert "country" not in message  # its rules hold

@@ -99,16 +99,20 @@ def _schema_problems(rules: dict[str, ColumnRule], frame: pd.DataFrame) -> list[
     try:
         schema.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
         problems = []
-        for (column, check), group in cases.groupby(["column", "check"], sort=False):
+        for (column, check), group in exc.failure_cases.groupby(["column", "check"],
+                                                                 sort=False):
             values = [v for v in group["failure_case"].tolist() if not _is_null(v)]
             if check == "not_nullable":
                 problems.append(f"column {column!r}: {len(group):,} nulls, but nullable is "
                                 "false")
-                continue
-            example = f" (e.g. {values[0]!r})" if values else ""
-            problems.append(f"column {column!r}: {len(group):,} values fail {check}{example}")
+            elif str(check).startswith("type "):  # one failure for the whole column
+                problems.append(f"column {column!r}: {check.removeprefix('type ')} expected, "
+                                f"but its type is {frame[column].dtype}")
+            else:
+                example = f" (e.g. {values[0]!r})" if values else ""
+                noun = "value" if len(group) == 1 else "values"
+                problems.append(f"column {column!r}: {len(group):,} {noun} {check}{example}")
         return problems
     return []
 
@@ -121,17 +125,17 @@ def _checks(rule: ColumnRule) -> list[Any]:
         checks.append(pa.Check(_TYPE_TESTS[rule.type], element_wise=False,
                                error=f"type {rule.type}"))
     if rule.min is not None:
-        checks.append(pa.Check.ge(rule.min, error=f"min {rule.min:g}"))
+        checks.append(pa.Check.ge(rule.min, error=f"under min {rule.min:g}"))
     if rule.max is not None:
-        checks.append(pa.Check.le(rule.max, error=f"max {rule.max:g}"))
+        checks.append(pa.Check.le(rule.max, error=f"over max {rule.max:g}"))
     if rule.isin is not None:
-        checks.append(pa.Check.isin(rule.isin, error=f"isin {rule.isin}"))
+        checks.append(pa.Check.isin(rule.isin, error=f"not in isin {rule.isin}"))
     return checks
 
 
 _TYPE_TESTS = {
     "int": pd.api.types.is_integer_dtype,
-    "float": pd.api.types.is_numeric_dtype,
+    "float": lambda s: pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s),
     "str": lambda s: pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s),
     "bool": pd.api.types.is_bool_dtype,
     "datetime": pd.api.types.is_datetime64_any_dtype,
