@@ -129,12 +129,14 @@ def _run_step(sessions: Any, client: Client, type: str, params: dict[str, Any], 
 
 
 def _queue_step(sessions: Any, type: str, params: dict[str, Any], *,
-                inputs: dict[str, Any] | None = None, command: list[str] | None = None) -> str:
+                inputs: dict[str, Any] | None = None, command: list[str] | None = None,
+                timeout_seconds: float | None = None) -> str:
     with sessions() as session:
         job = create_step_job(session, StepJob(
             run_id=uuid.uuid4().hex, step=f"s-{type}", type=type,  # type: ignore[arg-type]
             params=params, inputs=inputs or {}, command=command),
-            pipeline="steps-test", executor="local", logs_dir=_LOGS[0], submitted_by=None)
+            pipeline="steps-test", executor="local", logs_dir=_LOGS[0], submitted_by=None,
+            timeout_seconds=timeout_seconds)
         return job.id
 
 
@@ -304,3 +306,13 @@ def test_cancelling_a_command_step_stops_its_program(store_sessions: Any,
     client.cancel(job_id)
     assert _state(client.wait(job_id, timeout=30, raise_on_failure=False)) == "cancelled"
     wait_until(lambda: not process_alive(pid), timeout=10)
+
+
+def test_a_step_past_its_timeout_is_killed(store_sessions: Any, client: Client) -> None:
+    job_id = _queue_step(store_sessions, "command", {}, command=["sleeps.sh"],
+                         timeout_seconds=1)
+    answer = client.wait(job_id, timeout=30, raise_on_failure=False)
+    assert _state(answer) == "failed" and answer["exception_info"]["kind"] == "timeout"
+    log = client.logs(job_id)[0]
+    if "pid " in log:  # it started before the deadline: its program went with it
+        wait_until(lambda: not process_alive(int(log.split("pid ")[1].split()[0])), timeout=10)
