@@ -22,7 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelyard.errors import RequestError
 from modelyard.request.dates import parse_duration
-from modelyard.request.limits import MAX_COLUMN_CHARS, MAX_COLUMNS, MAX_PATH_CHARS
+from modelyard.request.limits import (
+    MAX_COLUMN_CHARS,
+    MAX_COLUMNS,
+    MAX_FILTER_VALUES,
+    MAX_PATH_CHARS,
+)
 from modelyard.request.loading import describe_errors
 from modelyard.request.models import Column, Filter
 
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
 
 DataPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+AllowedValues = Annotated[list[str | int | float | bool],
+                          Field(min_length=1, max_length=MAX_FILTER_VALUES)]
 # Larger inputs than any real step needs are refused rather than carried through the job store.
 MAX_EVALUATION_SETS = 20
 MAX_CUTOFFS = 20
@@ -49,8 +56,7 @@ class ColumnRule(_Strict):
     max_null_rate: Rate | None = None
     min: float | None = None
     max: float | None = None
-    isin: Annotated[list[str | int | float | bool], Field(min_length=1, max_length=1000)] | None \
-        = None
+    isin: AllowedValues | None = None
 
 
 class ValidateDataParams(_Strict):
@@ -58,8 +64,7 @@ class ValidateDataParams(_Strict):
 
     path: DataPath
     date_column: Column | None = None
-    columns: Annotated[dict[Annotated[str, Field(min_length=1, max_length=MAX_COLUMN_CHARS)],
-                            ColumnRule], Field(max_length=MAX_COLUMNS)] = Field(
+    columns: Annotated[dict[Column, ColumnRule], Field(max_length=MAX_COLUMNS)] = Field(
         default_factory=dict)
     min_rows: Annotated[int, Field(ge=0)] | None = None
     label: Column | None = None
