@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from modelyard.errors import ModelyardError
 from modelyard.jobs import store as jobs
 from modelyard.jobs.states import JobState
+from modelyard.pipelines.cache import UNCACHED
 from modelyard.pipelines.launch import Launched, launch_step
 from modelyard.pipelines.server_steps import Outcome, train_outcome
 from modelyard.pipelines.spec import PipelineSpec, order
@@ -66,6 +67,10 @@ def _start(session: Session, settings: Settings, run: PipelineRunRow, spec: Pipe
     if not _move_step(session, row, StepState.pending, StepState.running, started_at=now(),
                       attempts=row.attempts + 1):
         return False  # another runner claimed it
+    if row.type in UNCACHED:
+        # It commits as it goes (the registry's moves do), so nothing of this pass may wait
+        # on it; a job step instead is claimed in the transaction that creates its job.
+        session.commit()
     try:
         launched = launch_step(session, settings, run, spec.step(row.name), inputs,
                                use_cache=not row.no_cache)

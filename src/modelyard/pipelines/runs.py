@@ -118,13 +118,14 @@ def cancel_run(session: Session, run_id: str, reason: str) -> list[str]:
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"pipeline run {run_id} has already ended ({run.state}); nothing to "
                        "cancel")
-    job_ids = []
-    for step in steps_of(session, run_id):
-        if StepState(step.state).terminal:
-            continue
-        if step.job_id is not None and step.state == StepState.running.value:
-            job_ids.append(step.job_id)
-        step.state, step.error, step.finished_at = StepState.cancelled.value, reason, at
+    # One conditional UPDATE: a runner starting a step's job at this moment either committed
+    # first (its job id comes back here) or finds the step cancelled and starts nothing.
+    job_ids = [j for j in session.scalars(update(PipelineRunStepRow).where(
+        PipelineRunStepRow.run_id == run_id,
+        PipelineRunStepRow.state.in_((StepState.pending.value, StepState.running.value)))
+        .values(state=StepState.cancelled.value, error=reason, finished_at=at)
+        .returning(PipelineRunStepRow.job_id)
+        .execution_options(synchronize_session=False)).all() if j is not None]
     cancelled = jobs.move_jobs(session, job_ids, JobState.cancelled,
                                f"its pipeline run {run_id} was cancelled")
     for job_id in cancelled:
