@@ -50,3 +50,16 @@ def test_the_readme_pipeline_is_a_valid_spec() -> None:
     spec = parse_pipeline(yaml.safe_load(readme_block("Pipelines", "yaml")))
     assert [s.name for s in spec.steps] == ["fit", "check", "ship", "report"]
     assert spec.triggers[0].type == "schedule"
+
+
+def test_a_run_of_one_tenant_trains_that_tenant_of_the_fleet_alone() -> None:
+    from modelyard.errors import RequestError as Refused
+    from modelyard.pipelines.server_steps import narrowed
+    from modelyard.request.loading import parse_request
+
+    fleet = parse_request({**train_with("m"), "tenants": {"column": "merchant_id"}})
+    assert narrowed(fleet, "m-7").tenants.include == ["m-7"]  # type: ignore[union-attr]
+    assert narrowed(fleet, None) is fleet
+    with pytest.raises(Refused, match="run is for tenant 'm-7', but the train request of 'm' "
+                                      "has no tenants block"):
+        narrowed(parse_request(train_with("m")), "m-7")

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from modelyard.errors import Conflict
+from modelyard.errors import Conflict, RequestError
 from modelyard.jobs import fleet
 from modelyard.jobs import store as jobs
 from modelyard.jobs.tables import JobRow
@@ -41,9 +41,17 @@ class Outcome:
 
 
 def narrowed(request: TrainRequest, tenant: str | None) -> TrainRequest:
-    """A fleet's request trained for ``tenant`` alone (a run of one tenant); else as it is."""
-    if tenant is None or request.tenants is None:
+    """A fleet's request trained for ``tenant`` alone (a run of one tenant); else as it is.
+
+    Raises:
+        RequestError: a tenant was given, but the request trains no fleet.
+    """
+    if tenant is None:
         return request
+    if request.tenants is None:
+        raise RequestError(f"this run is for tenant {tenant!r}, but the train request of "
+                           f"{request.metadata.model_name!r} has no tenants block (it trains "
+                           "one model); run the pipeline without --tenant")
     tenants = request.tenants.model_copy(update={"include": [tenant]})
     return request.model_copy(update={"tenants": tenants})
 
