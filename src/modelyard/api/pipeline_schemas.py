@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,8 @@ from modelyard.api.params import TenantValue
 from modelyard.pipelines.spec import Overrides
 from modelyard.pipelines.states import RunState, StepState
 from modelyard.pipelines.tables import PipelineRow, PipelineRunRow, PipelineRunStepRow
+
+Redact = Callable[[str], str]
 
 
 class RunRequest(BaseModel):
@@ -88,27 +91,37 @@ class RunList(BaseModel):
     runs: list[RunSummary]
 
 
-def run_summary(run: PipelineRunRow) -> RunSummary:
+def run_summary(run: PipelineRunRow, shown: Redact) -> RunSummary:
+    """``shown``: what an answer may show of a message (the server's paths hidden)."""
     return RunSummary(run_id=run.id, pipeline=run.pipeline_name, tenant=run.tenant or None,
                       state=RunState(run.state), reason=run.reason, started_by=run.started_by,
-                      rerun_of=run.rerun_of, error=run.error, created_at=run.created_at,
-                      started_at=run.started_at, finished_at=run.finished_at)
+                      rerun_of=run.rerun_of, error=_shown(shown, run.error),
+                      created_at=run.created_at, started_at=run.started_at,
+                      finished_at=run.finished_at)
 
 
-def run_detail(run: PipelineRunRow, steps: list[PipelineRunStepRow]) -> RunDetail:
-    waiting = [s.summary for s in steps if s.summary and s.state == StepState.succeeded.value
+def run_detail(run: PipelineRunRow, steps: list[PipelineRunStepRow], shown: Redact
+               ) -> RunDetail:
+    waiting = [shown(s.summary) for s in steps if s.summary
+               and s.state == StepState.succeeded.value
                and (s.outputs or {}).get("awaiting_approval")]
-    return RunDetail(**run_summary(run).model_dump(), overrides=run.overrides,
+    return RunDetail(**run_summary(run, shown).model_dump(), overrides=run.overrides,
                      waiting_for_approval=waiting, steps=[StepStatus(
                          name=s.name, type=s.type, state=StepState(s.state), job_id=s.job_id,
                          attempts=s.attempts, cache_hit=s.cache_hit, reused_from=s.reused_from,
-                         outputs=s.outputs, summary=s.summary, error=s.error,
-                         started_at=s.started_at, finished_at=s.finished_at) for s in steps])
+                         outputs=s.outputs, summary=_shown(shown, s.summary),
+                         error=_shown(shown, s.error), started_at=s.started_at,
+                         finished_at=s.finished_at) for s in steps])
 
 
-def pipeline_summary(row: PipelineRow, last: PipelineRunRow | None) -> PipelineSummary:
+def pipeline_summary(row: PipelineRow, last: PipelineRunRow | None, shown: Redact
+                     ) -> PipelineSummary:
     return PipelineSummary(
         name=row.name, description=row.description, model_name=row.model_name,
         steps=[s["name"] for s in row.spec.get("steps", [])], updated_at=row.updated_at,
-        updated_by=row.updated_by, last_run=run_summary(last) if last else None,
+        updated_by=row.updated_by, last_run=run_summary(last, shown) if last else None,
         failing=last is not None and last.state == RunState.failed.value)
+
+
+def _shown(shown: Redact, text: str | None) -> str | None:
+    return None if text is None else shown(text)

@@ -4,6 +4,7 @@ run, status with each step, logs, cancel, rerun."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -22,6 +23,7 @@ from modelyard.api.pipeline_schemas import (
     run_detail,
     run_summary,
 )
+from modelyard.api.redact import redactor_for
 from modelyard.api.schemas import error_responses
 from modelyard.errors import RequestError
 from modelyard.jobs import store as jobs
@@ -46,33 +48,38 @@ def create_pipeline(spec: PipelineSpec, svc: Annotated[Services, Depends(service
     model = check_pipeline(spec, svc.settings)
     row = store.save_pipeline(session, spec, model_name=model, updated_by=who.name or None)
     last = store.last_runs(session, [row.name]).get(row.name)
-    return PipelineDetail(**pipeline_summary(row, last).model_dump(), spec=row.spec)
+    return PipelineDetail(**pipeline_summary(row, last, _shown(svc)).model_dump(), spec=row.spec)
 
 
 @router.get("/pipelines")
-def list_pipelines(session: Annotated[Session, Depends(db_session)]) -> PipelineList:
+def list_pipelines(session: Annotated[Session, Depends(db_session)],
+                   svc: Annotated[Services, Depends(services)]) -> PipelineList:
     """Every pipeline with its last run; ``failing`` lists those whose last run failed."""
     rows = store.list_pipelines(session)
     last = store.last_runs(session, [r.name for r in rows])
-    answers = [pipeline_summary(r, last.get(r.name)) for r in rows]
+    shown = _shown(svc)
+    answers = [pipeline_summary(r, last.get(r.name), shown) for r in rows]
     return PipelineList(pipelines=answers, failing=[p.name for p in answers if p.failing])
 
 
 @router.get("/pipelines/runs")
 def list_runs(session: Annotated[Session, Depends(db_session)],
+              svc: Annotated[Services, Depends(services)],
               pipeline: PipelineName | None = None, state: RunState | None = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> RunList:
     """Runs, newest first."""
     rows = store.list_runs(session, pipeline=pipeline, state=state.value if state else None,
                            limit=limit)
-    return RunList(runs=[run_summary(r) for r in rows])
+    shown = _shown(svc)
+    return RunList(runs=[run_summary(r, shown) for r in rows])
 
 
 @router.get("/pipelines/runs/{run_id}")
-def show_run(run_id: str, session: Annotated[Session, Depends(db_session)]) -> RunDetail:
+def show_run(run_id: str, session: Annotated[Session, Depends(db_session)],
+             svc: Annotated[Services, Depends(services)]) -> RunDetail:
     """A run: its state, why it started, and each step's state, job, cache hit and outputs."""
     run = store.read_run(session, run_id)
-    return run_detail(run, store.steps_of(session, run_id))
+    return run_detail(run, store.steps_of(session, run_id), _shown(svc))
 
 
 @router.get("/pipelines/runs/{run_id}/logs", response_class=PlainTextResponse)
@@ -101,11 +108,11 @@ def run_logs(run_id: str, session: Annotated[Session, Depends(db_session)],
 
 
 @router.get("/pipelines/{name}")
-def show_pipeline(name: str, session: Annotated[Session, Depends(db_session)]
-                  ) -> PipelineDetail:
+def show_pipeline(name: str, session: Annotated[Session, Depends(db_session)],
+                  svc: Annotated[Services, Depends(services)]) -> PipelineDetail:
     row = store.read_pipeline(session, name)
     last = store.last_runs(session, [name]).get(name)
-    return PipelineDetail(**pipeline_summary(row, last).model_dump(), spec=row.spec)
+    return PipelineDetail(**pipeline_summary(row, last, _shown(svc)).model_dump(), spec=row.spec)
 
 
 @router.post("/pipelines/{name}/runs", responses=error_responses(400, 409))
@@ -134,7 +141,8 @@ def cancel_run(run_id: str, svc: Annotated[Services, Depends(services)],
     by = f" by {who.name}" if who.authenticated else ""
     if runs.cancel_run(session, run_id, f"cancelled through the API{by}"):
         svc.wake_dispatcher(cancelled=True)
-    return run_detail(store.read_run(session, run_id), store.steps_of(session, run_id))
+    return run_detail(store.read_run(session, run_id), store.steps_of(session, run_id),
+                      _shown(svc))
 
 
 @router.post("/pipelines/runs/{run_id}/rerun", responses=error_responses(409))
@@ -147,3 +155,8 @@ def rerun(run_id: str, svc: Annotated[Services, Depends(services)],
     svc.wake_pipelines()
     return RunStarted(run_id=run.id, pipeline=run.pipeline_name)
 
+
+
+def _shown(svc: Services) -> Callable[[str], str]:
+    """Messages as answers show them: the server's own paths hidden unless --debug."""
+    return redactor_for(svc.settings).text
