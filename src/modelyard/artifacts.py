@@ -121,6 +121,8 @@ class ArtifactStore:
             os.makedirs(tmp)
             try:
                 for name, data in files.items():
+                    if "/" in name:  # a pipeline step's artefacts keep their folders
+                        os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
                     with open(os.path.join(tmp, name), "wb") as fh:
                         fh.write(data)
                 with open(os.path.join(tmp, SUCCESS_MARKER), "wb"):

@@ -14,13 +14,14 @@ from typing import Any, Literal
 
 import httpx
 
+from modelyard.client_pipelines import PipelinesMixin
 from modelyard.errors import JobFailed, ModelyardError, RequestError, error_class
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
-class Client:
+class Client(PipelinesMixin):
     """A Modelyard server's API.
 
     Args:

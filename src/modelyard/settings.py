@@ -56,6 +56,10 @@ class Settings:
     max_predict_body_bytes: int = DEFAULT_MAX_PREDICT_BODY_BYTES
     max_predict_rows: int = DEFAULT_MAX_PREDICT_ROWS
     max_predict_values: int = DEFAULT_MAX_PREDICT_VALUES
+    # Folders a pipeline's command step may run a program from, and the image prefixes a step
+    # may run in on Kubernetes: none unless the operator says (nothing a request names runs).
+    step_commands: tuple[str, ...] = ()
+    step_images: tuple[str, ...] = ()
 
     @property
     def job_threads(self) -> int:
@@ -94,6 +98,7 @@ class Settings:
         max_predict_body_bytes: int | None = None,
         max_predict_rows: int | None = None,
         max_predict_values: int | None = None,
+        step_commands: Sequence[str | Path] = (), step_images: Sequence[str] = (),
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -113,11 +118,8 @@ class Settings:
         if conc < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {conc}")
         timeout = job_timeout if job_timeout is not None else _env_float("MODELYARD_JOB_TIMEOUT")
-        memory = (
-            job_memory_limit
-            if job_memory_limit is not None
-            else _env_int("MODELYARD_JOB_MEMORY_LIMIT")
-        )
+        memory = (job_memory_limit if job_memory_limit is not None
+                  else _env_int("MODELYARD_JOB_MEMORY_LIMIT"))
         return cls(
             home=home_path,
             db_url=db_url or env.get("MODELYARD_DB") or f"sqlite:///{home_path / 'modelyard.db'}",
@@ -149,6 +151,7 @@ class Settings:
                                        DEFAULT_MAX_PREDICT_ROWS, "row"),
             max_predict_values=_positive("MODELYARD_MAX_PREDICT_VALUES", max_predict_values,
                                          DEFAULT_MAX_PREDICT_VALUES, "value"),
+            **_step_sources(step_commands, step_images),
         )
 
     def ensure_dirs(self) -> None:
@@ -190,6 +193,19 @@ def _normalise_root(root: str) -> str:
     if "://" in root:
         return root.rstrip("/") + "/"
     return str(Path(root).expanduser().resolve())
+
+
+def _step_sources(commands: Sequence[str | Path], images: Sequence[str]
+                  ) -> dict[str, tuple[str, ...]]:
+    """``step_commands`` (real paths: a symlinked folder is compared as what it points at) and
+    ``step_images``, from their flags, else their variables."""
+    folders = [str(d) for d in commands] or _env_list("MODELYARD_STEP_COMMANDS", os.pathsep)
+    return {"step_commands": tuple(os.path.realpath(Path(d).expanduser()) for d in folders),
+            "step_images": tuple(images) or tuple(_env_list("MODELYARD_STEP_IMAGES", ","))}
+
+
+def _env_list(name: str, sep: str) -> list[str]:
+    return [p.strip() for p in os.environ.get(name, "").split(sep) if p.strip()]
 
 
 def _env_flag(name: str) -> bool:

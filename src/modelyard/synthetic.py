@@ -46,7 +46,8 @@ def payments_table(rows: int = 100_000, merchants: int = 1_000, seed: int = 0,
     merchant = rng.choice(merchants, size=rows, p=weights)
     merchant_risk = rng.normal(0.0, 0.6, size=merchants)[merchant]
     country = rng.choice(len(COUNTRIES), size=rows, p=COUNTRY_P)
-    ctype = rng.choice(len(CHARGE_TYPES), size=rows, p=type_p / type_p.sum() if shift else CHARGE_TYPE_P)
+    ctype = rng.choice(len(CHARGE_TYPES), size=rows,
+                       p=type_p / type_p.sum() if shift else CHARGE_TYPE_P)
     amount = np.round(rng.lognormal(mean=3.6 + 0.6 * shift, sigma=1.1, size=rows), 2)
     card_age = rng.exponential(400.0, size=rows).astype(np.int32)
     seconds = np.sort(rng.integers(0, days * 24 * 3600, size=rows))
@@ -87,7 +88,8 @@ def write_payments(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(payments_table(rows, merchants, seed, start, days, shift), tmp, row_group_size=128 * 1024)
+    pq.write_table(payments_table(rows, merchants, seed, start, days, shift), tmp,
+                   row_group_size=128 * 1024)
     tmp.replace(path)
     return path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import sqlalchemy.exc
@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard._version import __version__
 from modelyard.api.auth import AuthMiddleware, document_auth
@@ -21,11 +22,12 @@ from modelyard.api.docs import add_docs
 from modelyard.api.limits import BodyLimitMiddleware
 from modelyard.api.notify import JobNotifier
 from modelyard.api.redact import Redactor, redactor_for
-from modelyard.api.routes import health, jobs, models, tokens, train
+from modelyard.api.routes import health, jobs, models, pipelines, tokens, train
 from modelyard.api.schemas import error_responses
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
 from modelyard.jobs.dispatcher import Dispatcher
+from modelyard.pipelines.runner import PipelineRunner
 from modelyard.request.loading import describe_errors, summarize_errors
 from modelyard.serving import routes as serving_routes
 from modelyard.serving.service import ServingService
@@ -52,12 +54,10 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         notifier = JobNotifier()
         notifier.bind(asyncio.get_running_loop())
         dispatcher = None
+        runner = None
         if run_jobs:
-            executor = make_executor(settings)
-            executor.warm_up()
-            dispatcher = Dispatcher(settings, sessions, executor, on_change=notifier.notify_many)
-            dispatcher.start()
-        app.state.services = Services(settings, sessions, dispatcher, notifier)
+            dispatcher, runner = _start_jobs(settings, sessions, notifier)
+        app.state.services = Services(settings, sessions, dispatcher, notifier, runner)
         serving = ServingService(settings, sessions)
         serving.start()
         app.state.serving = serving
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         finally:
             await serving.drain()
             serving.stop()
+            if runner is not None:
+                runner.stop()
             if dispatcher is not None:
                 dispatcher.stop()
             engine.dispose()
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     if run_jobs:
         app.include_router(train.router)
         app.include_router(jobs.router)
+        app.include_router(pipelines.router)
     app.include_router(models.router)
     app.include_router(tokens.router)
     app.include_router(tokens.whoami_router)
@@ -104,6 +107,27 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.add_middleware(AuthMiddleware)  # outermost: no token, nothing of the body is read
     document_auth(app)
     return app
+
+
+def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: JobNotifier
+                ) -> tuple[Dispatcher, PipelineRunner]:
+    """Start the executor, the dispatcher and the pipeline runner, which the dispatcher wakes
+    whenever a job ends (a pipeline step may be done)."""
+    executor = make_executor(settings)
+    executor.warm_up()
+    runners: list[PipelineRunner] = []
+
+    def on_change(changes: Mapping[str, bool]) -> None:
+        notifier.notify_many(changes)
+        if runners and any(changes.values()):
+            runners[0].wake()
+
+    dispatcher = Dispatcher(settings, sessions, executor, on_change=on_change)
+    runner = PipelineRunner(settings, sessions, dispatcher.wake)
+    runners.append(runner)
+    dispatcher.start()
+    runner.start()
+    return dispatcher, runner
 
 
 async def _modelyard_error(request: Request, exc: Exception) -> JSONResponse:

@@ -54,6 +54,7 @@ RULES: tuple[tuple[str, Role, Role], ...] = (
     ("/whoami", Role.viewer, Role.viewer),
     ("/train", Role.viewer, Role.trainer),
     ("/job", Role.viewer, Role.trainer),  # /job/{id}/... (Railyard's form) and /jobs...
+    ("/pipelines", Role.viewer, Role.trainer),  # a deploy step passes the model's own gate
     ("/predict/", Role.viewer, Role.trainer),
     ("/labels", Role.viewer, Role.trainer),
     ("/serving/", Role.viewer, Role.trainer),

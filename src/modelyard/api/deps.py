@@ -17,6 +17,7 @@ from modelyard.api.auth import Authenticator, caller
 from modelyard.api.notify import JobNotifier
 from modelyard.auth.roles import Identity
 from modelyard.jobs.dispatcher import Dispatcher
+from modelyard.pipelines.runner import PipelineRunner
 from modelyard.settings import Settings
 
 Who = Annotated[Identity, Depends(caller)]
@@ -29,6 +30,7 @@ class Services:
     sessions: sessionmaker[Session]
     dispatcher: Dispatcher | None
     notifier: JobNotifier
+    pipelines: PipelineRunner | None = None
     auth: Authenticator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -38,6 +40,11 @@ class Services:
         """A job was queued or ``cancelled``: wake the dispatcher (serving replicas have none)."""
         if self.dispatcher is not None:
             self.dispatcher.wake(cancelled=cancelled)
+
+    def wake_pipelines(self) -> None:
+        """A pipeline run was started: have the runner look now."""
+        if self.pipelines is not None:
+            self.pipelines.wake()
 
 
 def app_services(request: Request) -> Services:

@@ -1,4 +1,4 @@
-"""The ``modelyard`` command: server, train, jobs, validate, demo, models, tokens."""
+"""The ``modelyard`` command: server, train, jobs, validate, demo, models, pipelines, tokens."""
 
 from __future__ import annotations
 
@@ -126,6 +126,14 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
               help="Seconds before a job is killed (a request's timeout_seconds wins).")
 @click.option("--job-memory-limit", type=int, default=None,
               help="Address-space limit of each worker process, in bytes.")
+@click.option("--step-commands", "step_commands", multiple=True,
+              type=click.Path(file_okay=False),
+              help="Folder whose executables a pipeline's command steps may run (repeatable; "
+                   "default $MODELYARD_STEP_COMMANDS, colon-separated; none: no command step "
+                   "runs).")
+@click.option("--step-images", "step_images", multiple=True,
+              help="Image prefix a pipeline step may name to run in on Kubernetes (repeatable; "
+                   "default $MODELYARD_STEP_IMAGES, comma-separated; none: no step image).")
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
     """Run the training server (HTTP API, job store, workers, registry and serving)."""
     _run(host, port, log_level, True, options)
@@ -278,10 +286,12 @@ def demo(home: str, rows: int, merchants: int) -> None:
 
 def _register_groups() -> None:
     from modelyard.cli.models import models
+    from modelyard.cli.pipelines import pipelines
     from modelyard.cli.replay import replay
     from modelyard.cli.tokens import tokens
 
     cli.add_command(models)
+    cli.add_command(pipelines)
     cli.add_command(tokens)
     jobs.add_command(replay)
 

@@ -16,9 +16,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from modelyard.errors import ConfigurationError
+from modelyard.errors import ConfigurationError, RequestError
+from modelyard.pipelines.blocks import allowed_image
 from modelyard.protocol.codec import spec_to_json
 from modelyard.protocol.events import WorkerSpec
+from modelyard.protocol.steps import StepJob
 from modelyard.request.loading import parse_request
 from modelyard.request.models import ComputeResource, TrainRequest
 
@@ -178,20 +180,12 @@ def job_manifest(spec: WorkerSpec, options: KubernetesOptions) -> dict[str, Any]
         RequestError: the spec's request is not a valid train request.
         ConfigurationError: it asks for something Kubernetes cannot give.
     """
-    request = parse_request(spec.request)
-    resources, gpu = resources_for(request, options)
-    image = (options.gpu_image or options.image) if gpu else options.image
-    timeout = request.timeout_seconds or options.job_timeout
+    if spec.step is not None:
+        resources, image, timeout, labels, annotations = _step_parts(spec, spec.step, options)
+    else:
+        resources, image, timeout, labels, annotations = _training_parts(spec, options)
+    gpu = options.gpu_resource in resources["limits"]
     in_pod = _for_pod(spec)
-    labels = {**job_labels(spec.job_id), COMPONENT_LABEL: "training-job"}
-    model = label_value(request.metadata.model_name)
-    if model:
-        labels[MODEL_LABEL] = model
-    annotations = {
-        JOB_ID_ANNOTATION: spec.job_id,
-        MODEL_ANNOTATION: request.metadata.model_name,
-        "modelyard.dev/compute-resource": request.compute_resource.value,
-    }
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
@@ -233,6 +227,46 @@ def job_manifest(spec: WorkerSpec, options: KubernetesOptions) -> dict[str, Any]
     if options.namespace:
         metadata["namespace"] = options.namespace
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+_Parts = tuple[dict[str, Any], str, float | None, dict[str, str], dict[str, str]]
+
+
+def _training_parts(spec: WorkerSpec, options: KubernetesOptions) -> _Parts:
+    """A training job's resources, image, timeout, labels and annotations, from its request."""
+    request = parse_request(spec.request)
+    resources, gpu = resources_for(request, options)
+    image = (options.gpu_image or options.image) if gpu else options.image
+    labels = {**job_labels(spec.job_id), COMPONENT_LABEL: "training-job"}
+    model = label_value(request.metadata.model_name)
+    if model:
+        labels[MODEL_LABEL] = model
+    annotations = {
+        JOB_ID_ANNOTATION: spec.job_id,
+        MODEL_ANNOTATION: request.metadata.model_name,
+        "modelyard.dev/compute-resource": request.compute_resource.value,
+    }
+    return resources, image, request.timeout_seconds or options.job_timeout, labels, annotations
+
+
+def _step_parts(spec: WorkerSpec, step: StepJob, options: KubernetesOptions) -> _Parts:
+    """A pipeline step's: the default CPU resources, and its own image when it names one (an
+    image with modelyard installed, as the pod runs the same worker entry point).
+
+    Raises:
+        ConfigurationError: the image is not among the operator's ``--step-images`` prefixes
+            (checked when the pipeline was created, and again here).
+    """
+    try:
+        allowed_image(step.image, spec.step_images)
+    except RequestError as exc:
+        raise ConfigurationError(f"step {step.step!r}: {exc}") from None
+    amounts = {"cpu": _cpu(options.num_cpus), "memory": _memory(options.memory_gb)}
+    labels = {**job_labels(spec.job_id), COMPONENT_LABEL: "pipeline-step"}
+    annotations = {JOB_ID_ANNOTATION: spec.job_id, "modelyard.dev/pipeline-run": step.run_id,
+                   "modelyard.dev/step": step.step}
+    return ({"requests": dict(amounts), "limits": dict(amounts)}, step.image or options.image,
+            options.job_timeout, labels, annotations)
 
 
 def _for_pod(spec: WorkerSpec) -> WorkerSpec:

@@ -43,6 +43,7 @@ from modelyard.protocol.events import (
     WorkerSpec,
 )
 from modelyard.protocol.results import ExceptionInfo, FailureKind, FleetPlan, JobResult, failure
+from modelyard.protocol.steps import StepResult
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.dispatcher")
@@ -214,6 +215,10 @@ class Dispatcher:
             self._running.runs.pop(job_id, None)
             if fleet.on_plan_finished(session, job_id, event.result) is not None:
                 self.wake()
+        elif isinstance(event, JobFinished) and isinstance(event.result, StepResult):
+            self._running.runs.pop(job_id, None)  # a pipeline step: it registers nothing
+            if recording.succeed_steps(session, {job_id: event.result}) and active:
+                active.log.append(f"job succeeded: {event.result.summary}")
         elif isinstance(event, JobErrored):
             self._running.runs.pop(job_id, None)
             info = event.exception_info

@@ -27,11 +27,13 @@ from modelyard.protocol.events import (
     WorkerStarted,
 )
 from modelyard.protocol.results import JobResult
+from modelyard.protocol.steps import StepResult
 from modelyard.registry import store as registry_store
 from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.registry.store import Registered
 
 SUCCEEDED = "the workflow trained and was evaluated"
+STEP_SUCCEEDED = "the pipeline step ran"
 
 
 def record_progress(session: Session, events: Sequence[WorkerEvent]) -> None:
@@ -78,6 +80,17 @@ def succeed_jobs(session: Session, results: dict[str, JobResult]
         session, [_version_of(jobs[job_id], results[job_id]) for job_id in registering]),
         strict=True))
     return [(job_id, versions.get(job_id)) for job_id in won]
+
+
+def succeed_steps(session: Session, results: dict[str, StepResult]) -> list[str]:
+    """Mark running pipeline step jobs succeeded with their results (does not commit); they
+    register nothing. Returns the ids that succeeded (not those cancelled or timed out
+    meanwhile)."""
+    if not results:
+        return []
+    return store.finish_many(session, {job_id: {"result": r.to_json()}
+                                       for job_id, r in results.items()},
+                             STEP_SUCCEEDED)
 
 
 def _version_of(job: JobRow, result: JobResult) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict, NotFound, RequestError
 from modelyard.jobs import store
 from modelyard.jobs.states import JobState
+from modelyard.jobs.step_jobs import STEP_KIND
 from modelyard.jobs.tables import JobRow
 from modelyard.request.loading import parse_request
 
@@ -78,6 +79,10 @@ def replay_job(session: Session, job_id: str, *, executor: str, logs_dir: Path,
         RequestError: its stored request no longer follows the contract.
     """
     original = store.read_job(session, job_id)
+    if original.kind == STEP_KIND:
+        raise Conflict(f"job {job_id} is a pipeline step; replay reruns train jobs: rerun its "
+                       "pipeline run from that step (`modelyard pipelines rerun RUN_ID --from "
+                       "STEP`)")
     if original.kind != "train":
         raise Conflict(
             f"job {job_id} is a fleet's {original.kind} job; replay reruns single train jobs "

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.artifacts import ArtifactStore
 from modelyard.jobs.fleet_records import role_of
+from modelyard.jobs.step_jobs import STEP_KIND, step_of
 from modelyard.jobs.tables import JobRow
 from modelyard.protocol.events import Champion, WorkerSpec
 from modelyard.registry.stages import GLOBAL_TENANT
@@ -25,8 +26,9 @@ from modelyard.settings import Settings
 
 def champions(session: Session, jobs: Sequence[JobRow]) -> dict[str, Champion]:
     """The production version of each training job's (model, tenant), by job id, in one query:
-    the worker scores it on the candidate's holdout rows (a fleet's plan job trains nothing)."""
-    training = [j for j in jobs if j.kind != "fleet"]
+    the worker scores it on the candidate's holdout rows (a fleet's plan job and a pipeline
+    step train nothing)."""
+    training = [j for j in jobs if j.kind not in ("fleet", STEP_KIND)]
     keys = {j.id: (j.model_name, j.tenant or GLOBAL_TENANT) for j in training}
     found = production_versions(session, list(set(keys.values())))
     return {job_id: Champion(version_id=v.id, version=v.version, model_id=v.model_id,
@@ -54,6 +56,9 @@ def worker_spec(job: JobRow, settings: Settings, artifacts: ArtifactStore,
         champion=champion,
         replay_of=job.replay_of,
         workflow_snapshot=original_snapshot(job, artifacts),
+        step=step_of(job),
+        step_commands=settings.step_commands,
+        step_images=settings.step_images,
     )
 
 

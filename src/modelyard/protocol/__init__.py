@@ -4,6 +4,8 @@
   reports (started, steps, log lines, finished, errored; a pack's idle and end).
 - :mod:`~modelyard.protocol.results`: what a job ends with (:class:`JobResult`,
   :class:`FleetPlan`, :class:`ExceptionInfo` with its :class:`FailureKind`).
+- :mod:`~modelyard.protocol.steps`: a pipeline step run as a job (:class:`StepJob`) and what it
+  ends with (:class:`StepResult`).
 - :mod:`~modelyard.protocol.codec`: the same records as JSON, for backends that pass them
   through files (Kubernetes).
 
@@ -34,6 +36,7 @@ from modelyard.protocol.results import (
     TenantPlan,
     failure,
 )
+from modelyard.protocol.steps import StepJob, StepResult
 
 __all__ = [
     "ExceptionInfo",
@@ -48,6 +51,8 @@ __all__ = [
     "PackEnded",
     "PackIdle",
     "StepFinished",
+    "StepJob",
+    "StepResult",
     "StepStarted",
     "TenantPlan",
     "WorkerEvent",

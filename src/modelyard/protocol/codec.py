@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin
 
-from modelyard.protocol import events, results
+from modelyard.protocol import events, results, steps
 from modelyard.protocol.events import WorkerEvent, WorkerSpec
 
 _TAG = "event"
@@ -117,7 +117,7 @@ _HINTS: dict[type[Any], dict[str, Any]] = {}
 
 def _hints(cls: type[Any]) -> dict[str, Any]:
     if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls, {**vars(results), **vars(events)})
+        _HINTS[cls] = typing.get_type_hints(cls, {**vars(results), **vars(steps), **vars(events)})
     return _HINTS[cls]
 
 

@@ -28,6 +28,7 @@ from modelyard.protocol.results import (
     JobResult,
     failure,
 )
+from modelyard.protocol.steps import StepJob, StepResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,12 @@ class WorkerSpec:
     # workflow.snapshot; None if it had none), which the replay trains with.
     replay_of: str | None = None
     workflow_snapshot: dict[str, Any] | None = None
+    # A pipeline step run as a job (kind "step"): it runs this instead of a train request.
+    step: StepJob | None = None
+    # Where a command step's program may come from, and the images a step may run in (the
+    # operator's --step-commands and --step-images): the worker checks again what the server did.
+    step_commands: tuple[str, ...] = ()
+    step_images: tuple[str, ...] = ()
 
     def job_ids(self) -> list[str]:
         """The jobs this worker reports on: its own, or every packed one."""
@@ -100,10 +107,11 @@ class StepFinished:
 
 @dataclasses.dataclass(frozen=True)
 class JobFinished:
-    """The job succeeded: a trained model, or (a fleet's plan job) the fleet's plan."""
+    """The job succeeded: a trained model, (a fleet's plan job) the fleet's plan, or (a
+    pipeline step) the step's outputs."""
 
     job_id: str
-    result: JobResult | FleetPlan
+    result: JobResult | FleetPlan | StepResult
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,8 @@ write registry SQL themselves. Each function lives in the module of its concept:
 - :mod:`~modelyard.registry.registration`: ``register_version``, ``register_versions``
   (a succeeded job's model becomes the next candidate; auto-promotion by policy);
 - :mod:`~modelyard.registry.versions`: ``read_version``, ``list_versions``, ``list_models``,
-  ``production_version``, ``production_versions``, ``compare_versions``, ``generation``;
+  ``production_version``, ``production_versions``, ``compare_versions``, ``generation``,
+  ``versions_of_jobs``;
 - :mod:`~modelyard.registry.promotion`: ``set_stage``, ``approve_version``, ``rollback``,
   ``promote``, ``move`` (every stage move, one production per model and tenant);
 - :mod:`~modelyard.registry.policy`: ``read_policy``, ``set_policy`` (and the approval gate);
@@ -34,6 +35,7 @@ from modelyard.registry.versions import (
     production_version,
     production_versions,
     read_version,
+    versions_of_jobs,
 )
 
 __all__ = [
@@ -58,4 +60,5 @@ __all__ = [
     "rollback",
     "set_policy",
     "set_stage",
+    "versions_of_jobs",
 ]

@@ -59,6 +59,14 @@ def latest_version(session: Session, model_name: str, *, tenant: str | None = No
                                           VersionRow.id.desc()).limit(1)).first()
 
 
+def versions_of_jobs(session: Session, job_ids: Sequence[str]) -> list[VersionRow]:
+    """The versions that the jobs ``job_ids`` trained (a fleet: its children's ids too)."""
+    if not job_ids:
+        return []
+    return list(session.scalars(select(VersionRow).where(VersionRow.job_id.in_(job_ids))
+                                .order_by(VersionRow.tenant, VersionRow.version)).all())
+
+
 def list_models(session: Session) -> list[dict[str, Any]]:
     """One entry per model name: its tenants, version counts and production versions."""
     rows = session.execute(

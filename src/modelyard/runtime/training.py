@@ -31,6 +31,7 @@ from modelyard.protocol.events import (
     WorkerStarted,
 )
 from modelyard.protocol.results import FleetPlan, JobResult, failure
+from modelyard.protocol.steps import StepResult
 from modelyard.request.loading import parse_request
 from modelyard.request.models import TrainRequest
 from modelyard.runtime import (
@@ -43,6 +44,7 @@ from modelyard.runtime import (
     holdout,
     job_files,
 )
+from modelyard.runtime.pipeline_steps import run_step
 from modelyard.runtime.snapshot import replay_workflow, take_snapshot
 from modelyard.runtime.steps import Report, StepFailed, StepInfo, Steps
 from modelyard.runtime.workflow import Task, Workflow, resolve_workflow, workflow_source
@@ -319,10 +321,14 @@ def _helper() -> ThreadPoolExecutor:
 def execute(spec: WorkerSpec, report: Report) -> None:
     """Run the job and report exactly one terminal event, whatever happens."""
     report(WorkerStarted(spec.job_id, os.getpid(), socket.gethostname()))
+    result: JobResult | FleetPlan | StepResult
     try:
-        result = run_job(spec, report)
+        # A pipeline step runs as a job too, on the same executors, with the same events.
+        result = run_job(spec, report) if spec.step is None else run_step(spec, report)
     except StepFailed as failed:
-        report(JobErrored(spec.job_id, failure(exc=failed.original, step=failed.step)))
+        report(JobErrored(spec.job_id, failure(exc=failed.original, step=failed.step,
+                                               exitcode=getattr(failed.original, "exitcode",
+                                                                None))))
     except BaseException as exc:  # the request itself, or anything outside a step
         report(JobErrored(spec.job_id, failure(exc=exc)))
     else:

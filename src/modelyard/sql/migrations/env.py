@@ -4,6 +4,7 @@ from alembic import context
 
 import modelyard.auth.tables  # noqa: F401  (registers the tables)
 import modelyard.jobs.tables  # noqa: F401
+import modelyard.pipelines.tables  # noqa: F401
 import modelyard.registry.tables  # noqa: F401
 import modelyard.triggers.tables  # noqa: F401
 from modelyard.sql.base import Base
