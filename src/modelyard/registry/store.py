@@ -6,7 +6,8 @@ write registry SQL themselves. Each function lives in the module of its concept:
 - :mod:`~modelyard.registry.registration`: ``register_version``, ``register_versions``
   (a succeeded job's model becomes the next candidate; auto-promotion by policy);
 - :mod:`~modelyard.registry.versions`: ``read_version``, ``list_versions``, ``list_models``,
-  ``production_version``, ``production_versions``, ``compare_versions``, ``generation``;
+  ``production_version``, ``production_versions``, ``serving_version`` (the one that answers a
+  tenant, with fallbacks), ``compare_versions``, ``generation``;
 - :mod:`~modelyard.registry.promotion`: ``set_stage``, ``approve_version``, ``rollback``,
   ``promote``, ``move`` (every stage move, one production per model and tenant);
 - :mod:`~modelyard.registry.policy`: ``read_policy``, ``set_policy`` (and the approval gate);
@@ -33,6 +34,7 @@ from modelyard.registry.versions import (
     production_version,
     production_versions,
     read_version,
+    serving_version,
 )
 
 __all__ = [
@@ -55,5 +57,6 @@ __all__ = [
     "register_versions",
     "rollback",
     "set_policy",
+    "serving_version",
     "set_stage",
 ]
