@@ -110,7 +110,8 @@ def feature_drift(profile: Profile, current: pd.DataFrame) -> list[FeatureDrift]
         out.append(FeatureDrift(
             name=feature.name, kind=feature.kind, psi=shift.psi, band=stats.band(shift.psi),
             ks_statistic=shift.ks_statistic, ks_pvalue=shift.ks_pvalue,
-            null_rate_reference=feature.null_rate, null_rate_current=stats.null_rate(values),
+            null_rate_reference=feature.null_rate,
+            null_rate_current=shift.nulls / (shift.nulls + shift.values),
             importance=importance, rank_score=shift.psi * importance))
     return sorted(out, key=lambda f: (-f.rank_score, -f.psi, f.name))
 

@@ -53,6 +53,7 @@ class Shift:
     ks_statistic: float | None  # numbers only
     ks_pvalue: float | None
     values: int  # non-null current values compared
+    nulls: int  # null (or NaN) current values, left out
     mean: float | None = None  # numbers only
 
 
@@ -81,7 +82,9 @@ def number_shift(profile: NumberProfile, values: Any) -> Shift | None:
     """PSI and KS of the non-null ``values`` against a number profile; None if either is
     empty."""
     x = np.sort(np.asarray(values, dtype=float))
+    nulls = len(x)
     x = x[:np.searchsorted(x, np.inf, side="right")]  # NaN sorts after inf: drop it
+    nulls -= len(x)
     grid = np.asarray(profile.grid, dtype=float)
     if len(x) == 0 or len(grid) == 0:
         return None
@@ -92,7 +95,7 @@ def number_shift(profile: NumberProfile, values: Any) -> Shift | None:
     at_edges = np.searchsorted(x, np.asarray(profile.edges, dtype=float), side="right")
     shares = np.diff(np.r_[0, at_edges, n]) / n  # bins (lower, upper]
     return Shift(psi=psi(profile.proportions, shares), ks_statistic=ks,
-                 ks_pvalue=ks_pvalue(ks, n), values=n, mean=float(x.mean()))
+                 ks_pvalue=ks_pvalue(ks, n), values=n, nulls=nulls, mean=float(x.mean()))
 
 
 def ks_pvalue(statistic: float, n: int) -> float:
@@ -112,7 +115,7 @@ def category_shift(profile: CategoryProfile, values: pd.Series) -> Shift | None:
     shares = np.bincount(codes + 1,
                          minlength=len(profile.categories) + 1) / len(text)
     return Shift(psi=psi([profile.other, *profile.proportions], shares), ks_statistic=None,
-                 ks_pvalue=None, values=len(text))
+                 ks_pvalue=None, values=len(text), nulls=len(values) - len(text))
 
 
 def feature_shift(feature: FeatureProfile, values: pd.Series) -> Shift | None:
@@ -124,10 +127,6 @@ def feature_shift(feature: FeatureProfile, values: pd.Series) -> Shift | None:
     if feature.category is not None:
         return category_shift(feature.category, values)
     return None
-
-
-def null_rate(values: pd.Series) -> float:
-    return float(values.isna().sum() / len(values)) if len(values) else 0.0
 
 
 def schema_changes(profile: Profile, current: Mapping[str, Kind], *,
