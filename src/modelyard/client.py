@@ -286,6 +286,14 @@ class Client(PipelinesMixin):
         # The server first waits for the shadow scorer to log the predictions so far.
         return dict(self._call("POST", "/labels", json=body, wait=60).json())
 
+    def monitoring(self, model_name: str, tenant: str | None = None, window: str = "7d",
+                   traffic: str | None = None) -> dict[str, Any]:
+        """Drift, decay and staleness of the version serving ``tenant`` over ``window`` (7d,
+        12h, ...), from the production log or a ``traffic`` parquet under the data roots."""
+        params = {k: v for k, v in {"tenant": tenant, "window": window,
+                                    "traffic": traffic}.items() if v is not None}
+        return dict(self._call("GET", f"/models/{model_name}/monitoring", params=params).json())
+
     def shadow_report(self, model_name: str, *, threshold: float = 0.5,
                       tenant: str | None = None) -> dict[str, Any]:
         """Each shadow version against production on the same requests."""

@@ -24,6 +24,10 @@ DEFAULT_MAX_PREDICT_ROWS = 10_000  # rows per predict request; more get 422 nami
 # JSON values (see modelyard.jsonbody) per predict body: what parses in ~50 ms in the slowest
 # shape, so a body within it cannot hold /healthz for 100 ms; 10,000 rows of 10 features.
 DEFAULT_MAX_PREDICT_VALUES = 100_000
+# Rows of served requests the production log holds before its writer thread takes them (it
+# writes every second): a minute of 1,000-row requests at 100 a second would not fit, which is
+# the point: past this, requests are dropped from the log (and counted), never slowed.
+DEFAULT_LOG_BUFFER_ROWS = 100_000
 
 
 def default_home() -> Path:
@@ -50,6 +54,8 @@ class Settings:
     debug: bool = False
     serving_memory_budget: int = 2 * 2**30
     shadow_sample: float = 1.0
+    log_sample: float = 1.0  # fraction of predict requests the production log keeps
+    log_buffer_rows: int = DEFAULT_LOG_BUFFER_ROWS
     ray_address: str | None = None
     executor_options: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -92,6 +98,8 @@ class Settings:
         debug: bool | None = None,
         serving_memory_budget: int | None = None,
         shadow_sample: float | None = None,
+        log_sample: float | None = None,
+        log_buffer_rows: int | None = None,
         ray_address: str | None = None,
         executor_options: Sequence[str] = (),
         max_body_bytes: int | None = None,
@@ -110,8 +118,7 @@ class Settings:
         if not roots:
             roots = [str(home_path / "data"), os.getcwd()]
         modules = list(workflow_modules) or [
-            m for m in env.get("MODELYARD_WORKFLOWS", "").split(os.pathsep) if m
-        ]
+            m for m in env.get("MODELYARD_WORKFLOWS", "").split(os.pathsep) if m]
         conc = concurrency if concurrency is not None else _env_int("MODELYARD_CONCURRENCY")
         if conc is None:
             conc = os.cpu_count() or 1
@@ -140,6 +147,9 @@ class Settings:
             or _env_int("MODELYARD_SERVING_MEMORY") or 2 * 2**30,
             shadow_sample=shadow_sample if shadow_sample is not None
             else (_env_float("MODELYARD_SHADOW_SAMPLE") or 1.0),
+            log_sample=_fraction("MODELYARD_LOG_SAMPLE", log_sample, 1.0),
+            log_buffer_rows=_positive("MODELYARD_LOG_BUFFER_ROWS", log_buffer_rows,
+                                      DEFAULT_LOG_BUFFER_ROWS, "row"),
             ray_address=ray_address or env.get("MODELYARD_RAY_ADDRESS") or None,
             executor_options=tuple(_key_value(o) for o in executor_options),
             max_body_bytes=_byte_limit("MODELYARD_MAX_BODY_BYTES", max_body_bytes,
@@ -186,6 +196,24 @@ def _positive(name: str, given: int | None, default: int, unit: str) -> int:
     if value < 1:
         flag = "--" + name.removeprefix("MODELYARD_").lower().replace("_", "-")
         raise ConfigurationError(f"{flag} ({name}) must be at least 1 {unit}, got {value}")
+    return value
+
+
+def _fraction(name: str, given: float | None, default: float) -> float:
+    """A fraction from its flag, else its variable ``name``, else ``default``; 0 to 1."""
+    value = given
+    if value is None:
+        raw = os.environ.get(name)
+        try:
+            value = float(raw) if raw else None
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a fraction from 0 to 1, got {raw!r}"
+                                     ) from None
+    if value is None:
+        return default
+    if not 0.0 <= value <= 1.0:
+        flag = "--" + name.removeprefix("MODELYARD_").lower().replace("_", "-")
+        raise ConfigurationError(f"{flag} ({name}) must be a fraction from 0 to 1, got {value}")
     return value
 
 

@@ -163,8 +163,14 @@ def test_a_job_runs_every_step_and_writes_its_artefacts(
     job_dir = Path(store.job_dir("job-ok"))
     assert sorted(p.name for p in job_dir.iterdir()) == sorted(
         ["scores.tsv", "labels.tsv", "metrics.json", "provenance.json", "model.json",
-         SUCCESS_MARKER])
+         "profile.json", SUCCESS_MARKER])
     assert store.read_job_json("job-ok", "model.json")["model_id"] == model_id
+    # monitoring's reference: every feature, the holdout's scores, and the training rows' dates
+    profile = store.read_job_json("job-ok", "profile.json")
+    assert [f["name"] for f in profile["features"]] == result.model.features
+    assert profile["rows"] == result.row_counts["train"]
+    assert profile["score"]["proportions"] and profile["newest_training_row"] is not None
+    assert result.profile_path is not None and result.profile_path.endswith("profile.json")
     assert leftovers(artifact_root) == []
 
 

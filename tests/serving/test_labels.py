@@ -1,5 +1,6 @@
 """``POST /labels`` says what the labels matched, through the real server: matched, unknown
-(stored unless strict) and duplicates, against the predictions the shadow log holds."""
+(stored unless strict) and duplicates, against the predictions the production and shadow logs
+hold."""
 
 from __future__ import annotations
 
@@ -80,16 +81,19 @@ def test_strict_refuses_the_whole_batch_and_names_the_unknown(
     assert answer["unknown_examples"][3] == {"request_id": "x" * 64 + "...", "row": 0}
 
 
-def test_predictions_without_a_shadow_are_not_logged_so_their_labels_are_unknown(
+def test_predictions_without_a_shadow_are_in_the_production_log_so_their_labels_match(
         server: ServerProcess, model: dict[str, Any]) -> None:
-    name = model["name"]  # production v1, no shadow: predictions are not logged
+    name = model["name"]  # production v1, no shadow: the production log holds its predictions
     served = _predict(server.url, name, _rows(server, 2)).json()["request_id"]
     answer = _labels(server.url, name, [{"request_id": served, "row": r, "label": 1.0}
                                         for r in (0, 1)]).json()
-    assert (answer["labels"], answer["matched"], answer["unknown"]) == (2, 0, 2)
-    refused = _labels(server.url, name, [{"request_id": served, "label": 1.0}], strict=True)
+    assert (answer["labels"], answer["matched"], answer["unknown"]) == (2, 2, 0)
+    refused = _labels(server.url, name, [{"request_id": "never-served", "label": 1.0}],
+                      strict=True)
     assert refused.status_code == 422
-    assert "logged while the model has a shadow version" in refused.json()["message"]
+    message = refused.json()["message"]
+    assert "Predictions are logged by the server that answered them (the --log-sample" in message
+    assert "only" not in message and "while the model has a shadow" not in message
 
 
 def test_the_labels_command_says_what_matched_and_strict_refuses(

@@ -22,7 +22,15 @@ from modelyard.api.docs import add_docs
 from modelyard.api.limits import BodyLimitMiddleware
 from modelyard.api.notify import JobNotifier
 from modelyard.api.redact import Redactor, redactor_for
-from modelyard.api.routes import health, jobs, models, pipelines, tokens, train
+from modelyard.api.routes import (
+    health,
+    jobs,
+    models,
+    monitoring,
+    pipelines,
+    tokens,
+    train,
+)
 from modelyard.api.schemas import error_responses
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
@@ -93,6 +101,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         app.include_router(jobs.router)
         app.include_router(pipelines.router)
     app.include_router(models.router)
+    app.include_router(monitoring.router)
     app.include_router(tokens.router)
     app.include_router(tokens.whoami_router)
     # Serving's router leaves authentication to the app that mounts it (serving imports no API).

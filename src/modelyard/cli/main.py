@@ -68,6 +68,13 @@ def _server_options(func: Any) -> Any:
                      help="Bytes of loaded models kept in memory for serving (default 2 GiB)."),
         click.option("--shadow-sample", type=float, default=None,
                      help="Fraction of requests shadow versions also score (default 1)."),
+        click.option("--log-sample", type=float, default=None,
+                     help="Fraction of predict requests the production log keeps for "
+                          "monitoring and labels (default 1; 0 turns it off)."),
+        click.option("--log-buffer", "log_buffer_rows", type=int, default=None,
+                     help="Rows the production log buffers before they are written; requests "
+                          "that do not fit are dropped from the log and counted (default "
+                          "100,000)."),
         click.option("--max-body-bytes", type=int, default=None,
                      help="Largest request body, in bytes, of every route but predict; larger "
                           "ones get 413 before they are read (default 16 MiB)."),
@@ -286,12 +293,14 @@ def demo(home: str, rows: int, merchants: int) -> None:
 
 def _register_groups() -> None:
     from modelyard.cli.models import models
+    from modelyard.cli.monitor import monitor
     from modelyard.cli.pipelines import pipelines
     from modelyard.cli.replay import replay
     from modelyard.cli.tokens import tokens
 
     cli.add_command(models)
     cli.add_command(pipelines)
+    cli.add_command(monitor)
     cli.add_command(tokens)
     jobs.add_command(replay)
 

@@ -178,6 +178,8 @@ class JobResult:
     # What promotion rules decide on, measured on the holdout (runtime.champion.Evidence):
     # rows, positives, latency per row, and production's metrics on the same rows.
     evidence: dict[str, Any] | None = None
+    # The reference profile monitoring compares traffic with (modelyard.monitoring.profile).
+    profile_path: str | None = None
     kind: Literal["model"] = "model"
 
     def to_json(self) -> dict[str, Any]:

@@ -6,7 +6,8 @@ write registry SQL themselves. Each function lives in the module of its concept:
 - :mod:`~modelyard.registry.registration`: ``register_version``, ``register_versions``
   (a succeeded job's model becomes the next candidate; auto-promotion by policy);
 - :mod:`~modelyard.registry.versions`: ``read_version``, ``list_versions``, ``list_models``,
-  ``production_version``, ``production_versions``, ``compare_versions``, ``generation``,
+  ``production_version``, ``production_versions``, ``serving_version`` (the one that answers a
+  tenant, with fallbacks), ``compare_versions``, ``generation``, ``latest_version``,
   ``versions_of_jobs``;
 - :mod:`~modelyard.registry.promotion`: ``set_stage``, ``approve_version``, ``rollback``,
   ``promote``, ``move`` (every stage move, one production per model and tenant);
@@ -35,6 +36,7 @@ from modelyard.registry.versions import (
     production_version,
     production_versions,
     read_version,
+    serving_version,
     versions_of_jobs,
 )
 
@@ -59,6 +61,7 @@ __all__ = [
     "register_versions",
     "rollback",
     "set_policy",
+    "serving_version",
     "set_stage",
     "versions_of_jobs",
 ]

@@ -95,6 +95,31 @@ def production_version(session: Session, model_name: str,
     return production_versions(session, [(model_name, tenant)]).get((model_name, tenant))
 
 
+def serving_version(session: Session, model_name: str, tenant: str | None
+                    ) -> tuple[VersionRow, str]:
+    """The production version that answers ``tenant`` as serving routes it: the tenant's own,
+    else its fleet segment's, else the global one; and the registry tenant it belongs to.
+
+    Raises:
+        NotFound: none of them has a production version.
+    """
+    keys = [(model_name, GLOBAL_TENANT)]
+    segment = None
+    if tenant is not None and tenant != GLOBAL_TENANT:
+        segment = session.scalar(select(FleetTenantRow.segment).where(
+            FleetTenantRow.model_name == model_name, FleetTenantRow.tenant == tenant))
+        keys[:0] = [(model_name, tenant)] + (
+            [(model_name, f"segment:{segment}")] if segment is not None else [])
+    found = production_versions(session, keys)
+    for key in keys:
+        if key in found:
+            return found[key], key[1]
+    asked = "" if tenant is None else f" for tenant {tenant!r} nor its fallbacks"
+    raise NotFound(f"model {model_name!r} has no production version{asked}; train one and "
+                   f"approve it (POST /models/{model_name}/versions/N/approve) before it can be "
+                   "monitored")
+
+
 def production_versions(session: Session, keys: Sequence[tuple[str, str]]
                         ) -> dict[tuple[str, str], VersionRow]:
     """The production version of each ``(model_name, tenant)`` that has one, in one query."""

@@ -2,7 +2,8 @@
 
 The folder (``jobs/<job id>/`` in the artefact store) is written once every step succeeded, and
 appears whole or not at all. It holds ``scores.tsv`` and ``labels.tsv`` (one line per holdout
-row), ``metrics.json``, ``model.json`` (what serving needs to know: :class:`ModelMeta`) and
+row), ``metrics.json``, ``model.json`` (what serving needs to know: :class:`ModelMeta`),
+``profile.json`` (monitoring's reference: :mod:`modelyard.monitoring.profile`) and
 ``provenance.json``: the request, where the workflow's code came from, package versions, the
 data's fingerprint, row counts and step durations.
 """
@@ -21,6 +22,7 @@ from importlib import metadata
 from typing import Any
 
 from modelyard.artifacts import ArtifactStore
+from modelyard.monitoring.profile import Profile
 from modelyard.protocol.results import JobResult, ModelMeta
 from modelyard.request.models import TrainRequest
 from modelyard.runtime.workflow import Task
@@ -48,6 +50,7 @@ class Outcome:
     labels_tsv: bytes
     by_tenant: dict[str, float | None] | None
     evidence: dict[str, Any]  # runtime.champion.Evidence
+    profile: Profile  # monitoring's reference: profile.json
     started_at: dt.datetime
     durations_s: dict[str, float]
 
@@ -73,6 +76,7 @@ def write(store: ArtifactStore, outcome: Outcome) -> JobResult:
             "metrics.json": _json(outcome.metrics),
             "provenance.json": _json(record),
             "model.json": _json(dataclasses.asdict(model)),
+            "profile.json": json.dumps(outcome.profile.to_json()).encode(),
         },
     )
     return JobResult(
@@ -90,6 +94,7 @@ def write(store: ArtifactStore, outcome: Outcome) -> JobResult:
         by_tenant=outcome.by_tenant,
         evidence=outcome.evidence,
         request_hash=record["request_hash"],
+        profile_path=paths["profile.json"],
     )
 
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import DataError, WorkflowError
+from modelyard.monitoring.importance import importances
+from modelyard.monitoring.profile import Profile, build_profile
 from modelyard.protocol.events import (
     Champion,
     JobErrored,
@@ -107,6 +109,7 @@ class Evaluation:
     metrics: dict[str, Any]
     scores_tsv: Future[bytes]
     evidence: champion.Evidence  # what promotion rules decide on (runtime.champion)
+    profile: Profile  # what monitoring compares production traffic with
 
 
 def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
@@ -144,8 +147,8 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
         data=loaded.fingerprint, row_counts=frames.row_counts, model_id=model_id,
         task=frames.task, missing_values=frames.missing_values, metrics=evaluated.metrics,
         scores_tsv=evaluated.scores_tsv.result(), labels_tsv=labels_tsv.result(),
-        by_tenant=by_tenant, evidence=evidence.to_json(), started_at=job.started_at,
-        durations_s=steps.durations,
+        by_tenant=by_tenant, evidence=evidence.to_json(), profile=evaluated.profile,
+        started_at=job.started_at, durations_s=steps.durations,
     ))
 
 
@@ -273,7 +276,17 @@ def evaluate(info: StepInfo, job: TrainingJob, resolved: Resolved, model: Any,
     metrics = evaluation.compute_metrics(frames.task, label, scores, model)
     info.update({k: v for k, v in metrics.items() if isinstance(v, float)})
     return Evaluation(scores, metrics, scores_tsv,
-                      champion.measure(frames.task, label, model, seconds))
+                      champion.measure(frames.task, label, model, seconds),
+                      profile(job, resolved, model, frames, scores))
+
+
+def profile(job: TrainingJob, resolved: Resolved, model: Any, frames: Frames,
+            scores: np.ndarray[Any, Any]) -> Profile:
+    """The reference profile of the training rows and holdout scores (monitoring's)."""
+    features = job.request.train.classifier_features
+    weights, method = importances(model, resolved.workflow.predict, frames.holdout, features)
+    return build_profile(frames.train, features, scores, importance=weights,
+                         importance_method=method, date_column=job.request.data.date_column)
 
 
 def compare(info: StepInfo, job: TrainingJob, frames: Frames, evaluated: Evaluation,

@@ -81,9 +81,9 @@ class LabelledPrediction(BaseModel):
 
 
 class LabelsAnswer(BaseModel):
-    """What a batch of labels matched. The shadow log holds the predictions a shadow version
-    scored beside production (``--shadow-sample`` of them), so a label is unknown when its
-    prediction was served while the model had no shadow, or was sampled out."""
+    """What a batch of labels matched. The production log holds the ``--log-sample`` fraction
+    of predictions (and the shadow log those a shadow version scored), so a label is unknown
+    when its prediction was sampled out or dropped from a full log buffer."""
 
     labels: int = Field(description="labels stored: all of the batch, unknown ones too")
     matched: int = Field(description="labels whose (request_id, row) is a logged prediction")
@@ -131,7 +131,7 @@ async def add_labels(body: LabelsIn, svc: Serving) -> LabelsAnswer:
         rows = [x.model_dump() for x in body.labels]
     else:
         rows = await run_in_threadpool(read_labels, str(body.path), svc.settings.data_roots)
-    await svc.drain()  # shadow work of predictions so far is in the log the labels match
+    await svc.drain()  # predictions so far are in the logs the labels match
     added = await run_in_threadpool(svc.shadow_log.add_labels, body.model_name, rows,
                                     strict=body.strict)
     return LabelsAnswer.model_validate(dataclasses.asdict(added))

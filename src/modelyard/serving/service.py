@@ -1,5 +1,5 @@
 """Online prediction: route a request to a version, load it once, batch concurrent calls, and
-score shadow versions off the request path.
+score shadow versions and write the production log off the request path.
 
 Rows are checked against the answering version's training schema before they join a batch
 (:mod:`modelyard.serving.schema`). When the production version cannot be loaded (corrupt bytes,
@@ -26,6 +26,7 @@ from modelyard.errors import ModelUnavailable, ModelyardError, NotFound, Request
 from modelyard.serving.batching import Batcher, Rows, single_threaded
 from modelyard.serving.degraded import Degraded, DegradedTracker
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
+from modelyard.serving.production_log import ProductionLog, Served
 from modelyard.serving.routing import Route, Router
 from modelyard.serving.shadow import ShadowScorer, ShadowWork
 from modelyard.serving.shadow_log import ShadowLog
@@ -50,7 +51,9 @@ class ServingService:
         self.shadows = ShadowScorer(settings.home, settings.artifact_root,
                                     settings.serving_memory_budget, settings.workflow_modules,
                                     settings.workflow_packages)
-        self.counters = {"predict_calls": 0, "predicted_rows": 0, "failed_batches": 0}
+        self.production_log = ProductionLog(settings.home, settings.log_buffer_rows)
+        self.counters = {"predict_calls": 0, "predicted_rows": 0, "failed_batches": 0,
+                         "production_sampled_out": 0}
         self._last_good: dict[tuple[str, str], VersionRef] = {}
         self.degraded = DegradedTracker(sessions, self.router, self.load_pool, {
             settings.artifact_root: "<artifacts>", str(settings.home): "<home>"})
@@ -58,10 +61,12 @@ class ServingService:
     def start(self) -> None:
         self.router.start()
         self.shadows.start()
+        self.production_log.start()
 
     def stop(self) -> None:
         self.router.stop()
         self.shadows.stop()
+        self.production_log.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.load_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -115,11 +120,14 @@ class ServingService:
         scores = await self._score(loaded, rows)
         request_id = uuid.uuid4().hex
         listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)
+        at = time.time()
+        self._log(Served(request_id, at, tenant, answered, loaded.ref, loaded.schema, rows,
+                         listed))
         shadows = [s for s in route.shadows if s.key != loaded.ref.key]
         if shadows and (self.settings.shadow_sample >= 1.0
                         or random.random() < self.settings.shadow_sample):
             # Off the request path: the scorer process batches across requests.
-            self.shadows.submit(ShadowWork(request_id, time.time(), loaded.ref, tuple(shadows),
+            self.shadows.submit(ShadowWork(request_id, at, loaded.ref, tuple(shadows),
                                            body_json or list(rows), listed))
         answer = {
             "request_id": request_id,
@@ -135,6 +143,15 @@ class ServingService:
             answer["wanted_version"] = degraded.wanted_version
             answer["degraded_reason"] = degraded.reason
         return answer
+
+    def _log(self, served: Served) -> None:
+        """Keep the request in the production log, or count it sampled out (``--log-sample``);
+        the log's thread writes it."""
+        sample = self.settings.log_sample
+        if sample >= 1.0 or (sample > 0.0 and random.random() < sample):
+            self.production_log.submit(served)
+        else:
+            self.counters["production_sampled_out"] += len(served.rows)
 
     async def _production(self, route: Route) -> tuple[LoadedModel, Degraded | None]:
         """The route's production version, loaded; else the version this process served before
@@ -180,8 +197,11 @@ class ServingService:
                 "fails on them: see the server log") from None
 
     async def drain(self) -> None:
-        """Wait until queued shadow work is scored and logged (tests, reports, shutdown)."""
-        await asyncio.get_running_loop().run_in_executor(None, self.shadows.drain)
+        """Wait until queued shadow work is scored and logged, and the production log's buffer
+        is written (labels, reports, monitoring, tests)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.production_log.flush)
+        await loop.run_in_executor(None, self.shadows.drain)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -202,5 +222,12 @@ class ServingService:
             "shadow_lost": self.shadows.lost,
             "shadow_scorer_pid": self.shadows.pid,
             "shadow_scorer_restarts": self.shadows.restarts,
+            # Production log rows (see modelyard.serving.production_log): written, buffered,
+            # dropped (the buffer was full), failed (a part could not be written); sampled out
+            # (--log-sample) is among the counters above.
+            "production_logged": self.production_log.logged,
+            "production_buffered": self.production_log.buffered,
+            "production_dropped": self.production_log.dropped,
+            "production_failed": self.production_log.failed,
             "degraded": [d.public() for d in self.degraded.current()],
         }

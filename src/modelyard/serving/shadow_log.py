@@ -7,12 +7,13 @@ Records are buffered in memory and flushed as parquet parts, partitioned by mode
 
 Each part is written under a temporary name and renamed, so readers never see half a file.
 
-A label is matched when its ``(request_id, row)`` is in the shadow log of its model: the log
-holds the predictions a shadow version scored beside production (all of them, or the
-``--shadow-sample`` fraction), so a label for a request served while the model had no shadow,
-sampled out, or still buffered by another replica's scorer is *unknown*. Unknown labels are
-stored all the same (the report joins labels to the log when it runs, so a label that arrives
-before its prediction is written still counts then), unless the caller asks for ``strict``.
+A label is matched when its ``(request_id, row)`` is a logged prediction of its model: in the
+production log (:mod:`modelyard.serving.production_log`, the ``--log-sample`` fraction of
+requests) or in the shadow log (the predictions a shadow version scored beside production), so
+a label for a request sampled out of both, dropped from a full buffer, or still buffered by
+another replica is *unknown*. Unknown labels are stored all the same (reports join labels to
+the logs when they run, so a label that arrives before its prediction is written still counts
+then), unless the caller asks for ``strict``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class LabelsAdded:
     """What a batch of labels matched, as ``POST /labels`` answers it."""
 
     labels: int  # stored: every label of the batch (a strict batch with unknowns raises)
-    matched: int  # joined to a prediction in the shadow log
+    matched: int  # joined to a prediction in the production log or the shadow log
     unknown: int  # labels - matched
     duplicates: int  # for a (request_id, row) labelled before, or earlier in the batch
     unknown_examples: list[LabelKey]  # the first few unknown ones
@@ -105,6 +106,7 @@ class ShadowLog:
     def __init__(self, home: Path, flush_rows: int = 50_000) -> None:
         self.shadow_root = home / "shadow"
         self.label_root = home / "labels"
+        self.production_root = home / "production"  # written by serving.production_log
         self.flush_rows = flush_rows
         self.written = 0  # records written to parts so far
         self._tables: list[pa.Table] = []
@@ -149,7 +151,8 @@ class ShadowLog:
         keys = [(str(x["request_id"]), int(x.get("row", 0))) for x in labels]
         ids = sorted({k[0] for k in keys})
         with self._label_lock:  # the duplicates count sees every batch this process stored
-            logged = _keys(model_dir(self.shadow_root, model_name), ids)
+            logged = (_keys(model_dir(self.production_root, model_name), ids)
+                      | _keys(model_dir(self.shadow_root, model_name), ids))
             unknown = [k for k in keys if k not in logged]
             if strict and unknown:
                 raise RequestError(_refusal(model_name, len(keys), unknown))
@@ -174,8 +177,9 @@ def _refusal(model_name: str, total: int, unknown: list[tuple[str, int]]) -> str
     named = ", ".join(f"{_short(k[0])!r} row {k[1]}" for k in unknown[:UNKNOWN_SHOWN])
     return (f"strict: {len(unknown):,} of {total:,} labels match no logged prediction of "
             f"{model_name!r}: {named}{f' and {more:,} more' if more > 0 else ''}; nothing was "
-            "stored. Predictions are logged while the model has a shadow version (the "
-            "--shadow-sample fraction of them); send the labels without strict to store them "
+            "stored. Predictions are logged by the server that answered them (the --log-sample "
+            "fraction of requests, and the --shadow-sample fraction scored by a shadow "
+            "version); check the request ids, or send the labels without strict to store them "
             "anyway")
 
 
