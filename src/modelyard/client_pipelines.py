@@ -41,6 +41,10 @@ class PipelinesMixin:
         run_id: str = self._call("POST", f"/pipelines/{name}/runs", json=body).json()["run_id"]
         return run_id
 
+    def pipeline_triggers(self, name: str) -> dict[str, Any]:
+        """Each trigger's state: last check and figures, last firing and run, next due time."""
+        return dict(self._call("GET", f"/pipelines/{name}/triggers").json())
+
     def pipeline_run(self, run_id: str) -> dict[str, Any]:
         """A run with each step's state, job, cache hit, outputs and error."""
         return dict(self._call("GET", f"/pipelines/runs/{run_id}").json())

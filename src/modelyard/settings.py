@@ -28,6 +28,8 @@ DEFAULT_MAX_PREDICT_VALUES = 100_000
 # writes every second): a minute of 1,000-row requests at 100 a second would not fit, which is
 # the point: past this, requests are dropped from the log (and counted), never slowed.
 DEFAULT_LOG_BUFFER_ROWS = 100_000
+DEFAULT_SCHEDULER_INTERVAL = 10.0
+DEFAULT_TRIGGER_CHECK_INTERVAL = 300.0
 
 
 def default_home() -> Path:
@@ -66,6 +68,13 @@ class Settings:
     # may run in on Kubernetes: none unless the operator says (nothing a request names runs).
     step_commands: tuple[str, ...] = ()
     step_images: tuple[str, ...] = ()
+    # Pipelines' triggers fire from `modelyard server` (never from `modelyard serve`) unless
+    # --no-scheduler; schedules are looked at every scheduler_interval seconds, the event
+    # checks (new data, drift, decay: they read files and the production log) at most every
+    # trigger_check_interval seconds.
+    scheduler: bool = True
+    scheduler_interval: float = DEFAULT_SCHEDULER_INTERVAL
+    trigger_check_interval: float = DEFAULT_TRIGGER_CHECK_INTERVAL
 
     @property
     def job_threads(self) -> int:
@@ -90,23 +99,17 @@ class Settings:
         data_roots: Sequence[str | Path] = (),
         workflow_modules: Sequence[str] = (),
         workflow_packages: Sequence[str] = (),
-        executor: str | None = None,
-        concurrency: int | None = None,
-        job_timeout: float | None = None,
-        job_memory_limit: int | None = None,
-        token: str | None = None,
-        debug: bool | None = None,
-        serving_memory_budget: int | None = None,
-        shadow_sample: float | None = None,
-        log_sample: float | None = None,
-        log_buffer_rows: int | None = None,
-        ray_address: str | None = None,
-        executor_options: Sequence[str] = (),
-        max_body_bytes: int | None = None,
-        max_predict_body_bytes: int | None = None,
-        max_predict_rows: int | None = None,
-        max_predict_values: int | None = None,
+        executor: str | None = None, concurrency: int | None = None,
+        job_timeout: float | None = None, job_memory_limit: int | None = None,
+        token: str | None = None, debug: bool | None = None,
+        serving_memory_budget: int | None = None, shadow_sample: float | None = None,
+        log_sample: float | None = None, log_buffer_rows: int | None = None,
+        ray_address: str | None = None, executor_options: Sequence[str] = (),
+        max_body_bytes: int | None = None, max_predict_body_bytes: int | None = None,
+        max_predict_rows: int | None = None, max_predict_values: int | None = None,
         step_commands: Sequence[str | Path] = (), step_images: Sequence[str] = (),
+        scheduler: bool | None = None, scheduler_interval: float | None = None,
+        trigger_check_interval: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -162,6 +165,7 @@ class Settings:
             max_predict_values=_positive("MODELYARD_MAX_PREDICT_VALUES", max_predict_values,
                                          DEFAULT_MAX_PREDICT_VALUES, "value"),
             **_step_sources(step_commands, step_images),
+            **_scheduling(scheduler, scheduler_interval, trigger_check_interval),
         )
 
     def ensure_dirs(self) -> None:
@@ -223,8 +227,28 @@ def _normalise_root(root: str) -> str:
     return str(Path(root).expanduser().resolve())
 
 
+def _scheduling(on: bool | None, interval: float | None, check_interval: float | None
+                ) -> dict[str, Any]:
+    """Whether the scheduler runs and how often it looks, from flags, else variables."""
+    out: dict[str, Any] = {"scheduler": on if on is not None else not _env_flag(
+        "MODELYARD_NO_SCHEDULER")}
+    for key, given, name, default in (
+            ("scheduler_interval", interval, "MODELYARD_SCHEDULER_INTERVAL",
+             DEFAULT_SCHEDULER_INTERVAL),
+            ("trigger_check_interval", check_interval, "MODELYARD_TRIGGER_CHECK_INTERVAL",
+             DEFAULT_TRIGGER_CHECK_INTERVAL)):
+        value = given if given is not None else _env_float(name)
+        value = default if value is None else value
+        if value <= 0:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigurationError(f"{flag} ({name}) must be a positive number of seconds, "
+                                     f"got {value}")
+        out[key] = value
+    return out
+
+
 def _step_sources(commands: Sequence[str | Path], images: Sequence[str]
-                  ) -> dict[str, tuple[str, ...]]:
+                  ) -> dict[str, Any]:
     """``step_commands`` (real paths: a symlinked folder is compared as what it points at) and
     ``step_images``, from their flags, else their variables."""
     folders = [str(d) for d in commands] or _env_list("MODELYARD_STEP_COMMANDS", os.pathsep)

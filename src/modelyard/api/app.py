@@ -30,6 +30,7 @@ from modelyard.api.routes import (
     pipelines,
     tokens,
     train,
+    triggers,
 )
 from modelyard.api.schemas import error_responses
 from modelyard.errors import ModelyardError
@@ -41,6 +42,7 @@ from modelyard.serving import routes as serving_routes
 from modelyard.serving.service import ServingService
 from modelyard.settings import Settings
 from modelyard.sql import make_engine, session_factory, upgrade
+from modelyard.triggers.scheduler import Scheduler
 
 log = logging.getLogger("modelyard.api")
 
@@ -62,22 +64,27 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         notifier = JobNotifier()
         notifier.bind(asyncio.get_running_loop())
         dispatcher = None
-        runner = None
+        runner = scheduler = None
         if run_jobs:
             dispatcher, runner = _start_jobs(settings, sessions, notifier)
+            if settings.scheduler:
+                scheduler = Scheduler(settings, sessions, on_run_started=runner.wake)
+                scheduler.start()
         app.state.services = Services(settings, sessions, dispatcher, notifier, runner)
         serving = ServingService(settings, sessions)
         serving.start()
         app.state.serving = serving
-        log.info("modelyard %s: home %s, db %s, %s", __version__, settings.home,
+        log.info("modelyard %s: home %s, db %s, %s%s", __version__, settings.home,
                  engine.url.render_as_string(hide_password=True),
                  f"executor {settings.executor} x{settings.concurrency}" if run_jobs
-                 else "serving only")
+                 else "serving only", ", scheduler on" if scheduler is not None else "")
         try:
             yield
         finally:
             await serving.drain()
             serving.stop()
+            if scheduler is not None:
+                scheduler.stop()
             if runner is not None:
                 runner.stop()
             if dispatcher is not None:
@@ -100,6 +107,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         app.include_router(train.router)
         app.include_router(jobs.router)
         app.include_router(pipelines.router)
+        app.include_router(triggers.router)
     app.include_router(models.router)
     app.include_router(monitoring.router)
     app.include_router(tokens.router)

@@ -141,6 +141,13 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
 @click.option("--step-images", "step_images", multiple=True,
               help="Image prefix a pipeline step may name to run in on Kubernetes (repeatable; "
                    "default $MODELYARD_STEP_IMAGES, comma-separated; none: no step image).")
+@click.option("--scheduler/--no-scheduler", default=None,
+              help="Fire pipelines' triggers from this server (default on; "
+                   "MODELYARD_NO_SCHEDULER=1 turns it off).")
+@click.option("--scheduler-interval", type=float, default=None,
+              help="Seconds between the scheduler's looks at schedules (default 10).")
+@click.option("--trigger-check-interval", type=float, default=None,
+              help="Seconds between checks of new_data, drift and decay triggers (default 300).")
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
     """Run the training server (HTTP API, job store, workers, registry and serving)."""
     _run(host, port, log_level, True, options)

@@ -136,6 +136,32 @@ def rerun(run_id: str, from_step: str | None, url: str | None) -> None:
     console.print(f"started run [bold]{new}[/] (rerun of {run_id})")
 
 
+@pipelines.command("triggers")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@url_option
+def triggers(name: str, as_json: bool, url: str | None) -> None:
+    """Each trigger of a pipeline: its last check and why it did or did not fire, its last
+    firing and run, a schedule's next due time."""
+    with Client(url) as client:
+        answer = client.pipeline_triggers(name)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    table = Table(title=f"triggers of {escape(name)}" + (
+        "" if answer["scheduler"] else " (this server runs no scheduler)"))
+    for column in ("trigger", "tenant", "last check", "fired", "last run", "next due", "note"):
+        table.add_column(column)
+    for t in answer["triggers"]:
+        check = t["last_check"] or {}
+        table.add_row(
+            escape(t["trigger"]), escape(t["tenant"] or "-"),
+            escape(check.get("summary", "not checked yet")),
+            f"{t['fired']} (last {t['last_fired_at'] or '-'})", t["last_run_id"] or "-",
+            t["next_due_at"] or "-", escape(t["last_error"] or t["last_skip"] or ""))
+    console.print(table)
+
+
 def _pair(text: str) -> tuple[str, str]:
     step, sep, value = text.partition("=")
     if not sep or not step or not value:

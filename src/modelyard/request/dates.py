@@ -14,11 +14,22 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 _UNITS = {"w": dt.timedelta(weeks=1), "d": dt.timedelta(days=1), "h": dt.timedelta(hours=1),
           "m": dt.timedelta(minutes=1), "s": dt.timedelta(seconds=1)}
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([wdhms])\s*$")
 _ATTEMPT = re.compile(r"^\s*(today|now|[+-]\s*\d)")  # meant as relative, whether valid or not
 _RELATIVE = re.compile(r"^\s*(today|now)?\s*(?:([+-])\s*(\d{1,6})\s*([wdhm]))?\s*$")
+
+
+class ResolvedDate(BaseModel):
+    """A relative date of a request, as written, and the absolute date it resolved to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expression: str = Field(max_length=64)
+    date: dt.datetime
 
 
 def parse_duration(text: str) -> dt.timedelta:

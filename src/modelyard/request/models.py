@@ -291,13 +291,6 @@ class Resources(_Strict):
     num_gpus: Annotated[float | None, Field(ge=0)] = None
 
 
-class ResolvedDate(_Strict):
-    """A relative date of the request, as written, and the absolute date it resolved to."""
-
-    expression: ShortText
-    date: dt.datetime
-
-
 class TrainRequest(_Strict):
     """A request to train one model; see DESIGN.md for the annotated example."""
 
@@ -312,7 +305,7 @@ class TrainRequest(_Strict):
     timeout_seconds: Annotated[float | None, Field(gt=0)] = None
     # Filled when the request is accepted: each relative date it held ("-28d", "today-7d")
     # and the date that replaced it, so a rerun or replay reads the same window.
-    resolved_dates: Annotated[dict[Column, ResolvedDate] | None,
+    resolved_dates: Annotated[dict[Column, dates.ResolvedDate] | None,
                               Field(max_length=2 + 3 * MAX_FILTERS)] = None
 
     @model_validator(mode="before")
