@@ -288,13 +288,23 @@ def jobs_cancel(job_id: str, url: str | None) -> None:
 @cli.command()
 @click.option("--home", type=click.Path(file_okay=False), default="modelyard-demo",
               show_default=True, help="Where the demo keeps its data, job store and artefacts.")
-@click.option("--rows", default=300_000, show_default=True, help="Synthetic charges to generate.")
+@click.option("--rows", type=int, default=None,
+              help="Synthetic charges to generate [default: 300,000; --continuous 40,000].")
 @click.option("--merchants", default=1_000, show_default=True)
-def demo(home: str, rows: int, merchants: int) -> None:
+@click.option("--continuous", is_flag=True,
+              help="Run the closed loop instead: serve, drift, a trigger retrains, shadow, "
+                   "approval, a switch without a failed request.")
+def demo(home: str, rows: int | None, merchants: int, continuous: bool) -> None:
     """Generate synthetic payments, start an embedded server, train a fraud model, show it."""
-    from modelyard.cli.demo import run_demo
+    if continuous:
+        from modelyard.cli.continuous import run_continuous
 
-    if not run_demo(Path(home), rows=rows, merchants=merchants, console=console):
+        ok = run_continuous(Path(home), rows=rows or 40_000, console=console)
+    else:
+        from modelyard.cli.demo import run_demo
+
+        ok = run_demo(Path(home), rows=rows or 300_000, merchants=merchants, console=console)
+    if not ok:
         sys.exit(1)
 
 
