@@ -128,3 +128,18 @@ def test_deploy_goes_to_production_only_where_the_policy_allows(client: Client,
     assert "tenant * version 2: roc_auc" in steps["check"]["error"]
     assert "margin 0.5" in steps["check"]["error"]
     assert client.version(name, 2)["stage"] == "candidate"
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_deploying_to_shadow_never_demotes_a_version_already_in_production(
+        client: Client, name: str) -> None:
+    client.set_policy(name, auto_promote=True, actor="ops")  # promoted when it registers
+    client.create_pipeline({"name": name, "steps": [
+        {"name": "fit", "type": "train", "with": train_with(name)},
+        {"name": "check", "type": "validate_model", "needs": ["fit"]},
+        {"name": "ship", "type": "deploy", "needs": ["check"], "with": {"to": "shadow"}},
+    ]})
+    run = client.wait_pipeline_run(client.run_pipeline(name), timeout=60)
+    assert run["state"] == "succeeded", run
+    assert _steps(run)["ship"]["outputs"]["versions"] == {"*": 1}
+    assert client.version(name, 1)["stage"] == "production"

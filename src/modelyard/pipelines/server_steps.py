@@ -128,7 +128,9 @@ def deploy(session: Session, step: StepSpec, inputs: dict[str, Any], actor: str)
         if params.to == "approval":
             continue
         target = Stage(params.to)
-        if row.stage == target.value:
+        # Already serving (auto-promoted, or a fleet's graduation): deploying it to shadow
+        # must not demote it.
+        if row.stage in (target.value, Stage.production.value):
             done[tenant] = number
             continue
         try:
