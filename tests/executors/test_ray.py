@@ -175,6 +175,25 @@ def test_job_runs_on_the_worker_node_with_logs_and_artefacts(
     assert text.index("hello from stdout") < text.index("job succeeded")
 
 
+def test_a_pipelines_steps_run_as_ray_tasks_on_the_worker_node(
+    client: Client, ray_cluster: RayCluster, fraud_request: dict[str, object]
+) -> None:
+    request = copy.deepcopy(fraud_request)
+    request["metadata"]["model_name"] = "ray-pipeline"  # type: ignore[index]
+    client.create_pipeline({"name": "ray-pipeline", "steps": [
+        {"name": "check", "type": "validate_data", "with": {
+            "path": "payments.parquet", "min_rows": 1_000, "label": "has_fraud_dispute",
+            "min_positives": 10}},
+        {"name": "fit", "type": "train", "needs": ["check"], "with": request}]})
+    run = client.wait_pipeline_run(client.run_pipeline("ray-pipeline"), timeout=240)
+    assert run["state"] == "succeeded", (run["error"], client.pipeline_logs(run["run_id"]))
+    steps = {s["name"]: s for s in run["steps"]}
+    assert steps["check"]["outputs"]["rows"] == 20_000
+    for step in steps.values():
+        status = client.status(step["job_id"])
+        assert status["worker_host"].endswith(f"(ray node {ray_cluster.worker_id})"), step
+
+
 @pytest.mark.skipif(importlib.util.find_spec("grpc") is None and not IN_CI,
                     reason="Ray Client needs grpcio (pip install 'modelyard[ray]')")
 def test_a_server_outside_the_cluster_runs_jobs_through_ray_client(

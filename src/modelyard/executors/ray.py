@@ -272,7 +272,9 @@ class RayExecutor:
 
     def start(self, spec: WorkerSpec, on_event: OnEvent) -> RayRun:
         self._connect()
-        need = task_resources(spec.request, self.options)
+        # A pipeline step's job carries its StepJob, not a train request: the executor's CPUs.
+        need = ({"CPU": self.options.num_cpus} if spec.step is not None
+                else task_resources(spec.request, self.options))
         if self.options.infeasible == "fail":
             nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
             why = infeasibility(need, nodes)
