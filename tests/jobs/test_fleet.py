@@ -4,6 +4,7 @@ graduation against the fallback, partial failure, retry of a subset, packing, se
 from __future__ import annotations
 
 import copy
+import json
 import time
 import uuid
 from pathlib import Path
@@ -68,6 +69,10 @@ def test_fleet_partitions_once_and_trains_each_tenant_on_exactly_its_rows(
         job = client.result(entry["job_id"])["result"]
         assert job["row_counts"]["train"] == row["train_rows"]
         assert job["row_counts"]["holdout"] == row["rows"] - row["train_rows"]
+        # Monitoring's reference is the tenant's own: a profile of exactly its training rows.
+        profile = json.loads((server.home / "artifacts" / "jobs" / entry["job_id"]
+                              / "profile.json").read_text())
+        assert profile["rows"] == row["train_rows"] and job["profile_path"]
         detail = client.job(entry["job_id"])
         assert detail["status"]["parent_id"] == parent and detail["status"]["tenant"] == tenant
         assert "/fleets/" in detail["request"]["data"]["features"]["path"]  # its partition only

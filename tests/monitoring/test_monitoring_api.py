@@ -192,7 +192,7 @@ def test_refusals_name_the_model_and_the_window(server: ServerProcess, client: C
 
 def test_a_full_log_buffer_drops_and_counts_rows(tmp_path: Path,
                                                  fraud_request: dict[str, Any]) -> None:
-    small = start_server(tmp_path, "sqlite", "--log-buffer", "5")
+    small = start_server(tmp_path, "sqlite", "--log-buffer-rows", "5")
     try:
         with small.client() as client:
             name = _train(client, fraud_request, "tiny.parquet")["name"]

@@ -69,6 +69,8 @@ class JobResult(BaseModel):
     metrics: dict[str, Any]
     metrics_path: str | None = None
     provenance_path: str | None = None
+    profile_path: str | None = Field(None, description="the version's reference profile, "
+                                     "monitoring's baseline (trained before it existed: null)")
     row_counts: dict[str, int] = {}
 
 
@@ -225,6 +227,7 @@ def result_of(job: JobRow) -> JobResult | None:
         metrics=r["metrics"],
         metrics_path=r.get("metrics_path"),
         provenance_path=r.get("provenance_path"),
+        profile_path=r.get("profile_path"),
         row_counts=r.get("row_counts", {}),
     )
 

@@ -71,7 +71,7 @@ def _server_options(func: Any) -> Any:
         click.option("--log-sample", type=float, default=None,
                      help="Fraction of predict requests the production log keeps for "
                           "monitoring and labels (default 1; 0 turns it off)."),
-        click.option("--log-buffer", "log_buffer_rows", type=int, default=None,
+        click.option("--log-buffer-rows", "log_buffer_rows", type=int, default=None,
                      help="Rows the production log buffers before they are written; requests "
                           "that do not fit are dropped from the log and counted (default "
                           "100,000)."),

@@ -150,7 +150,7 @@ def number_profile(values: Any) -> NumberProfile:
     x = np.sort(x[np.isfinite(x)])
     if len(x) == 0:
         return NumberProfile([], [], [], [], None, None, None)
-    levels = np.quantile(x, np.linspace(0.0, 1.0, GRID_LEVELS + 1))
+    levels = _sorted_quantiles(x, np.linspace(0.0, 1.0, GRID_LEVELS + 1))
     grid = np.unique(levels)
     cdf = np.searchsorted(x, grid, side="right") / len(x)
     # The deciles are grid values (every fifth level), so the drift computation can map each
@@ -165,9 +165,20 @@ def number_profile(values: Any) -> NumberProfile:
         mean=float(x.mean()))
 
 
+def _sorted_quantiles(x: FloatArray, q: FloatArray) -> FloatArray:
+    """``np.quantile(x, q)`` (its linear method) of values already sorted: no partitioning."""
+    position = q * (len(x) - 1)
+    lower = np.floor(position).astype(np.int64)
+    upper = np.minimum(lower + 1, len(x) - 1)
+    out: FloatArray = x[lower] + (position - lower) * (x[upper] - x[lower])
+    return out
+
+
 def category_profile(series: pd.Series) -> CategoryProfile:
     """The top values of a text, categorical or boolean column and the rest's share."""
-    counts = as_text(series).value_counts(dropna=True)
+    counts = (as_text(series) if pd.api.types.is_bool_dtype(series.dtype) else series
+              ).value_counts(dropna=True)
+    counts = counts[counts > 0]  # a categorical's unused categories
     total = int(counts.sum())
     if total == 0:
         return CategoryProfile([], [], 0.0)

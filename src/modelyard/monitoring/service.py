@@ -31,6 +31,7 @@ from modelyard.monitoring.report import (
     Staleness,
 )
 from modelyard.registry import store as registry
+from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.registry.tables import VersionRow
 from modelyard.serving import production_log
 from modelyard.settings import Settings
@@ -139,11 +140,11 @@ def staleness(row: VersionRow, profile: Profile, now: dt.datetime) -> Staleness:
 
 
 def _of_tenant(log: pa.Table | None, tenant: str | None, served_by: str) -> pa.Table | None:
-    """The log's rows of the tenant as asked, or (none asked) those the version's registry
-    tenant answered."""
+    """The log's rows of the tenant as asked, or (none asked, or the global model's ``*``)
+    those the version's registry tenant answered."""
     if log is None:
         return None
-    if tenant is not None:
+    if tenant is not None and tenant != GLOBAL_TENANT:
         return log.filter(pc.equal(log["tenant"], tenant))
     return log.filter(pc.equal(log["served_by_tenant"], served_by))
 

@@ -1,8 +1,8 @@
 """The production log: a sample of served rows, with their features, score and version.
 
 What monitoring reads (drift, decay) and what labels join to. The request path only appends a
-reference to the request's rows and scores to a bounded buffer (``--log-buffer`` rows; a request
-that does not fit is dropped and counted); a background thread writes the buffer every
+reference to the request's rows and scores to a bounded buffer (``--log-buffer-rows`` rows; a
+request that does not fit is dropped and counted); a background thread writes the buffer every
 :data:`FLUSH_EVERY_S` as parquet parts, partitioned by model and day::
 
     HOME/production/model=<name>/date=<YYYY-MM-DD>/part-<uuid>.parquet
