@@ -47,9 +47,12 @@ def test_the_readme_pipeline_is_a_valid_spec() -> None:
     from modelyard.pipelines.loading import parse_pipeline
     from tests.test_readme import readme_block
 
-    spec = parse_pipeline(yaml.safe_load(readme_block("Pipelines", "yaml")))
+    spec = parse_pipeline(yaml.safe_load(readme_block("Pipelines", "yaml", containing="steps:")))
     assert [s.name for s in spec.steps] == ["fit", "check", "ship", "report"]
     assert spec.triggers[0].type == "schedule"
+    triggers = yaml.safe_load(readme_block("Pipelines", "yaml", containing="type: drift"))
+    parsed = parse_pipeline({**spec.to_json(), **triggers}).triggers
+    assert [t.type for t in parsed] == ["schedule", "new_data", "drift", "decay"]
 
 
 def test_a_run_of_one_tenant_trains_that_tenant_of_the_fleet_alone() -> None:

@@ -155,6 +155,38 @@ def test_drift_and_decay_start_runs_with_their_figures_and_a_lasting_drift_is_de
     assert [r["reason"]["trigger"] for r in _runs(client, name)].count("drift") == 1
 
 
+def test_a_per_tenant_trigger_watches_and_retrains_each_tenant_alone(client: Client) -> None:
+    model, name = _name(), _name()
+    fleet = _request(model)
+    fleet["data"]["features"]["names"].append("merchant_id")
+    fleet["tenants"] = {"column": "merchant_id", "min_training_rows": 150, "global_model": False}
+    parent = client.train(fleet)
+    client.wait(parent, 300)
+    tenants = sorted(t["tenant"] for t in client.fleet(parent)["tenants"]
+                     if t["level"] == "tenant")
+    assert len(tenants) >= 2, client.fleet(parent)
+    client.create_pipeline({
+        "name": name, "model": model,
+        "steps": [{"name": "train", "type": "train", "with": fleet}],
+        "triggers": [{"type": "drift", "psi": 0.2, "top_k": 3, "window": "1d", "min_rows": 200,
+                      "per_tenant": True}]})
+    drifted = tenants[0]
+    frame = payments_table(400, 20, seed=5, shift=1.0).to_pandas()
+    for start in range(0, 400, 100):
+        client.predict(model, frame[FEATURES].iloc[start:start + 100].to_dict("records"),
+                       tenant=drifted)
+    run = _ended(client, name, 1)[0]
+    assert run["tenant"] == drifted and run["reason"]["tenant"] == drifted
+    assert run["state"] == "succeeded", run
+    states = {t["tenant"]: t for t in client.pipeline_triggers(name)["triggers"]}
+    assert set(states) == set(tenants)  # one state per tenant with a model of its own
+    quiet = [t for t in tenants if t != drifted]
+    assert all(states[t]["fired"] == 0 for t in quiet)
+    assert all("under min_rows" in states[t]["last_check"]["summary"] for t in quiet)
+    steps = client.pipeline_run(run["run_id"])["steps"]
+    assert steps[0]["outputs"]["versions"].keys() == {drifted}
+
+
 def _due(client: Client, name: str) -> dt.datetime | None:
     due = _trigger(client, name, "schedule")["next_due_at"]
     return dt.datetime.fromisoformat(due) if due else None
