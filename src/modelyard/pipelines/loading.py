@@ -3,21 +3,15 @@ aliases (:class:`~modelyard.request.loading.RequestYamlLoader`), errors that nam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from modelyard.errors import RequestError
 from modelyard.pipelines.spec import PipelineSpec
-from modelyard.request.loading import (
-    RequestYamlLoader,
-    YamlReferenceRefused,
-    describe_validation_error,
-)
+from modelyard.request.loading import describe_validation_error, read_document
 
 
 def parse_pipeline(data: Mapping[str, Any] | PipelineSpec) -> PipelineSpec:
@@ -45,19 +39,7 @@ def load_pipeline(source: str | Path) -> PipelineSpec:
             not a valid pipeline.
     """
     path = Path(source)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RequestError(f"cannot read pipeline file {path}: {exc.strerror}") from None
-    kind = "JSON" if path.suffix == ".json" else "YAML"
-    try:
-        data = json.loads(text) if kind == "JSON" else yaml.load(text, Loader=RequestYamlLoader)
-    except YamlReferenceRefused as exc:
-        raise RequestError(f"{path}: {exc}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise RequestError(f"{path} is not valid {kind}: {exc}") from None
-    except RecursionError:
-        raise RequestError(f"{path} is nested too deeply to be a pipeline") from None
+    data = read_document(path, "pipeline")
     try:
         return parse_pipeline(data)
     except RequestError as exc:

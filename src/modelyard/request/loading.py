@@ -54,6 +54,30 @@ def parse_request(data: Mapping[str, Any] | TrainRequest) -> TrainRequest:
         raise RequestError(describe_validation_error(exc)) from None
 
 
+def read_document(path: Path, what: str, *, noun: str | None = None) -> Any:
+    """A YAML or JSON file (by its suffix) as data, without YAML's anchors and aliases.
+
+    Raises:
+        RequestError: naming ``what`` the file should hold (``noun`` in "nested too deeply to
+            be a ..."; default ``what``): it cannot be read, does not parse, uses anchors or
+            aliases, or nests too deeply.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RequestError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    try:
+        return json.loads(text) if kind == "JSON" else yaml.load(text, Loader=RequestYamlLoader)
+    except YamlReferenceRefused as exc:
+        raise RequestError(f"{path}: {exc}") from None
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise RequestError(f"{path} is not valid {kind}: {exc}") from None
+    except RecursionError:
+        raise RequestError(f"{path} is nested too deeply to be a {noun or what} (one needs a "
+                           "few levels)") from None
+
+
 def load_request(source: str | Path) -> TrainRequest:
     """Load a request from a ``.yaml``/``.yml``/``.json`` file.
 
@@ -62,20 +86,7 @@ def load_request(source: str | Path) -> TrainRequest:
             is not a valid request.
     """
     path = Path(source)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RequestError(f"cannot read request file {path}: {exc.strerror}") from None
-    kind = "JSON" if path.suffix == ".json" else "YAML"
-    try:
-        data = json.loads(text) if kind == "JSON" else yaml.load(text, Loader=RequestYamlLoader)
-    except YamlReferenceRefused as exc:
-        raise RequestError(f"{path}: {exc}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise RequestError(f"{path} is not valid {kind}: {exc}") from None
-    except RecursionError:
-        raise RequestError(f"{path} is nested too deeply to be a train request (a request needs "
-                           "a few levels)") from None
+    data = read_document(path, "request", noun="train request")
     try:
         return parse_request(data)
     except RequestError as exc:
