@@ -104,6 +104,17 @@ class Bare:
         return time.perf_counter() - started
 
 
+def fleet_data(home: Path, rows: int, merchants: int, min_rows: int
+               ) -> tuple[Path, pd.DataFrame, pd.Series, list[str]]:
+    """The payments file under ``home/data``, its rows, each merchant's training rows, and the
+    merchants with at least ``min_rows`` of them (those that get a model of their own)."""
+    data = write_payments(home / "data" / "payments.parquet", rows=rows, merchants=merchants)
+    frame = pd.read_parquet(data)
+    window = frame[frame["created_at"] < END]
+    train_rows = window[window["created_at"] < START].groupby("merchant_id").size()
+    return data, frame, train_rows, sorted(train_rows[train_rows >= min_rows].index)
+
+
 def fleet_run(client: Client, min_rows: int) -> tuple[float, dict[str, Any], dict[str, Any]]:
     """One fleet through the API: (seconds from submit to done, its answer, its fleet view)."""
     started = time.perf_counter()
@@ -154,12 +165,7 @@ def main() -> None:
     PARAMS.update(MODELS[args.model])
     cores = os.cpu_count() or 1
     home = Path(tempfile.mkdtemp(prefix="modelyard-fleet-"))
-    data = write_payments(home / "data" / "payments.parquet", rows=args.rows,
-                          merchants=args.merchants)
-    frame = pd.read_parquet(data)
-    window = frame[frame["created_at"] < END]
-    train_rows = window[window["created_at"] < START].groupby("merchant_id").size()
-    tenants = sorted(train_rows[train_rows >= args.min_rows].index)
+    data, frame, train_rows, tenants = fleet_data(home, args.rows, args.merchants, args.min_rows)
     print(f"data: {args.rows:,} rows from {frame['merchant_id'].nunique():,} merchants; "
           f"{len(tenants)} with >= {args.min_rows} training rows (largest "
           f"{int(train_rows.max()):,}, median {int(train_rows.median()):,}); {cores} cores")

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fleet import END, START, Bare, request
+from fleet import Bare, fleet_data, request
 
 from modelyard.client import Client
 from modelyard.server import EmbeddedServer
 from modelyard.settings import Settings
-from modelyard.synthetic import example_request, write_payments
+from modelyard.synthetic import example_request
 
 TARGET_S = 60.0
 
@@ -71,12 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     home = Path(tempfile.mkdtemp(prefix="modelyard-retrain-"))
-    data = write_payments(home / "data" / "payments.parquet", rows=args.rows,
-                          merchants=args.merchants)
-    frame = pd.read_parquet(data)
-    window = frame[frame["created_at"] < END]
-    train_rows = window[window["created_at"] < START].groupby("merchant_id").size()
-    tenants = sorted(train_rows[train_rows >= args.min_rows].index)
+    _, frame, _, tenants = fleet_data(home, args.rows, args.merchants, args.min_rows)
     print(f"data: {args.rows:,} rows from {frame['merchant_id'].nunique():,} merchants; "
           f"{len(tenants)} with >= {args.min_rows} training rows; {cores} cores")
     bare = Bare(frame, tenants, cores)
