@@ -151,9 +151,7 @@ def test_predict_bodies_have_their_own_limit(small_server: ServerProcess) -> Non
     assert "--max-predict-body-bytes" in message
 
 
-@SQLITE
-def test_rows_per_predict_request_are_capped(small_server: ServerProcess,
-                                             server: ServerProcess) -> None:
+def test_rows_per_predict_request_are_capped(small_server: ServerProcess) -> None:
     rows = [{"charge_amount": 1.0}] * 6
     answer = _predict(small_server.url, "any-model", rows)
     assert answer.status_code == 422
@@ -162,7 +160,13 @@ def test_rows_per_predict_request_are_capped(small_server: ServerProcess,
     assert "--max-predict-rows" in message
     # The cap comes first: the model need not exist, and nothing is scored.
     assert _predict(small_server.url, "any-model", rows[:5]).status_code == 404
-    # The default: 10,000.
+
+
+# Apart from the test above: a test on both this module's server and the shared one runs among
+# the shared server's tests, away from the others on this module's, which would start it twice.
+@SQLITE
+def test_rows_per_predict_request_are_capped_at_10_000_by_default(server: ServerProcess
+                                                                   ) -> None:
     many = _predict(server.url, "any-model", [{"x": 1}] * 10_001)
     assert many.status_code == 422 and "limit of 10,000 rows" in many.json()["message"]
 
