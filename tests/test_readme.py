@@ -27,6 +27,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from threadpoolctl import threadpool_limits
 
 from modelyard import __version__
 from modelyard.client import Client
@@ -143,7 +144,10 @@ def test_readme_workflow_passes_check_workflow(tmp_path: Path) -> None:
     write_readme_files(tmp_path)
     workflows = import_file(tmp_path / "my_workflows.py")
     code = readme_block("Quick start", "python", containing="check_workflow(")
-    run_printing(code, {"StripeFraudModel": workflows.StripeFraudModel})
+    # One OpenMP thread (as in tests/test_testing.py): the checks fit in this process, where a
+    # busy machine's spinning OpenMP threads slow a histogram gradient boosting fit many times.
+    with threadpool_limits(limits=1):
+        run_printing(code, {"StripeFraudModel": workflows.StripeFraudModel})
 
 
 # --------------------------------------------------------------------------------------------
