@@ -180,6 +180,16 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def token_env_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server for the session with one shared token, ``MODELYARD_TOKEN=s3cret`` (a
+    laptop's auth). Auth is the API's, whatever the job store: SQLite alone."""
+    proc = start_server(tmp_path_factory.mktemp("token-env"), "sqlite",
+                        env={"MODELYARD_TOKEN": "s3cret"})
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
 def client(server: ServerProcess) -> Iterator[Client]:
     with server.client() as c:

@@ -68,6 +68,9 @@ CASES = [
 ]
 
 
+# The data is read and checked in the worker; the job store only records the failure, as it
+# records every failure (tests/jobs): SQLite alone.
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("mutate", "error_type", "message"), CASES,
                          ids=[c[0].__name__.strip("_") for c in CASES])
 def test_data_problem_fails_the_job_with_an_actionable_message(

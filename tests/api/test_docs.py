@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import ServerProcess
 
 PAGES = ["/docs", "/redoc"]
+# The pages and their assets are static files of the server: SQLite alone.
+pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 class _Urls(HTMLParser):

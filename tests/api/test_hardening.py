@@ -19,6 +19,10 @@ import pytest
 from modelyard.client import Client
 from tests.conftest import ServerProcess, start_server, with_workflow
 
+# What the answers show and which values are refused is the API's and the worker's, whatever
+# the job store: the tests on the shared server run on SQLite alone.
+SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
@@ -45,6 +49,7 @@ def _server_paths(server: ServerProcess) -> list[str]:
     return [str(server.home), str(server.home.resolve())]
 
 
+@SQLITE
 def test_answers_show_no_traceback_nor_server_path(server: ServerProcess, client: Client,
                                                    fraud_request: dict[str, Any]) -> None:
     raised = _failed(client, with_workflow(fraud_request, "Raises", max_depth=7))
@@ -82,6 +87,7 @@ def test_a_debug_server_shows_them(debug_server: ServerProcess,
     assert f"(looked in: {debug_server.home / 'data'}" in labels.json()["message"]
 
 
+@SQLITE
 def test_outside_the_data_roots_answers_the_same_whether_or_not_it_exists(
         server: ServerProcess, http: httpx.Client) -> None:
     assert (server.home / "server.log").is_file()  # beside the data root, not in it
@@ -95,11 +101,13 @@ def test_outside_the_data_roots_answers_the_same_whether_or_not_it_exists(
         "or start the server with --data-root"))}, answers
 
 
+@SQLITE
 def test_a_nul_character_in_a_labels_path_is_refused(http: httpx.Client) -> None:
     answer = http.post("/labels", json={"model_name": "m", "path": "a\u0000.parquet"})
     assert answer.status_code == 422 and "holds a NUL character" in answer.json()["message"]
 
 
+@SQLITE
 @pytest.mark.parametrize("row", [2**31, 2**70])
 def test_a_label_row_past_the_label_logs_int32_is_refused(http: httpx.Client, row: int) -> None:
     answer = http.post("/labels", json={"model_name": "m", "labels": [
@@ -108,6 +116,7 @@ def test_a_label_row_past_the_label_logs_int32_is_refused(http: httpx.Client, ro
     assert answer.json()["detail"][0]["loc"] == ["body", "labels", 0, "row"]
 
 
+@SQLITE
 def test_a_labels_file_with_a_row_past_int32_is_refused(server: ServerProcess,
                                                         http: httpx.Client) -> None:
     pq.write_table(pa.table({"request_id": ["r"], "row": pa.array([2**40], pa.int64()),
@@ -117,6 +126,7 @@ def test_a_labels_file_with_a_row_past_int32_is_refused(server: ServerProcess,
     assert "column 'row' is not whole numbers of at most 32 bits" in answer.json()["message"]
 
 
+@SQLITE
 def test_a_log_read_from_past_its_end_is_empty(http: httpx.Client, client: Client,
                                                fraud_request: dict[str, Any]) -> None:
     """From int64's largest offset (a seek that far failed with EINVAL): nothing, and the

@@ -1,6 +1,6 @@
 """What the server reads is bounded, through the real server: body sizes (413 before the body is
-read), caps in the train request, 422 answers that summarise instead of echoing, names that can
-be served, and /healthz answering while a large body is parsed.
+read), rows per predict request, caps in the train request, 422 answers that summarise instead
+of echoing, names that can be served, and /healthz answering while a large body is parsed.
 """
 
 from __future__ import annotations
@@ -24,17 +24,21 @@ from modelyard.client import Client
 from modelyard.errors import ConfigurationError
 from modelyard.settings import Settings
 from tests.conftest import ServerProcess, start_server, with_workflow
-from tests.serving.test_serving_api import FEATURES
+from tests.serving.test_serving_api import FEATURES, _predict
 
 MiB = 2**20
+# Body limits, request caps, names and parsing are the API's, whatever the job store: the tests
+# on the shared server run on SQLite alone, but for a name the registry stores and serves.
+SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with a 1 MiB body limit and a 4 MiB one for predict, set by its flags."""
+    """A server with a 1 MiB body limit, a 4 MiB one for predict and at most 5 rows per predict
+    request, set by its flags."""
     proc = start_server(tmp_path_factory.mktemp("small-limits"), "sqlite",
                         "--concurrency", "1", "--max-body-bytes", str(MiB),
-                        "--max-predict-body-bytes", str(4 * MiB))
+                        "--max-predict-body-bytes", str(4 * MiB), "--max-predict-rows", "5")
     yield proc
     proc.stop()
 
@@ -101,6 +105,7 @@ def pieces(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
 # 1. body size: 413 before the body is read
 
 
+@SQLITE
 def test_a_body_declared_over_the_limit_gets_413_before_it_is_sent(server: ServerProcess
                                                                     ) -> None:
     started = time.monotonic()
@@ -131,7 +136,7 @@ def test_a_streamed_body_is_refused_once_it_passes_the_limit(small_server: Serve
 
 
 def test_predict_bodies_have_their_own_limit(small_server: ServerProcess) -> None:
-    rows = json.dumps({"rows": [{"charge_amount": 1.0, "pad": "x" * 1000}] * 2000}).encode()
+    rows = json.dumps({"rows": [{"charge_amount": 1.0, "pad": "x" * 400_000}] * 5}).encode()
     assert MiB < len(rows) < 4 * MiB
     answer = httpx.post(f"{small_server.url}/predict/nothing-here", content=rows,
                         headers={"content-type": "application/json"}, timeout=30)
@@ -144,6 +149,33 @@ def test_predict_bodies_have_their_own_limit(small_server: ServerProcess) -> Non
     message = json.loads(body)["message"]
     assert "limit of 4 MiB (4,194,304 bytes) for POST /predict/nothing-here" in message
     assert "--max-predict-body-bytes" in message
+
+
+def test_rows_per_predict_request_are_capped(small_server: ServerProcess) -> None:
+    rows = [{"charge_amount": 1.0}] * 6
+    answer = _predict(small_server.url, "any-model", rows)
+    assert answer.status_code == 422
+    message = answer.json()["message"]
+    assert message.startswith("rows: 6 rows, over the limit of 5 rows per predict request")
+    assert "--max-predict-rows" in message
+    # The cap comes first: the model need not exist, and nothing is scored.
+    assert _predict(small_server.url, "any-model", rows[:5]).status_code == 404
+
+
+# Apart from the test above: a test on both this module's server and the shared one runs among
+# the shared server's tests, away from the others on this module's, which would start it twice.
+@SQLITE
+def test_rows_per_predict_request_are_capped_at_10_000_by_default(server: ServerProcess
+                                                                   ) -> None:
+    many = _predict(server.url, "any-model", [{"x": 1}] * 10_001)
+    assert many.status_code == 422 and "limit of 10,000 rows" in many.json()["message"]
+
+
+def test_the_row_cap_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load(home=tmp_path).max_predict_rows == 10_000
+    monkeypatch.setenv("MODELYARD_MAX_PREDICT_ROWS", "50")
+    assert Settings.load(home=tmp_path).max_predict_rows == 50
+    assert Settings.load(home=tmp_path, max_predict_rows=7).max_predict_rows == 7
 
 
 def test_limits_come_from_flags_or_the_environment(monkeypatch: pytest.MonkeyPatch,
@@ -200,6 +232,7 @@ CAPS = [
 ]
 
 
+@SQLITE
 @pytest.mark.parametrize(("path", "value", "message"), CAPS,
                          ids=[f"{p}-{m.split(': ')[1][:20]}" for p, _, m in CAPS])
 def test_oversized_parts_of_a_request_get_422_naming_the_field_and_the_limit(
@@ -218,6 +251,7 @@ def test_oversized_parts_of_a_request_get_422_naming_the_field_and_the_limit(
 # 3. 422 answers summarise and never echo the input
 
 
+@SQLITE
 def test_a_422_lists_20_errors_and_never_echoes_the_input(
     server: ServerProcess, fraud_request: dict[str, Any]
 ) -> None:
@@ -263,6 +297,7 @@ BAD_NAMES = [
 ]
 
 
+@SQLITE
 @pytest.mark.parametrize(("name", "why"), BAD_NAMES, ids=[w for _, w in BAD_NAMES])
 def test_a_model_name_that_cannot_be_served_is_refused(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any], name: str, why: str
@@ -279,6 +314,7 @@ def test_a_model_name_that_cannot_be_served_is_refused(
     assert client.jobs(project=fraud_request["metadata"]["project"])["total"] == 0
 
 
+@SQLITE
 def test_a_tenant_name_that_cannot_be_served_is_refused(
     server: ServerProcess, fraud_request: dict[str, Any]
 ) -> None:
@@ -361,6 +397,7 @@ def slowest_healthz_while_posting(server: ServerProcess, body: bytes, path: str 
     return max(took)
 
 
+@SQLITE
 @pytest.mark.parametrize("make_body", [body_of_tiny_values, body_of_long_strings,
                                        body_of_many_keys])
 def test_healthz_answers_within_100_ms_while_a_large_body_is_parsed(
@@ -410,8 +447,7 @@ def predict_body_of_long_strings(size: int) -> bytes:
     return json.dumps({"rows": [{"x": "\u00e9" * (each // 6)} for _ in range(100)]}).encode()
 
 
-# Parsing is the server's own, whatever its database: SQLite alone.
-@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+@SQLITE
 @pytest.mark.parametrize("shape", ["tiny values", "just within the budget", "long strings"])
 def test_healthz_answers_within_100_ms_while_a_predict_body_is_parsed(
     server: ServerProcess, shape: str
@@ -436,7 +472,7 @@ def test_healthz_answers_within_100_ms_while_a_predict_body_is_parsed(
     healthz_stays_under_100_ms(server, body, "/predict/no-such-model", status)
 
 
-@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+@SQLITE
 def test_healthz_answers_within_100_ms_while_a_large_batch_is_scored(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:

@@ -42,7 +42,9 @@ def _replayed(client: Client, job_id: str) -> dict[str, Any]:
     return client.replay_comparison(replay_id)
 
 
-# Determinism is the workflows' and the worker's: the job store plays no part (SQLite alone).
+# Determinism, and the data fingerprints a verdict compares, are the workflows' and the
+# worker's: the job store plays no part (SQLite alone). What may be replayed is read from the
+# store, and is checked on every backend.
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("workflow", "params"), BUILTIN,
                          ids=["hist-gradient-boosting", "logistic-regression", "random-forest",
@@ -70,6 +72,7 @@ def test_the_same_request_on_the_same_data_trains_the_same_model(
     assert client.job(compared["original_job_id"])["status"]["replay_of"] is None
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 def test_a_replay_after_the_data_file_changed_says_the_data_changed(
         server: ServerProcess, client: Client, fraud_request: dict[str, Any]) -> None:
     data = f"replay-{uuid.uuid4().hex[:8]}.parquet"
@@ -91,6 +94,7 @@ def test_a_replay_after_the_data_file_changed_says_the_data_changed(
                                        "fingerprint differs)")
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 def test_an_unseeded_workflow_is_reported_not_deterministic(
         client: Client, fraud_request: dict[str, Any]) -> None:
     request = _named(with_workflow(fraud_request, "Unseeded"), "replay-unseeded")

@@ -21,6 +21,10 @@ else:
                                                 "(pip install 'modelyard[torch]')")
 
 
+# Where a job trains is the worker's business; the job store only records it: SQLite alone.
+pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_request_without_a_gpu_fails_with_a_clear_message(
     client: Client, fraud_request: dict[str, Any]

@@ -139,7 +139,9 @@ def test_a_fleet_runs_each_tenant_as_its_own_ray_task(
     request = copy.deepcopy(fraud_request)
     request["metadata"]["model_name"] = "ray-fleet"  # type: ignore[index]
     request["data"]["features"]["names"].append("merchant_id")  # type: ignore[index]
-    request["tenants"] = {"column": "merchant_id", "min_training_rows": 100,
+    # The few tenants with 500 training rows show one task each as well as all of them would,
+    # in fewer one-after-another fits on the worker node's single CPU.
+    request["tenants"] = {"column": "merchant_id", "min_training_rows": 500,
                           "global_model": False}
     parent = client.train(request)
     assert client.wait(parent, timeout=300)["status"]["transition"]["job_state"] == "succeeded"

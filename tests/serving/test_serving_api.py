@@ -23,6 +23,10 @@ from modelyard.client import Client
 from tests.conftest import ServerProcess, wait_until, with_workflow
 
 FEATURES = ["charge_type", "charge_amount", "charge_country", "card_age_days", "hour_of_day"]
+# Scoring, the shadow scorer, the shadow and label logs (parquet) and exports do not touch the
+# database: those tests run on SQLite alone. Routing, the swap at a promotion, the degraded
+# audit and a replica that polls the registry read and write it, and run on every backend.
+SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def _rows(server: ServerProcess, n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -77,6 +81,7 @@ def test_predict_scores_with_production_and_falls_back_to_global(
     np.testing.assert_allclose(answer["scores"], direct, rtol=1e-9)
 
 
+@SQLITE
 def test_bad_predict_requests_name_the_problem(server: ServerProcess,
                                                model: dict[str, Any]) -> None:
     missing = _predict(server.url, "no-such-model", _rows(server, 1))
@@ -127,6 +132,7 @@ def test_promotion_swaps_atomically_under_load(server: ServerProcess, client: Cl
     assert seen[first_new + 20:].count(1) == 0
 
 
+@SQLITE
 def test_shadow_versions_score_off_the_path_and_report(server: ServerProcess, client: Client,
                                                        model: dict[str, Any]) -> None:
     name = model["name"]
@@ -212,6 +218,7 @@ def test_a_model_whose_bytes_do_not_match_is_refused_and_serving_says_it_is_degr
     assert len(audited()) == 1
 
 
+@SQLITE
 def test_a_version_that_cannot_be_built_is_served_degraded_too(
         server: ServerProcess, client: Client, model: dict[str, Any]) -> None:
     name = model["name"]
@@ -229,6 +236,7 @@ def test_a_version_that_cannot_be_built_is_served_degraded_too(
     assert state["serving_version"] == 1
 
 
+@SQLITE
 def test_concurrent_single_rows_are_micro_batched(server: ServerProcess,
                                                   model: dict[str, Any]) -> None:
     rows = _rows(server, 64)
@@ -249,6 +257,7 @@ def test_concurrent_single_rows_are_micro_batched(server: ServerProcess,
     assert after["predict_calls"] - before["predict_calls"] < 64
 
 
+@SQLITE
 def test_export_loads_and_predicts_without_modelyard_running(
     server: ServerProcess, client: Client, model: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -281,6 +290,7 @@ def test_export_loads_and_predicts_without_modelyard_running(
     assert tampered.returncode != 0 and "it was altered" in tampered.stderr
 
 
+@SQLITE
 def test_mlflow_export_loads_without_modelyard_and_scores_like_the_registered_version(
     server: ServerProcess, client: Client, model: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -377,6 +387,7 @@ def test_a_serving_replica_serves_what_the_training_server_promotes(
         replica.wait(timeout=20)
 
 
+@SQLITE
 def test_shadows_score_in_a_process_of_their_own_that_may_crash(
         server: ServerProcess, client: Client, model: dict[str, Any]) -> None:
     name = model["name"]
@@ -414,6 +425,7 @@ def _logged(server: ServerProcess, name: str) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.rglob("part-*.parquet"))
 
 
+@SQLITE
 def test_shadow_rows_a_dying_scorer_takes_with_it_are_counted_lost_not_scored(
         server: ServerProcess, client: Client, model: dict[str, Any]) -> None:
     name = model["name"]
@@ -462,6 +474,7 @@ def test_shadow_rows_a_dying_scorer_takes_with_it_are_counted_lost_not_scored(
     assert scored + lost + after["shadow_dropped"] - before["shadow_dropped"] == sum(sent)
 
 
+@SQLITE
 def test_labels_from_a_parquet_file_reach_the_report(server: ServerProcess, client: Client,
                                                       model: dict[str, Any]) -> None:
     name = model["name"]

@@ -3,11 +3,9 @@ adds the check (serving imports nothing of the API)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 
-from tests.conftest import start_server
+from tests.conftest import ServerProcess
 
 CALLS = [
     ("POST", "/predict/fraud", {"rows": [{"charge_amount": 1.0}]}),
@@ -17,21 +15,18 @@ CALLS = [
 ]
 
 
-def test_serving_routes_need_the_token_when_one_is_configured(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "sqlite", env={"MODELYARD_TOKEN": "s3cret"})
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            for method, path, body in CALLS:
-                denied = http.request(method, path, json=body)
-                assert denied.status_code == 401, (path, denied.text)
-                assert "bearer token" in denied.json()["message"]
-                wrong = http.request(method, path, json=body,
-                                     headers={"Authorization": "Bearer wrong"})
-                assert wrong.status_code == 401, path
-            allowed = http.get("/serving/stats", headers={"Authorization": "Bearer s3cret"})
-            assert allowed.status_code == 200 and "routes" in allowed.json()
-            unknown = http.post("/predict/fraud", json=CALLS[0][2],
-                                headers={"Authorization": "Bearer s3cret"})
-            assert unknown.status_code == 404  # past the check: no such model
-    finally:
-        server.stop()
+def test_serving_routes_need_the_token_when_one_is_configured(token_env_server: ServerProcess
+                                                             ) -> None:
+    with httpx.Client(base_url=token_env_server.url, timeout=30) as http:
+        for method, path, body in CALLS:
+            denied = http.request(method, path, json=body)
+            assert denied.status_code == 401, (path, denied.text)
+            assert "bearer token" in denied.json()["message"]
+            wrong = http.request(method, path, json=body,
+                                 headers={"Authorization": "Bearer wrong"})
+            assert wrong.status_code == 401, path
+        allowed = http.get("/serving/stats", headers={"Authorization": "Bearer s3cret"})
+        assert allowed.status_code == 200 and "routes" in allowed.json()
+        unknown = http.post("/predict/fraud", json=CALLS[0][2],
+                            headers={"Authorization": "Bearer s3cret"})
+        assert unknown.status_code == 404  # past the check: no such model

@@ -1,6 +1,7 @@
 """Serving's robustness through the real server: one request's bad rows never fail another's,
-rows are checked against the version's training schema before they are scored (text is never
-read as a number, missing values only where training had them), and a cap on rows per request."""
+and rows are checked against the version's training schema before they are scored (text is
+never read as a number, missing values only where training had them). The cap on rows per
+request is with the other limits, in tests/api/test_limits.py."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import pandas as pd
 import pytest
 
 from modelyard.client import Client
-from modelyard.settings import Settings
-from tests.conftest import ServerProcess, start_server, with_workflow
+from tests.conftest import ServerProcess, with_workflow
 from tests.serving.test_serving_api import FEATURES, _model, _predict, _rows
+
+# Rows are checked and scored by serving, whatever the job store: SQLite alone.
+SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def _train(client: Client, request: dict[str, Any], workflow: str, **params: Any
@@ -32,6 +35,7 @@ def _train(client: Client, request: dict[str, Any], workflow: str, **params: Any
     return {"name": name, **version}
 
 
+@SQLITE
 def test_one_requests_bad_rows_never_fail_anothers(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:
@@ -83,6 +87,7 @@ def test_one_requests_bad_rows_never_fail_anothers(
                     or "rows.2.charge_amount: 'abc' is text" in message), message
 
 
+@SQLITE
 def test_rows_are_checked_against_the_training_schema(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:
@@ -123,6 +128,7 @@ def test_rows_are_checked_against_the_training_schema(
     assert _predict(server.url, name, _rows(server, 2, seed=21)).status_code == 200
 
 
+@SQLITE
 def test_missing_values_are_accepted_where_training_had_them(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:
@@ -147,34 +153,3 @@ def test_missing_values_are_accepted_where_training_had_them(
     rows[2]["charge_country"], rows[0]["charge_amount"] = "US", "abc"
     assert "rows.0.charge_amount: 'abc' is text" in _predict(
         server.url, version["name"], rows).json()["message"]
-
-
-@pytest.fixture(scope="module")
-def capped(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A server that takes at most 5 rows per predict request, set by its flag."""
-    proc = start_server(tmp_path_factory.mktemp("capped"), "sqlite", "--concurrency", "1",
-                        "--max-predict-rows", "5")
-    yield proc
-    proc.stop()
-
-
-def test_rows_per_predict_request_are_capped(capped: ServerProcess,
-                                             server: ServerProcess) -> None:
-    rows = [{"charge_amount": 1.0}] * 6
-    answer = _predict(capped.url, "any-model", rows)
-    assert answer.status_code == 422
-    message = answer.json()["message"]
-    assert message.startswith("rows: 6 rows, over the limit of 5 rows per predict request")
-    assert "--max-predict-rows" in message
-    # The cap comes first: the model need not exist, and nothing is scored.
-    assert _predict(capped.url, "any-model", rows[:5]).status_code == 404
-    # The default: 10,000.
-    many = _predict(server.url, "any-model", [{"x": 1}] * 10_001)
-    assert many.status_code == 422 and "limit of 10,000 rows" in many.json()["message"]
-
-
-def test_the_row_cap_is_a_setting(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings.load(home=tmp_path).max_predict_rows == 10_000
-    monkeypatch.setenv("MODELYARD_MAX_PREDICT_ROWS", "50")
-    assert Settings.load(home=tmp_path).max_predict_rows == 50
-    assert Settings.load(home=tmp_path, max_predict_rows=7).max_predict_rows == 7
