@@ -199,6 +199,10 @@ def allowed_program(command: Sequence[str] | None, folders: Sequence[str]) -> st
         raise RequestError("command: a command step needs a command, its program first "
                            "(e.g. [\"score.sh\", \"--fast\"])")
     program = command[0]
+    for i, arg in enumerate(command):
+        if "\x00" in arg:  # no path or argv can hold one; the OS refuses it, not a 500
+            raise RequestError(f"command.{i}: {arg!r} holds a NUL character, which no "
+                               "program name or argument can hold; remove it")
     if not folders:
         raise RequestError(f"command: {program!r} cannot run: this server runs no command "
                            "steps; its operator allows them with --step-commands DIR "

@@ -45,6 +45,23 @@ def parse_duration(text: str) -> dt.timedelta:
     return int(match[1]) * _UNITS[match[2]]
 
 
+MAX_WINDOW_DAYS = 366
+"""The longest window monitoring reads (and a drift or decay trigger watches)."""
+
+
+def parse_window(text: str) -> dt.timedelta:
+    """A monitoring window: a duration (see :func:`parse_duration`) over 0, at most
+    :data:`MAX_WINDOW_DAYS` days.
+
+    Raises:
+        ValueError: not a duration, or out of that range.
+    """
+    span = parse_duration(text)
+    if span.total_seconds() <= 0 or span.days > MAX_WINDOW_DAYS:
+        raise ValueError(f"{text!r} must be more than 0 and at most {MAX_WINDOW_DAYS} days")
+    return span
+
+
 def is_relative(text: object) -> bool:
     """Whether ``text`` is a relative date expression (not an ISO date)."""
     if not isinstance(text, str):

@@ -26,6 +26,7 @@ from modelyard.request.limits import shown
 from modelyard.request.models import TrainRequest
 
 MAX_ERRORS_SHOWN = 20
+MAX_REQUEST_FILE_BYTES = 16 << 20  # the server's default limit on a request body
 _MAX_MSG_CHARS = 500
 _MAX_LOC_CHARS = 100
 
@@ -63,9 +64,17 @@ def load_request(source: str | Path) -> TrainRequest:
     """
     path = Path(source)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_REQUEST_FILE_BYTES:  # a request is a few KiB; this is data, not one
+            raise RequestError(f"request file {path} is {size:,} bytes, over the "
+                               f"{MAX_REQUEST_FILE_BYTES:,} a train request may hold; name a "
+                               "YAML or JSON request file, not a data file")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RequestError(f"cannot read request file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RequestError(f"request file {path} is not text (not UTF-8 at all); name a YAML "
+                           "or JSON train request, not a data file") from None
     kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
         data = json.loads(text) if kind == "JSON" else yaml.load(text, Loader=RequestYamlLoader)

@@ -1,0 +1,86 @@
+"""What a hostile or careless client sends to POST /pipelines: each is a 422 naming the field
+and the bad value, never a 500, and never a spec the scheduler would fail on at every tick
+(SQLite: refused before anything is stored)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ServerProcess
+
+DEPLOY = {"name": "ship", "type": "deploy", "with": {"to": "shadow"}}
+
+
+def _post(server: ServerProcess, spec: dict[str, Any]) -> httpx.Response:
+    # Sent as text: NaN and NUL must reach the server exactly as a client could write them.
+    return httpx.post(f"{server.url}/pipelines", content=json.dumps(spec),
+                      headers={"content-type": "application/json"}, timeout=30)
+
+
+def _with_triggers(*triggers: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "hostile", "model": "m", "steps": [DEPLOY], "triggers": list(triggers)}
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("spec", "message"), [
+    # A NUL reached os.path.realpath (ValueError: a 500) and would reach the worker's exec.
+    ({"name": "hostile", "steps": [{"name": "c", "type": "command", "command": ["a\x00.sh"]}]},
+     r"step 'c': command.0: 'a\\x00.sh' holds a NUL character"),
+    ({"name": "hostile", "steps": [{"name": "c", "type": "command",
+                                    "command": ["report.sh", "--x\x00"]}]},
+     r"command.1: .* holds a NUL character"),
+    ({"name": "hostile", "steps": [{"name": "t", "type": "train",
+                                    "with": {"request_file": "a\x00.yaml"}}]},
+     r"step 't': request file 'a\\x00.yaml' holds a NUL character"),
+    # A data file named as the request file was read as text: UnicodeDecodeError, a 500.
+    ({"name": "hostile", "steps": [{"name": "t", "type": "train",
+                                    "with": {"request_file": "tiny.parquet"}}]},
+     r"step 't': request file <data root>/tiny.parquet is not text .* not a data file"),
+    # Neither a program nor PostgreSQL's JSON takes NaN; SQLite stored it.
+    ({"name": "hostile", "steps": [{"name": "v", "type": "validate_data", "with": {
+        "path": "tiny.parquet", "columns": {"charge_amount": {"min": float("nan")}}}}]},
+     r"step 'v': with holds a number that is not finite"),
+])
+def test_hostile_steps_are_422_naming_the_field(server: ServerProcess, spec: dict[str, Any],
+                                                message: str) -> None:
+    answer = _post(server, spec)
+    assert answer.status_code == 422, answer.text
+    assert re.search(message, answer.json()["message"]), answer.json()["message"]
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("spec", "message"), [
+    # Each of these was stored, and then failed (or never fired) at every scheduler tick.
+    (_with_triggers({"type": "schedule", "cron": "0 3 30 2 *"}),
+     r"cron: '0 3 30 2 \*' matches no date .* would never fire"),
+    (_with_triggers({"type": "drift", "window": "99999w"}),
+     r"drift.window: '99999w' must be more than 0 and at most 366 days"),
+    (_with_triggers({"type": "decay", "window": "0s"}),
+     r"decay.window: '0s' must be more than 0"),
+    (_with_triggers({"type": "new_data", "every": "0s"}),
+     r"new_data.every: '0s' must be more than 0"),
+    (_with_triggers({"type": "drift", "psi": float("inf")}), r"drift.psi"),
+    (_with_triggers({"type": "drift", "name": "a\x00"}), r"drift.name"),
+    # Two triggers of one name shared one state: one's debounce silenced the other.
+    (_with_triggers({"type": "drift"}, {"type": "drift", "psi": 0.5}),
+     r"2 triggers are named 'drift' .* give each its own name"),
+    ({"name": "hostile", "steps": [DEPLOY], "triggers": [{"type": "drift"}]},
+     r"model: trigger 'drift' watches a model, and this pipeline names none"),
+])
+def test_triggers_the_scheduler_cannot_run_are_refused(server: ServerProcess,
+                                                        spec: dict[str, Any],
+                                                        message: str) -> None:
+    answer = _post(server, spec)
+    assert answer.status_code == 422, answer.text
+    assert re.search(message, answer.json()["message"]), answer.json()["message"]
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_a_leap_day_schedule_is_still_accepted(server: ServerProcess) -> None:
+    answer = _post(server, _with_triggers({"type": "schedule", "cron": "0 3 29 2 *"}))
+    assert answer.status_code == 200, answer.text
