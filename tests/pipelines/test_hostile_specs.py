@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from modelyard.client import Client
 from tests.conftest import ServerProcess
+from tests.pipelines.conftest import train_with
 
 DEPLOY = {"name": "ship", "type": "deploy", "with": {"to": "shadow"}}
 
@@ -84,3 +88,21 @@ def test_triggers_the_scheduler_cannot_run_are_refused(server: ServerProcess,
 def test_a_leap_day_schedule_is_still_accepted(server: ServerProcess) -> None:
     answer = _post(server, _with_triggers({"type": "schedule", "cron": "0 3 29 2 *"}))
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_a_request_file_that_went_bad_fails_its_run_naming_it_without_server_paths(
+        server: ServerProcess, client: Client) -> None:
+    name = f"hostile-{uuid.uuid4().hex[:8]}"
+    request_file = server.home / "data" / f"{name}.yaml"
+    request_file.write_text(yaml.safe_dump(train_with(name)))
+    client.create_pipeline({"name": name, "steps": [
+        {"name": "fit", "type": "train", "with": {"request_file": request_file.name}}]})
+    request_file.write_bytes(b"\x80\x81 not a request")  # replaced after the create's check
+    run = client.wait_pipeline_run(client.run_pipeline(name), timeout=60)
+    assert run["state"] == "failed"
+    said = f"request file <data root>/{name}.yaml is not text"
+    assert said in run["error"]
+    # The run's logs show what the server step said as the run's answer does: no server path.
+    logs = client.pipeline_logs(run["run_id"], step="fit")
+    assert said in logs and str(server.home) not in logs
