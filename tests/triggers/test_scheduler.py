@@ -9,6 +9,7 @@ second. The restart test comes last: it stops and starts that server.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -95,6 +96,13 @@ def test_new_files_under_the_source_start_a_run_that_says_which(
     assert second["reason"]["figures"]["new_files"] == ["part-1.parquet"]
     assert second["reason"]["summary"].startswith("1 new files under ")
     assert second["started_by"] == "trigger:new_data"
+
+    # The source vanished: the check fails saying so, without the server's own paths.
+    shutil.rmtree(folder)
+    wait_until(lambda: _trigger(client, name, "new_data")["last_error"], 30)
+    error = _trigger(client, name, "new_data")["last_error"]
+    assert f"data path {name} does not exist (looked in: <data root>)" in error
+    assert str(sched.home) not in error
 
 
 def _production_model(client: Client, model: str) -> None:
