@@ -91,7 +91,11 @@ def resolve_date(text: str, now: dt.datetime) -> dt.datetime:
     if sign is None:
         return base
     step = int(amount) * _UNITS[unit]
-    return base + step if sign == "+" else base - step
+    try:
+        return base + step if sign == "+" else base - step
+    except OverflowError:  # -999999w: before year 1
+        raise ValueError(f"{text!r} is outside the dates that can be held (years 1 to "
+                         "9999); use a smaller offset") from None
 
 
 # Where a train request holds dates: the holdout window, and a filter's date values.
@@ -130,7 +134,10 @@ def resolve_request_dates(raw: dict[str, Any], now: dt.datetime) -> dict[str, An
     for path, holder, key in _date_fields(out):
         expression = holder.get(key)
         if is_relative(expression):
-            date = resolve_date(str(expression), now)
+            try:
+                date = resolve_date(str(expression), now)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
             holder[key] = date.isoformat()
             resolved[path] = {"expression": expression, "date": date.isoformat()}
     out["resolved_dates"] = resolved
