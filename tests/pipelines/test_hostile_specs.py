@@ -45,6 +45,13 @@ def _with_triggers(*triggers: dict[str, Any]) -> dict[str, Any]:
     ({"name": "hostile", "steps": [{"name": "t", "type": "train",
                                     "with": {"request_file": "tiny.parquet"}}]},
      r"step 't': request file <data root>/tiny.parquet is not text .* not a data file"),
+    # A version past the registry's 32 bits left the run queued for ever, retrying its lookup.
+    ({"name": "hostile", "steps": [{"name": "e", "type": "evaluate", "with": {
+        "model_name": "m", "version": 2**31, "sets": [{"name": "s", "path": "tiny.parquet"}]}}]},
+     r"step 'e': .*with.version: Input should be less than or equal to 2147483647"),
+    ({"name": "hostile", "steps": [{"name": "e", "type": "evaluate", "with": {
+        "model_name": "m\x00", "version": 1, "sets": [{"name": "s", "path": "tiny.parquet"}]}}]},
+     r"step 'e': .*with.model_name: .*model name 'm\\x00' holds U\+0000"),
     # Neither a program nor PostgreSQL's JSON takes NaN; SQLite stored it.
     ({"name": "hostile", "steps": [{"name": "v", "type": "validate_data", "with": {
         "path": "tiny.parquet", "columns": {"charge_amount": {"min": float("nan")}}}}]},
