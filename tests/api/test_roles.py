@@ -42,6 +42,17 @@ MATRIX: list[tuple[str, str, Any, Role, int]] = [
     ("POST", "/models/nomodel/versions/1/stage", {"stage": "shadow"}, Role.approver, 404),
     ("POST", "/models/nomodel/rollback", {}, Role.approver, 409),
     ("PUT", "/models/nomodel/policy", {"auto_promote": False}, Role.approver, 200),
+    # Continuous training: a viewer reads runs, logs, triggers and monitoring, and neither
+    # creates, runs, cancels nor reruns a pipeline.
+    ("GET", "/pipelines", None, Role.viewer, 200),
+    ("GET", "/pipelines/runs", None, Role.viewer, 200),
+    ("GET", "/pipelines/runs/0123/logs", None, Role.viewer, 404),
+    ("GET", "/pipelines/nopipe/triggers", None, Role.viewer, 404),
+    ("GET", "/models/nomodel/monitoring", None, Role.viewer, 404),
+    ("POST", "/pipelines", {}, Role.trainer, 422),
+    ("POST", "/pipelines/nopipe/runs", {}, Role.trainer, 404),
+    ("POST", "/pipelines/runs/0123/cancel", None, Role.trainer, 404),
+    ("POST", "/pipelines/runs/0123/rerun", None, Role.trainer, 404),
     ("GET", "/tokens", None, Role.admin, 200),
     ("POST", "/tokens", {"name": "x", "role": "root"}, Role.admin, 422),
     ("DELETE", "/tokens/nobody", None, Role.admin, 404),

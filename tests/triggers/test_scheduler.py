@@ -9,12 +9,14 @@ second. The restart test comes last: it stops and starts that server.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from modelyard.client import Client
 from modelyard.synthetic import example_request, payments_table, write_payments
@@ -94,6 +96,13 @@ def test_new_files_under_the_source_start_a_run_that_says_which(
     assert second["reason"]["figures"]["new_files"] == ["part-1.parquet"]
     assert second["reason"]["summary"].startswith("1 new files under ")
     assert second["started_by"] == "trigger:new_data"
+
+    # The source vanished: the check fails saying so, without the server's own paths.
+    shutil.rmtree(folder)
+    wait_until(lambda: _trigger(client, name, "new_data")["last_error"], 30)
+    error = _trigger(client, name, "new_data")["last_error"]
+    assert f"data path {name} does not exist (looked in: <data root>)" in error
+    assert str(sched.home) not in error
 
 
 def _production_model(client: Client, model: str) -> None:
@@ -190,6 +199,23 @@ def test_a_per_tenant_trigger_watches_and_retrains_each_tenant_alone(client: Cli
 def _due(client: Client, name: str) -> dt.datetime | None:
     due = _trigger(client, name, "schedule")["next_due_at"]
     return dt.datetime.fromisoformat(due) if due else None
+
+
+def test_one_pipeline_whose_request_file_went_bad_stops_no_other_pipelines_triggers(
+        sched: ServerProcess, client: Client) -> None:
+    # The scheduler reads each train step's request file at every tick; a file replaced by
+    # bytes that are not text made the whole tick raise, for every pipeline.
+    name = _name()
+    request_file = sched.home / "data" / f"{name}.yaml"
+    request_file.write_text(yaml.safe_dump(_request(name)))
+    client.create_pipeline({"name": f"{name}-bad", "steps": [
+        {"name": "train", "type": "train", "with": {"request_file": request_file.name}}],
+        "triggers": [{"type": "schedule", "cron": "0 3 * * 1"}]})
+    request_file.write_bytes(b"\x80\x81 not a request \xff")
+    client.create_pipeline({"name": name, "model": name, "steps": [_check_step(name)],
+                            "triggers": [{"type": "new_data", "every": "1s"}]})
+    (run,) = _ended(client, name, 1, timeout=60)
+    assert run["started_by"] == "trigger:new_data"
 
 
 def test_a_restart_neither_loses_nor_doubles_a_scheduled_run(

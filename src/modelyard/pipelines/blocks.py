@@ -18,7 +18,15 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelyard.errors import RequestError
 from modelyard.request.dates import parse_duration
@@ -27,6 +35,7 @@ from modelyard.request.limits import (
     MAX_COLUMNS,
     MAX_FILTER_VALUES,
     MAX_PATH_CHARS,
+    validate_name,
 )
 from modelyard.request.loading import describe_errors
 from modelyard.request.models import Column, Filter
@@ -42,6 +51,13 @@ AllowedValues = Annotated[list[str | int | float | bool],
 MAX_EVALUATION_SETS = 20
 MAX_CUTOFFS = 20
 MAX_COMMAND_PARAMS_BYTES = 64 * 1024
+
+
+MAX_VERSION = 2**31 - 1
+
+
+def _model_name(value: str) -> str:
+    return validate_name("model name", value)
 
 
 class _Strict(BaseModel):
@@ -107,8 +123,10 @@ class EvaluateParams(_Strict):
     """
 
     model_from: Column | None = None
-    model_name: Annotated[str, Field(min_length=1, max_length=MAX_COLUMN_CHARS)] | None = None
-    version: Annotated[int, Field(ge=1)] | None = None
+    model_name: Annotated[str, AfterValidator(_model_name)] | None = None
+    # A version number as the registry stores it (32 bits): a larger one could not even be
+    # looked up, and the run that asks would retry that lookup for ever.
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | None = None
     tenant: Annotated[str, Field(min_length=1, max_length=MAX_COLUMN_CHARS)] = "*"
     sets: Annotated[list[EvaluationSet], Field(min_length=1, max_length=MAX_EVALUATION_SETS)]
     # Business metrics of a binary model: recall where the false-positive rate is at most each
@@ -199,6 +217,10 @@ def allowed_program(command: Sequence[str] | None, folders: Sequence[str]) -> st
         raise RequestError("command: a command step needs a command, its program first "
                            "(e.g. [\"score.sh\", \"--fast\"])")
     program = command[0]
+    for i, arg in enumerate(command):
+        if "\x00" in arg:  # no path or argv can hold one; the OS refuses it, not a 500
+            raise RequestError(f"command.{i}: {arg!r} holds a NUL character, which no "
+                               "program name or argument can hold; remove it")
     if not folders:
         raise RequestError(f"command: {program!r} cannot run: this server runs no command "
                            "steps; its operator allows them with --step-commands DIR "

@@ -78,6 +78,9 @@ def train_request(step: StepSpec, data_roots: Sequence[str]) -> TrainRequest:
 def request_file(path: str, data_roots: Sequence[str]) -> Path:
     """``path`` (absolute, or relative to a data root) if it is a file inside a local data
     root, symlinks resolved; refused with the same message whatever lies outside."""
+    if "\x00" in path:
+        raise RequestError(f"request file {path!r} holds a NUL character, which no file name "
+                           "can hold; check the train step's with.request_file")
     roots = [os.path.realpath(r) for r in data_roots if "://" not in r]
     candidates = [path] if os.path.isabs(path) else [os.path.join(r, path) for r in roots]
     for candidate in candidates:
@@ -99,7 +102,8 @@ def check_pipeline(spec: PipelineSpec, settings: Settings) -> str | None:
     ``model``, else the first train step's model name.
 
     Raises:
-        RequestError: naming the step and the field.
+        RequestError: naming the step and the field; or a drift, decay or new_data trigger
+            and no model for it to watch.
         DataAccessDenied: a train step's request file lies outside the data roots.
     """
     from modelyard.pipelines import blocks
@@ -130,4 +134,8 @@ def check_pipeline(spec: PipelineSpec, settings: Settings) -> str | None:
             if not message.startswith(f"step {step.name!r}"):
                 message = f"step {step.name!r}: {message}"
             raise RequestError(message) from None
+    watching = [t.key for t in spec.triggers if t.type != "schedule"]
+    if model is None and watching:  # else its checks fail on every tick, for nobody to see
+        raise RequestError(f"model: trigger {watching[0]!r} watches a model, and this pipeline "
+                           "names none; give the pipeline model: NAME, or a train step")
     return model

@@ -102,7 +102,12 @@ class StepSpec(BaseModel):
         if depth > MAX_CUSTOM_PARAMS_DEPTH:
             raise ValueError(f"{where}: with is nested {depth:,} deep; at most "
                              f"{MAX_CUSTOM_PARAMS_DEPTH} levels are allowed")
-        size = len(json.dumps(self.with_, separators=(",", ":"), default=str).encode())
+        try:  # NaN and Infinity are no JSON: PostgreSQL and the step's program refuse them
+            text = json.dumps(self.with_, separators=(",", ":"), default=str, allow_nan=False)
+        except ValueError:
+            raise ValueError(f"{where}: with holds a number that is not finite (NaN or "
+                             "Infinity), which JSON cannot carry; use a finite number") from None
+        size = len(text.encode())
         if size > MAX_WITH_BYTES:
             raise ValueError(f"{where}: with is {size:,} bytes as JSON; at most "
                              f"{MAX_WITH_BYTES:,} are allowed (put large inputs in a file "
@@ -125,6 +130,11 @@ class PipelineSpec(BaseModel):
     @model_validator(mode="after")
     def _dag(self) -> PipelineSpec:
         order(self.steps)
+        keys = [t.key for t in self.triggers]
+        for key in keys:
+            if keys.count(key) > 1:  # the scheduler keeps one state per name: they would share it
+                raise ValueError(f"triggers: {keys.count(key)} triggers are named {key!r} (a "
+                                 "trigger's name defaults to its type); give each its own name:")
         return self
 
     def step(self, name: str) -> StepSpec:

@@ -45,6 +45,23 @@ def parse_duration(text: str) -> dt.timedelta:
     return int(match[1]) * _UNITS[match[2]]
 
 
+MAX_WINDOW_DAYS = 366
+"""The longest window monitoring reads (and a drift or decay trigger watches)."""
+
+
+def parse_window(text: str) -> dt.timedelta:
+    """A monitoring window: a duration (see :func:`parse_duration`) over 0, at most
+    :data:`MAX_WINDOW_DAYS` days.
+
+    Raises:
+        ValueError: not a duration, or out of that range.
+    """
+    span = parse_duration(text)
+    if span.total_seconds() <= 0 or span.days > MAX_WINDOW_DAYS:
+        raise ValueError(f"{text!r} must be more than 0 and at most {MAX_WINDOW_DAYS} days")
+    return span
+
+
 def is_relative(text: object) -> bool:
     """Whether ``text`` is a relative date expression (not an ISO date)."""
     if not isinstance(text, str):
@@ -74,7 +91,11 @@ def resolve_date(text: str, now: dt.datetime) -> dt.datetime:
     if sign is None:
         return base
     step = int(amount) * _UNITS[unit]
-    return base + step if sign == "+" else base - step
+    try:
+        return base + step if sign == "+" else base - step
+    except OverflowError:  # -999999w: before year 1
+        raise ValueError(f"{text!r} is outside the dates that can be held (years 1 to "
+                         "9999); use a smaller offset") from None
 
 
 # Where a train request holds dates: the holdout window, and a filter's date values.
@@ -113,7 +134,10 @@ def resolve_request_dates(raw: dict[str, Any], now: dt.datetime) -> dict[str, An
     for path, holder, key in _date_fields(out):
         expression = holder.get(key)
         if is_relative(expression):
-            date = resolve_date(str(expression), now)
+            try:
+                date = resolve_date(str(expression), now)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
             holder[key] = date.isoformat()
             resolved[path] = {"expression": expression, "date": date.isoformat()}
     out["resolved_dates"] = resolved

@@ -26,6 +26,7 @@ from modelyard.request.limits import shown
 from modelyard.request.models import TrainRequest
 
 MAX_ERRORS_SHOWN = 20
+MAX_REQUEST_FILE_BYTES = 16 << 20  # the server's default limit on a request body
 _MAX_MSG_CHARS = 500
 _MAX_LOC_CHARS = 100
 
@@ -62,10 +63,19 @@ def read_document(path: Path, what: str, *, noun: str | None = None) -> Any:
             be a ..."; default ``what``): it cannot be read, does not parse, uses anchors or
             aliases, or nests too deeply.
     """
+    noun = noun or what
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_REQUEST_FILE_BYTES:  # a request is a few KiB; this is data, not one
+            raise RequestError(f"{what} file {path} is {size:,} bytes, over the "
+                               f"{MAX_REQUEST_FILE_BYTES:,} a {noun} may hold; name a YAML or "
+                               f"JSON {what} file, not a data file")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RequestError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RequestError(f"{what} file {path} is not text (not UTF-8 at all); name a YAML "
+                           f"or JSON {noun}, not a data file") from None
     kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
         return json.loads(text) if kind == "JSON" else yaml.load(text, Loader=RequestYamlLoader)
@@ -74,8 +84,8 @@ def read_document(path: Path, what: str, *, noun: str | None = None) -> Any:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise RequestError(f"{path} is not valid {kind}: {exc}") from None
     except RecursionError:
-        raise RequestError(f"{path} is nested too deeply to be a {noun or what} (one needs a "
-                           "few levels)") from None
+        raise RequestError(f"{path} is nested too deeply to be a {noun} (one needs a few "
+                           "levels)") from None
 
 
 def load_request(source: str | Path) -> TrainRequest:

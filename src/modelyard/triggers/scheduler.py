@@ -69,6 +69,8 @@ def _watch(row: PipelineRow, settings: Settings) -> Watch | None:
         log.warning("pipeline %s: its spec no longer parses; its triggers are not looked at",
                     row.name)
         return None
+    if not spec.triggers:  # nothing to watch: its request file need not be read
+        return None
     data_path = None
     for step in spec.steps:
         if step.type == "train":
@@ -131,9 +133,16 @@ class Scheduler:
     def tick(self, now: dt.datetime | None = None) -> list[Fired]:
         """Look at every trigger once; return what fired."""
         now = now or dt.datetime.now(dt.UTC)
+        watches = []
         with self.sessions() as session:
-            watches = [w for row in pipeline_store.list_pipelines(session)
-                       if (w := _watch(row, self.settings)) is not None and w.triggers]
+            for row in pipeline_store.list_pipelines(session):
+                try:
+                    watch = _watch(row, self.settings)
+                except Exception:  # one pipeline's spec or files must not stop the others'
+                    log.exception("pipeline %s: its triggers could not be read", row.name)
+                    continue
+                if watch is not None:
+                    watches.append(watch)
         fired = []
         for watch in watches:
             for trigger in watch.triggers:

@@ -13,13 +13,10 @@ from modelyard.api.params import ModelName, OptionalTenant
 from modelyard.api.schemas import error_responses
 from modelyard.errors import RequestError
 from modelyard.monitoring.service import monitor, report_json
-from modelyard.request.dates import parse_duration
+from modelyard.request.dates import parse_window
 
 router = APIRouter(prefix="/models", tags=["monitoring"], dependencies=[Depends(require_token)],
                    responses=error_responses(404, 422))
-
-MAX_WINDOW_DAYS = 366
-
 
 @router.get("/{model_name}/monitoring")
 async def monitoring(
@@ -36,12 +33,9 @@ async def monitoring(
     version that serves ``tenant`` (its own production version, else its fallback), against
     that version's reference profile."""
     try:
-        span = parse_duration(window)
+        span = parse_window(window)
     except ValueError as exc:
         raise RequestError(f"window: {exc}") from None
-    if span.total_seconds() <= 0 or span.days > MAX_WINDOW_DAYS:
-        raise RequestError(f"window: {window!r} must be more than 0 and at most "
-                           f"{MAX_WINDOW_DAYS} days")
     serving = getattr(request.app.state, "serving", None)
     if serving is not None:
         # This server's buffered rows go to the log the report reads.

@@ -84,9 +84,12 @@ def show_run(run_id: str, session: Annotated[Session, Depends(db_session)],
 
 @router.get("/pipelines/runs/{run_id}/logs", response_class=PlainTextResponse)
 def run_logs(run_id: str, session: Annotated[Session, Depends(db_session)],
+             svc: Annotated[Services, Depends(services)],
              step: Annotated[str | None, Query(max_length=64)] = None) -> PlainTextResponse:
     """Each step's log (its job's log file; a step the server ran: what it said), or one
-    step's with ``step``."""
+    step's with ``step``. What a step said is a message, shown as the run's answer shows it;
+    a job's log file is the job's own, as ``GET /jobs/{id}/logs`` shows it."""
+    shown = _shown(svc)
     store.read_run(session, run_id)
     steps = store.steps_of(session, run_id)
     if step is not None:
@@ -101,7 +104,7 @@ def run_logs(run_id: str, session: Annotated[Session, Depends(db_session)],
             if path and os.path.exists(path):
                 with open(path, encoding="utf-8", errors="replace") as fh:
                     text = fh.read()
-        said = "\n".join(x for x in (s.summary, s.error) if x)
+        said = "\n".join(shown(x) for x in (s.summary, s.error) if x)
         body = text + (said + "\n" if said else "")
         parts.append(body if step is not None else f"== step {s.name} ({s.state}) ==\n{body}")
     return PlainTextResponse("".join(parts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from modelyard.api.deps import Services, db_session, require_token, services
+from modelyard.api.redact import redactor_for
 from modelyard.api.schemas import error_responses
 from modelyard.pipelines import store
 from modelyard.triggers.scheduler import trigger_states
@@ -49,6 +51,7 @@ def pipeline_triggers(name: str, session: Annotated[Session, Depends(db_session)
     a schedule's next due time, and why a firing started nothing. A trigger the scheduler
     has not looked at yet is listed with its declaration alone."""
     spec = store.read_pipeline(session, name).parsed_spec
+    shown = redactor_for(svc.settings).text  # a check's error names the data's real path
     states = {(s.trigger, s.tenant): s for s in trigger_states(session, name)}
     out = []
     for trigger in spec.triggers:
@@ -61,10 +64,17 @@ def pipeline_triggers(name: str, session: Annotated[Session, Depends(db_session)
                 declared=trigger.model_dump(mode="json", exclude_none=True),
                 next_due_at=state.next_due_at if state else None,
                 last_checked_at=state.last_checked_at if state else None,
-                last_check=state.last_check if state else None,
+                last_check=_shown_check(state.last_check, shown) if state else None,
                 last_fired_at=state.last_fired_at if state else None,
                 last_run_id=state.last_run_id if state else None,
                 fired=state.fired if state else 0,
-                last_skip=state.last_skip if state else None,
-                last_error=state.last_error if state else None))
+                last_skip=shown(state.last_skip) if state and state.last_skip else None,
+                last_error=shown(state.last_error) if state and state.last_error else None))
     return PipelineTriggers(pipeline=name, scheduler=svc.settings.scheduler, triggers=out)
+
+
+def _shown_check(check: dict[str, Any] | None, shown: Callable[[str], str]
+                 ) -> dict[str, Any] | None:
+    if check is None or not isinstance(check.get("summary"), str):
+        return check
+    return {**check, "summary": shown(check["summary"])}
