@@ -57,3 +57,11 @@ def test_durations(text: str, expected: dt.timedelta) -> None:
 def test_a_bad_duration_says_how_to_write_one(text: str) -> None:
     with pytest.raises(ValueError, match="write a whole number and a unit"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("raw", [
+    {"holdout_sampling": [None, None]}, {"holdout_sampling": "x"},
+    {"holdout_sampling": {"date_range_sampling": 3}}, {"filters": [None, 3, {"feature_value": []}]},
+    {"filters": {"a": 1}}])
+def test_a_request_of_any_shape_passes_through_to_its_validation(raw: dict[str, object]) -> None:
+    assert resolve_request_dates(raw, NOW) is raw

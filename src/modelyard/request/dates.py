@@ -100,7 +100,9 @@ def resolve_date(text: str, now: dt.datetime) -> dt.datetime:
 
 # Where a train request holds dates: the holdout window, and a filter's date values.
 def _date_fields(raw: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str]]:
-    window = (raw.get("holdout_sampling") or {}).get("date_range_sampling")
+    # The request is not validated yet: any level may be of any type (pydantic then says so).
+    holdout = raw.get("holdout_sampling")
+    window = holdout.get("date_range_sampling") if isinstance(holdout, dict) else None
     if isinstance(window, dict):
         for key in ("start_date", "end_date"):
             yield f"holdout_sampling.date_range_sampling.{key}", window, key
