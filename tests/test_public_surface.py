@@ -56,3 +56,14 @@ def test_the_protocol_loads_nothing_but_the_standard_library() -> None:
         "modelyard.protocol.results"}
     assert not {m for m in beyond_root if m.split(".")[0] in ("numpy", "pandas", "pyarrow",
                                                                "sqlalchemy", "fastapi")}
+
+
+def test_the_command_line_starts_without_the_server_stack() -> None:
+    # Every `modelyard ...` invocation pays for what cli/main imports; the commands that need
+    # the server, the database or data libraries import them when they run.
+    code = ("import sys, json; from modelyard.cli.main import _register_groups; "
+            "_register_groups(); print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert not {m for m in loaded if m.split(".")[0] in (
+        "fastapi", "sqlalchemy", "uvicorn", "alembic", "pandas", "pyarrow", "sklearn")}

@@ -13,15 +13,16 @@ import contextlib
 import getpass
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from modelyard.auth import tokens as store
 from modelyard.auth.roles import Role
 from modelyard.cli.console import add_id_column, make_console
+
+if TYPE_CHECKING:  # the token store loads SQLAlchemy: only these commands need it
+    from sqlalchemy.orm import Session
 
 console = make_console()
 
@@ -71,6 +72,8 @@ def tokens() -> None:
 @_db_options
 def create(name: str, role: str, home: str | None, db_url: str | None) -> None:
     """Create a token for NAME (the identity audits record) and print it, this once."""
+    from modelyard.auth import tokens as store  # loads SQLAlchemy: here only
+
     with _session(home, db_url) as session:
         row, token = store.create_token(session, name, Role(role), created_by=_operator())
     click.echo(token)
@@ -85,6 +88,8 @@ def create(name: str, role: str, home: str | None, db_url: str | None) -> None:
 @_db_options
 def list_tokens(revoked: bool, as_json: bool, home: str | None, db_url: str | None) -> None:
     """Tokens by name and role (never the tokens: they are not stored)."""
+    from modelyard.auth import tokens as store  # loads SQLAlchemy: here only
+
     with _session(home, db_url) as session:
         rows: list[dict[str, Any]] = [
             {"name": r.name, "role": r.role, "created_at": r.created_at.isoformat(),
@@ -109,6 +114,8 @@ def list_tokens(revoked: bool, as_json: bool, home: str | None, db_url: str | No
 @_db_options
 def revoke(name: str, home: str | None, db_url: str | None) -> None:
     """Revoke NAME's token (running servers refuse it within seconds)."""
+    from modelyard.auth import tokens as store  # loads SQLAlchemy: here only
+
     with _session(home, db_url) as session:
         row = store.revoke_token(session, name, revoked_by=_operator())
     console.print(f"revoked the token of {row.name!r} ({row.role})", highlight=False)
