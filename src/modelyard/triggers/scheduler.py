@@ -216,13 +216,14 @@ class Scheduler:
         reason = {"trigger": trigger.key, "type": trigger.type, "tenant": tenant,
                   "summary": summary, "figures": figures, "at": now.isoformat()}
         previous = (state.last_fired_at, state.next_due_at)
+        last_check = state.last_check  # a rollback below would expire it to the stored one
         claimed = session.execute(update(TriggerStateRow).where(
             TriggerStateRow.pipeline == pipeline, TriggerStateRow.trigger == trigger.key,
             TriggerStateRow.tenant == (tenant or ""),
             _same(TriggerStateRow.last_fired_at, previous[0]),
             _same(TriggerStateRow.next_due_at, previous[1]),
         ).values(last_fired_at=now, next_due_at=due, fired=TriggerStateRow.fired + 1,
-                 last_checked_at=now, last_check=state.last_check, last_skip=None,
+                 last_checked_at=now, last_check=last_check, last_skip=None,
                  last_error=None).execution_options(synchronize_session=False))
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()  # another scheduler fired this one a moment ago
@@ -238,7 +239,7 @@ class Scheduler:
                              last_checked_at=now)
             else:
                 self._record(pipeline, trigger, tenant, last_skip=skip, last_checked_at=now,
-                             last_check=state.last_check)
+                             last_check=last_check)
             log.info("trigger %s of pipeline %s fired, but %s", trigger.key, pipeline, exc)
             return Fired(pipeline, trigger.key, tenant, None, reason, str(exc))
         self._record(pipeline, trigger, tenant, last_run_id=run.id)
