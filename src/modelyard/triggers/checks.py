@@ -19,6 +19,7 @@ from modelyard.artifacts import ArtifactStore
 from modelyard.errors import NotFound
 from modelyard.monitoring.service import monitor
 from modelyard.registry import store as registry
+from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.request.dates import parse_duration
 from modelyard.runtime import data as datamod
 from modelyard.settings import Settings
@@ -48,7 +49,12 @@ class Check:
 
 def check_new_data(session: Session, settings: Settings, watched: Watched, trigger: NewData,
                    now: dt.datetime) -> Check:
-    latest = registry.latest_version(session, watched.model_name, tenant=watched.tenant)
+    # The global version first: a fleet's tenant versions trained on their partition of the
+    # source, not on the source's files.
+    latest = registry.latest_version(session, watched.model_name,
+                                     tenant=watched.tenant or GLOBAL_TENANT)
+    if latest is None and watched.tenant is None:
+        latest = registry.latest_version(session, watched.model_name)
     if latest is None:
         return Check(True, f"no version of {watched.model_name!r} has been trained yet",
                      {"trained_at": None})
