@@ -15,12 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from modelyard._version import __version__
-from modelyard.cli.console import add_id_column, make_console
+from modelyard.cli.console import add_id_column, make_console, url_option
 from modelyard.errors import JobFailed, ModelyardError
 
 console = make_console()
-url_option = click.option("--url", envvar="MODELYARD_URL", default=None,
-                          help="Server URL (default $MODELYARD_URL or http://127.0.0.1:8765).")
 
 
 def _client(url: str | None) -> Any:

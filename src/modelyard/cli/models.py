@@ -8,11 +8,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from modelyard.cli.console import add_id_column, make_console
+from modelyard.cli.console import add_id_column, make_console, url_option
 from modelyard.client import Client
 
 console = make_console()
-url_option = click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
 WHO = ("Your name, for the audit trail, on a server without tokens (a server with tokens "
        "records the token's name).")
 tenant_option = click.option("--tenant", default="*", show_default=True,

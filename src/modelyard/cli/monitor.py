@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli.console import make_console
+from modelyard.cli.console import make_console, url_option
 from modelyard.client import Client
 
 console = make_console()
@@ -26,7 +26,7 @@ _BAND_STYLE = {"ok": "green", "moderate": "yellow", "major": "red"}
               help="A parquet file of recent traffic under the server's data roots, instead "
                    "of the production log.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
+@url_option
 def monitor(model_name: str, tenant: str | None, window: str, traffic: str | None,
             as_json: bool, url: str | None) -> None:
     """Feature and prediction drift, schema changes, decay and staleness of MODEL_NAME."""

@@ -15,12 +15,11 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli.console import add_id_column, make_console
+from modelyard.cli.console import add_id_column, make_console, url_option
 from modelyard.client import Client
 from modelyard.errors import RequestError
 
 console = make_console()
-url_option = click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
 
 
 @click.group()

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from modelyard.cli.console import make_console
+from modelyard.cli.console import make_console, url_option
 from modelyard.client import Client
 
 console = make_console()
@@ -26,7 +26,7 @@ VERDICT_STYLE = {"reproduced": "bold green", "differs": "bold yellow", "failed":
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Follow the replay until it ends and print the comparison.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-@click.option("--url", envvar="MODELYARD_URL", default=None, help="Server URL.")
+@url_option
 def replay(job_id: str, wait: bool, as_json: bool, url: str | None) -> None:
     """Run succeeded job JOB_ID's request again as a new job (not registered) and compare the
     models: exit 0 if the sha256 matches, 1 if it differs or the replay failed."""
