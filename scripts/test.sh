@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite, the same on any machine: a virtual environment with
-# exactly the packages pinned in requirements/dev.lock (refresh it with scripts/lock.sh), a
-# throwaway PostgreSQL on loopback (installed if missing, stopped afterwards unless it was
+# exactly the packages pinned in requirements/dev.lock (refresh it with scripts/lock.sh), Debian's
+# chromium for the UI tests, a throwaway PostgreSQL on loopback (installed if missing, stopped afterwards unless it was
 # already running), then pytest on SQLite and PostgreSQL. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,12 @@ FIND=()
 [ -d /opt/wheels ] && FIND=(--find-links /opt/wheels)
 python3 -m uv pip sync -q --python "$VENV/bin/python" "${FIND[@]}" requirements/dev.lock
 python3 -m uv pip install -q --python "$VENV/bin/python" --no-deps -e .
+# The UI tests drive Debian's own Chromium through Playwright's driver: no browser download.
+if ! command -v chromium >/dev/null; then
+  SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  ("${SUDO[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium) >&2
+fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 
