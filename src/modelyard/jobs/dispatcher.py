@@ -219,8 +219,9 @@ class Dispatcher:
             if fleet.on_plan_finished(session, job_id, event.result) is not None:
                 self.wake()
         elif isinstance(event, JobFinished) and isinstance(event.result, StepResult):
+            run = self._running.take(job_id)
             won = recording.succeed_steps(session, {job_id: event.result})  # registers nothing
-            self._running.end(job_id, JobState.succeeded if won else JobState.cancelled)
+            self._running.ended(run, JobState.succeeded if won else JobState.cancelled)
             if won and active:
                 active.log.append(f"job succeeded: {event.result.summary}")
         elif isinstance(event, JobErrored):
@@ -235,10 +236,11 @@ class Dispatcher:
 
     def _succeed(self, session: Session, results: dict[str, JobResult]) -> None:
         """Mark the jobs succeeded and register their models, in the same transaction."""
+        actives = {job_id: self._running.take(job_id) for job_id in results}
         ended = recording.succeed_jobs(session, results)
         won = {job_id for job_id, _ in ended}  # the others were cancelled meanwhile
-        actives = {job_id: self._running.end(job_id, JobState.succeeded if job_id in won
-                                             else JobState.cancelled) for job_id in results}
+        for job_id, run in actives.items():
+            self._running.ended(run, JobState.succeeded if job_id in won else JobState.cancelled)
         for job_id, version in ended:
             active = actives[job_id]
             job_log = active.log if active else JobLog(None)
@@ -302,9 +304,8 @@ class Dispatcher:
             return
         with self.sessions() as session:
             for job_id in expired:
-                active = self._running.end(job_id, JobState.failed)
-                if active is None:  # never: expired() lists running jobs
-                    continue
+                active = self._running.runs[job_id]  # expired() lists running jobs
+                self._running.end(job_id, JobState.failed)
                 active.handle.cancel()
                 reason = (
                     f"timed out after {active.timeout:g} s and was killed; raise "
@@ -390,10 +391,6 @@ class Dispatcher:
                 f", packed with {len(jobs) - 1} other small jobs" if len(jobs) > 1 else ""))
             timeout = job.timeout_seconds or self.settings.job_timeout
             self._running.runs[job.id] = Run(
-                handle=handle,
-                deadline=time.monotonic() + timeout if timeout else None,
-                timeout=timeout,
-                log=job_log,
-                kind=job.kind,
-            )
+                handle=handle, deadline=time.monotonic() + timeout if timeout else None,
+                timeout=timeout, log=job_log, kind=job.kind)
         self.on_change(dict.fromkeys([job.id for job in jobs], False))

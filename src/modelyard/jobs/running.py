@@ -2,7 +2,8 @@
 
 Only the dispatcher's loop thread reads and changes it. A worker holds one slot however many
 jobs it runs (a pack), and a refillable pack holds its slot while idle between fills. A job leaves
-it through :meth:`Running.end` once, whatever ended it, which observes its duration.
+it through :meth:`Running.end` (or its halves) once, whatever ended it, which observes its
+duration.
 """
 
 from __future__ import annotations
@@ -46,10 +47,18 @@ class Running:
     def end(self, job_id: str, outcome: str) -> Run | None:
         """Take ``job_id`` out of the running jobs, observing its duration under ``outcome``
         (a job state); None if it was not running here (already ended)."""
-        run = self.runs.pop(job_id, None)
+        run = self.take(job_id)
+        self.ended(run, outcome)
+        return run
+
+    def take(self, job_id: str) -> Run | None:
+        """:meth:`end` in two halves, for an outcome known only once the store has been
+        written: the job's slot is free even if that write fails. Call :meth:`ended` next."""
+        return self.runs.pop(job_id, None)
+
+    def ended(self, run: Run | None, outcome: str) -> None:
         if run is not None:
             self.metrics.job_ended(run.kind, outcome, time.monotonic() - run.started)
-        return run
 
     def slots_used(self) -> int:
         """Workers alive: one per handle, whether it runs one job, several, or none yet."""
