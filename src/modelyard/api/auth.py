@@ -59,6 +59,7 @@ RULES: tuple[tuple[str, Role, Role], ...] = (
     ("/labels", Role.viewer, Role.trainer),
     ("/serving/", Role.viewer, Role.trainer),
     ("/models", Role.viewer, Role.approver),  # approve, stages, rollback, policy
+    ("/metrics", Role.viewer, Role.viewer),  # Prometheus scrapes with a viewer's token
     *((path, Role.viewer, Role.viewer) for path in sorted(DOCS_PATHS)),
 )
 """Who may do what, by path: one table, read by the middleware and by the OpenAPI document. A
