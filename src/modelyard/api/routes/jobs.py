@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from modelyard.api.deps import Services, Who, db_session, require_token, services
 from modelyard.api.notify import wait_for
 from modelyard.api.params import INT64_MAX, Offset, OptionalModelName, TenantValue
+from modelyard.api.plot_schemas import JobPlots, plots_of
 from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.schemas import (
     JobDetail,
@@ -36,7 +37,7 @@ from modelyard.api.schemas import (
 )
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict
-from modelyard.jobs import fleet, replay, store
+from modelyard.jobs import fleet, listing, plots, replay, store
 from modelyard.jobs.states import JobState
 from modelyard.request.limits import MAX_LABEL_CHARS, MAX_TENANTS
 
@@ -102,13 +103,15 @@ def list_jobs(
     project: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
     model_name: OptionalModelName = None,
     parent_id: Annotated[str | None, Query(max_length=64)] = None,
+    search: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS, description=(
+        "the start of a job's id, or part of its model's or project's name"))] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
 ) -> JobList:
     """Jobs, newest first; a fleet's children only with ``parent_id``."""
-    rows, total = store.list_jobs(session, state=state, owner=owner, project=project,
-                                  model_name=model_name, parent_id=parent_id, limit=limit,
-                                  offset=offset)
+    where = listing.JobFilter(state=state, owner=owner, project=project, model_name=model_name,
+                              parent_id=parent_id, search=search)
+    rows, total = listing.list_jobs(session, where, limit=limit, offset=offset)
     shown = redactor_for(svc.settings)
     return JobList(jobs=[summary_of(j, redact=shown.text) for j in rows], total=total,
                    limit=limit, offset=offset)
@@ -161,6 +164,16 @@ def job_logs(
     return PlainTextResponse(
         data.decode("utf-8", errors="replace"), headers={"X-Log-Offset": str(offset + len(data))}
     )
+
+
+@router.get("/jobs/{job_id}/plots", responses=error_responses(409))
+def job_plots(job_id: str, svc: Annotated[Services, Depends(services)],
+              session: Annotated[Session, Depends(db_session)]) -> JobPlots:
+    """A succeeded job's evaluation plots, from its holdout scores: ROC, precision-recall,
+    calibration and score histograms by class (binary); predicted against actual and the
+    residuals (regression); the confusion matrix (multi-class). 409 before it succeeded."""
+    job = store.read_job(session, job_id)
+    return plots_of(plots.job_plots(ArtifactStore(svc.settings.artifact_root), job))
 
 
 @router.post("/job/{job_id}/cancel", responses=error_responses(409))
