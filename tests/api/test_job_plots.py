@@ -82,8 +82,12 @@ def test_regression_gets_residuals_and_multiclass_a_confusion_matrix(
     plots = _plots(server, reg_id)
     assert plots["task"] == "regression" and plots["roc"] is None
     assert sum(plots["residuals"]["counts"]) == plots["holdout_rows"]
-    assert len(plots["predicted_vs_actual"]["x"]) <= 200
-    assert plots["predicted_vs_actual"]["x"] == sorted(plots["predicted_vs_actual"]["x"])
+    binned = plots["predicted_vs_actual"]
+    assert len(binned["x"]) == 50 and binned["x"] == sorted(binned["x"])
+    actual = _tsv(reg_result["evaluation_holdout_label_path"])["label"].to_numpy()
+    predicted = _tsv(reg_result["evaluation_holdout_data_path"])["score"].to_numpy()
+    assert np.average(binned["y"], weights=[len(b) for b in np.array_split(actual, 50)]) == (
+        pytest.approx(predicted.mean())), "the bins' means weigh up to the mean prediction"
 
     plots = _plots(server, multi_id)
     labels = _tsv(multi_result["evaluation_holdout_label_path"])["label"].astype(str)

@@ -44,8 +44,9 @@ class JobPlots(BaseModel):
                                       "against the mean score, in 10 bins")
     score_histograms: list[Histogram] = Field(default_factory=list,
                                               description="binary: the scores of each class")
-    predicted_vs_actual: Curve | None = Field(None, description="regression: a sample of the "
-                                              "rows, x actual, y predicted")
+    predicted_vs_actual: Curve | None = Field(None, description="regression: the mean "
+                                              "prediction (y) in 50 equal-count bins of the "
+                                              "actual value (x)")
     residuals: Histogram | None = Field(None, description="regression: actual - predicted")
     confusion: ConfusionMatrix | None = Field(None, description="multi-class")
     notes: list[str] = Field(default_factory=list, description="why a plot is missing")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Annotated, Any, Literal
 
@@ -38,6 +37,7 @@ from modelyard.api.schemas import (
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict
 from modelyard.jobs import fleet, listing, plots, replay, store
+from modelyard.jobs.joblog import JobLog
 from modelyard.jobs.states import JobState
 from modelyard.request.limits import MAX_LABEL_CHARS, MAX_TENANTS
 
@@ -152,26 +152,17 @@ def job_logs(
     offset: Annotated[int, Query(ge=0, le=INT64_MAX,
                                  description="byte offset to read from (for tailing)")] = 0,
 ) -> PlainTextResponse:
-    job = store.read_job(session, job_id)
-    path = job.log_file
-    if not path or not os.path.exists(path):
-        return PlainTextResponse("", headers={"X-Log-Offset": "0"})
-    with open(path, "rb") as fh:
-        # Past the end there is nothing to read (and a seek that far fails with EINVAL).
-        offset = min(offset, os.fstat(fh.fileno()).st_size)
-        fh.seek(offset)
-        data = fh.read()
-    return PlainTextResponse(
-        data.decode("utf-8", errors="replace"), headers={"X-Log-Offset": str(offset + len(data))}
-    )
+    text, end = JobLog(store.read_job(session, job_id).log_file).read(offset)
+    return PlainTextResponse(text, headers={"X-Log-Offset": str(end)})
 
 
 @router.get("/jobs/{job_id}/plots", responses=error_responses(409))
 def job_plots(job_id: str, svc: Annotated[Services, Depends(services)],
               session: Annotated[Session, Depends(db_session)]) -> JobPlots:
     """A succeeded job's evaluation plots, from its holdout scores: ROC, precision-recall,
-    calibration and score histograms by class (binary); predicted against actual and the
-    residuals (regression); the confusion matrix (multi-class). 409 before it succeeded."""
+    calibration and score histograms by class (binary); the mean prediction against the actual
+    value and the residuals (regression); the confusion matrix (multi-class). 409 before it
+    succeeded."""
     job = store.read_job(session, job_id)
     return plots_of(plots.job_plots(ArtifactStore(svc.settings.artifact_root), job))
 
