@@ -26,6 +26,9 @@ from modelyard.registry import store as registry
 
 MAX_COMPARED = 10
 _NOT_COMPARED = {"notes", "task", "holdout_rows", "positive_class"}
+# Which way is better, for the metrics evaluation computes (a delta of another is uncoloured).
+HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "accuracy": True, "f1_macro": True,
+                    "r2": True, "rmse": False, "mae": False, "log_loss": False, "brier": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +52,14 @@ class MetricRow:
     name: str
     values: list[Any]
     deltas: list[float | None]
+    higher_is_better: bool | None = None
+
+    def better(self, i: int) -> bool | None:
+        """Whether job i's delta is an improvement (None: no delta, or no known direction)."""
+        delta = self.deltas[i]
+        if not delta or self.higher_is_better is None:
+            return None
+        return (delta > 0) == self.higher_is_better
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +125,9 @@ def job_ids_of_versions(session: Session, model_name: str, versions: Sequence[in
 
 def compare_jobs(session: Session, artifacts: ArtifactStore, job_ids: Sequence[str], *,
                  redact: Callable[[str], str]) -> Comparison:
-    """``job_ids`` side by side (the first is the baseline); ``redact`` rewrites the server's
-    paths in what the comparison shows (the data files').
+    """``job_ids`` side by side, oldest first: the first trained is the baseline that deltas
+    and diffs are taken against. ``redact`` rewrites the server's paths in what the comparison
+    shows (the data files').
 
     Raises:
         RequestError: fewer than two jobs, more than :data:`MAX_COMPARED`, or one twice.
@@ -129,7 +141,10 @@ def compare_jobs(session: Session, artifacts: ArtifactStore, job_ids: Sequence[s
     if missing:
         raise NotFound(f"no job {missing[0]!r} to compare; list jobs with GET /jobs")
     versions = {v.job_id: v for v in registry.versions_of_jobs(session, job_ids)}
-    jobs = [_compared(artifacts, rows[j], versions.get(j)) for j in job_ids]
+    oldest_first = sorted(job_ids, key=lambda j: (rows[j].created_at, j))
+    jobs = [_compared(artifacts, rows[j], versions.get(j)) for j in oldest_first]
+    if len({j.label for j in jobs}) < len(jobs):  # versions of different models or tenants
+        jobs = [dataclasses.replace(j, label=j.job_id[:8]) for j in jobs]
     return Comparison(
         jobs=jobs, metrics=_metric_rows(jobs),
         same_rows=_same_rows(session, jobs, versions),
@@ -160,7 +175,8 @@ def _metric_rows(jobs: list[ComparedJob]) -> list[MetricRow]:
     rows = []
     for name in names:
         values = [j.metrics.get(name) for j in jobs]
-        rows.append(MetricRow(name, values, [_delta(values[0], v) for v in values]))
+        rows.append(MetricRow(name, values, [_delta(values[0], v) for v in values],
+                              HIGHER_IS_BETTER.get(name)))
     return rows
 
 

@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from modelyard.api.deps import Services, services
-from modelyard.api.params import Offset, OptionalModelName
+from modelyard.api.params import Offset
 from modelyard.api.redact import redactor_for
 from modelyard.api.schemas import JobSummary, summary_of
+from modelyard.errors import RequestError
 from modelyard.jobs import listing
 from modelyard.jobs.states import JobState
 from modelyard.request.limits import MAX_LABEL_CHARS
@@ -57,8 +58,8 @@ class JobsQuery:
 
 
 def jobs_query(
-    state: JobState | None = None, model_name: OptionalModelName = None, owner: Label = None,
-    project: Label = None, search: Label = None,
+    state: Annotated[str | None, Query(max_length=16)] = None, model_name: Label = None,
+    owner: Label = None, project: Label = None, search: Label = None,
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE, offset: Offset = 0,
     jobs: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 (FastAPI copies it)
 ) -> JobsQuery:
@@ -66,9 +67,20 @@ def jobs_query(
     def given(value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
-    where = listing.JobFilter(state=state, model_name=given(model_name), owner=given(owner),
-                              project=given(project), search=given(search))
+    where = listing.JobFilter(state=job_state(state), model_name=given(model_name),
+                              owner=given(owner), project=given(project), search=given(search))
     return JobsQuery(where, limit, offset, frozenset(jobs))
+
+
+def job_state(value: str | None) -> JobState | None:
+    """The state filter: empty (the form's "any") is none."""
+    if not value:
+        return None
+    try:
+        return JobState(value)
+    except ValueError:
+        raise RequestError(f"state: {value!r} is not a job state; use one of "
+                           f"{', '.join(s.value for s in JobState)}, or none for any") from None
 
 
 Query_ = Annotated[JobsQuery, Depends(jobs_query)]
