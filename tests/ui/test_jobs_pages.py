@@ -39,20 +39,32 @@ def test_the_jobs_table_lists_the_jobs_and_filtering_by_state_narrows_it(
     assert set(rows.evaluate_all("rs => rs.map(r => r.dataset.state)")) == {"failed"}
 
 
-def test_a_listed_job_that_runs_updates_live_and_the_polling_stops_when_it_ends(
-        logged_in: Page, ui_server: UiServer) -> None:
+def _sleeping_job(ui_server: UiServer, project: str) -> str:
     request = with_workflow(example_request("tiny.parquet"), "Sleeps", seconds=120)
-    project = f"live-{uuid.uuid4().hex[:8]}"
     request["metadata"] = {**request["metadata"], "model_name": "ui-sleeps",  # type: ignore[dict-item]
                            "project": project}
     with ui_server.client("ann") as ann:
-        job_id = ann.train(request)
-    logged_in.goto(f"{ui_server.url}/ui/jobs?project={project}")
-    body = logged_in.locator("#job-rows")
-    expect(body).to_have_attribute("data-live", "1")
+        return ann.train(request)
+
+
+def test_running_jobs_update_live_and_the_polling_stops_when_they_end(
+        logged_in: Page, ui_server: UiServer) -> None:
+    project = f"live-{uuid.uuid4().hex[:8]}"
+    watched, listed = _sleeping_job(ui_server, project), _sleeping_job(ui_server, project)
     with ui_server.client() as admin:
-        admin.cancel(job_id)
-    row = logged_in.locator(f'#job-rows tr[data-job="{job_id}"]')
+        logged_in.goto(f"{ui_server.url}/ui/jobs/{watched}")
+        expect(logged_in.locator("#job-log")).to_have_attribute("data-live", "1")
+        admin.cancel(watched)
+        # The log's poll sees the job ended and reloads the page, which shows how.
+        expect(logged_in.locator("#failure")).to_contain_text("cancelled through the API",
+                                                              timeout=20_000)
+        expect(logged_in.locator("#job-log")).to_have_attribute("data-live", "0")
+
+        logged_in.goto(f"{ui_server.url}/ui/jobs?project={project}")
+        body = logged_in.locator("#job-rows")
+        expect(body).to_have_attribute("data-live", "1")
+        admin.cancel(listed)
+    row = logged_in.locator(f'#job-rows tr[data-job="{listed}"]')
     expect(row).to_have_attribute("data-state", "cancelled", timeout=20_000)
     expect(body).to_have_attribute("data-live", "0")
     expect(body).not_to_have_attribute("hx-trigger", re.compile("."))
@@ -94,6 +106,14 @@ def test_a_failed_job_shows_its_reason(logged_in: Page, ui_server: UiServer) -> 
     expect(failure).to_contain_text(seeded.failed_reason)
     expect(failure).to_contain_text("DataError")
     expect(logged_in.locator("#no-plots")).to_contain_text("ended failed")
+
+
+def test_a_fleet_job_links_to_its_fleet_page(logged_in: Page, ui_server: UiServer) -> None:
+    fleet = ui_server.seeded.fleet_job
+    logged_in.goto(f"{ui_server.url}/ui/jobs/{fleet}")
+    expect(logged_in.locator("#fleet-link")).to_have_attribute("href", f"/ui/fleets/{fleet}")
+    expect(logged_in.locator("#no-plots")).to_contain_text("is a fleet: its models are its "
+                                                           "children's")
 
 
 def test_comparing_two_ticked_jobs_shows_metrics_curves_and_diffs(
