@@ -95,12 +95,12 @@ def test_hist_gradient_boosting_explained_by_tree_shap(
 
 
 @SQLITE
-def test_one_hot_model_explained_by_permutation_on_the_request_columns(
+def test_one_hot_model_explained_by_kernel_shap_on_the_request_columns(
         server: ServerProcess, client: Client, fraud_request: dict[str, Any]) -> None:
     name = _production(client, fraud_request, "sklearn", FEATURES,
                        estimator="sklearn.linear_model.LogisticRegression")
     answer = _explain(server, name, _rows(server, FEATURES, 3), top=3)
-    assert answer["explanation"]["method"] == "permutation"
+    assert answer["explanation"]["method"] == "kernel_shap"
     assert answer["explanation"]["output"] == "score"
     # One-hot columns come back as their feature: charge_country, never charge_country_US.
     _check_additive(answer, np.asarray(answer["scores"]), FEATURES, top=3)

@@ -15,7 +15,7 @@ version is chosen once, when it is first asked (:func:`explainer_for`):
   gradient boosting (the ``explain`` extra), on the margin the explainer reports, and used only
   where its values add up to the model's own output on the rows explained (it does not know
   histogram gradient boosting's categorical splits, for one);
-* ``permutation``: for any other model, ``shap``'s permutation explainer of the workflow's own
+* ``kernel_shap``: for any other model, ``shap``'s Kernel SHAP of the workflow's own
   ``predict`` against a reference row (:mod:`modelyard.serving.explain_agnostic`), for at most
   :data:`~modelyard.serving.explain_agnostic.MAX_ROWS` rows per request.
 
@@ -128,6 +128,6 @@ def not_available(label: str, why: str) -> RequestError:
         f"explain: not available for {label}: {why}. Explanations cover binary classifiers "
         "and regressions: LightGBM and XGBoost by their own contributions, scikit-learn trees "
         "and histogram gradient boosting by shap's TreeExplainer, other models by a "
-        "permutation method against their training profile; send the request without "
+        "Kernel SHAP against their training profile; send the request without "
         "\"explain\"")
 

@@ -1,4 +1,4 @@
-"""The model-agnostic explainer: ``shap``'s permutation explainer of the workflow's ``predict``.
+"""The model-agnostic explainer: ``shap``'s Kernel SHAP of the workflow's ``predict``.
 
 Any version is explained this way when no tree explainer fits it: a user's workflow, a linear
 model behind one-hot columns, the torch network. It sees the model only through the workflow's
@@ -7,9 +7,13 @@ own ``predict`` on the request's columns, so encoders need no mapping back.
 The background is one reference row, built from the version's training profile
 (:mod:`modelyard.monitoring.profile`, stored when it trained): each number's median and each
 category's most frequent value. A feature is "absent" when it takes the reference row's value,
-so the base value is the model's score of that row, and a row's contributions add up exactly to
-its score minus the base value. The cost is a few hundred predictions of one row per row
-explained, so a request explains at most :data:`MAX_ROWS` rows this way.
+so the base value is the model's score of that row, and a row's contributions add up to its
+score minus the base value (Kernel SHAP's constraint). With up to 8 features every coalition is
+scored and the values are exact Shapley values; with more, :data:`MAX_EVALS` sampled coalitions
+estimate them. That is one predict call of up to :data:`MAX_EVALS` rows per row explained, so a
+request explains at most :data:`MAX_ROWS` rows this way. (Kernel SHAP rather than shap's
+permutation explainer: that one compiles numba code at its first call in each process, which a
+server's first explain request would wait for.)
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from modelyard.runtime.workflow import Workflow
 from modelyard.serving.explain import Attribution, Output, not_available
 from modelyard.serving.schema import RowSchema
 
-MAX_ROWS = 20  # rows one request may have explained by permutation
-MAX_EVALS = 500  # predictions per row explained (at least 2 x features + 1)
+MAX_ROWS = 20  # rows one request may have explained this way
+MAX_EVALS = 512  # predictions per row explained: the coalitions Kernel SHAP scores
 
 
-class Permutation:
-    method = "permutation"
+class KernelShap:
+    method = "kernel_shap"
     output: Output = "score"  # what the workflow's predict returns
 
     def __init__(self, workflow: Workflow, model: Any, schema: RowSchema,
@@ -46,18 +50,18 @@ class Permutation:
         if len(rows) > MAX_ROWS:
             raise RequestError(
                 f"rows: {len(rows)} rows to explain, but {self.schema.label} is explained by "
-                f"permutation, at most {MAX_ROWS} rows per request; send fewer rows with "
+                f"Kernel SHAP, at most {MAX_ROWS} rows per request; send fewer rows with "
                 "\"explain\"")
         import shap
 
         codec = _Codec(self.features, [*rows, self.reference])
-        explainer = shap.PermutationExplainer(
-            self._scorer(codec), shap.maskers.Independent(codec.encode([self.reference])),
-            seed=0)
-        evals = max(MAX_EVALS, 2 * len(self.features) + 1)
-        out = explainer(codec.encode(rows), max_evals=evals, batch_size=evals, silent=True)
-        return Attribution(np.asarray(out.values, dtype=np.float64),
-                           np.asarray(out.base_values, dtype=np.float64).reshape(-1))
+        explainer = shap.KernelExplainer(self._scorer(codec), codec.encode([self.reference]),
+                                         link="identity")
+        # Every coalition of up to 8 features fits in MAX_EVALS: their values are exact then.
+        values = explainer.shap_values(codec.encode(rows), nsamples=MAX_EVALS, l1_reg=False,
+                                       silent=True)
+        base = np.full(len(rows), float(np.asarray(explainer.expected_value).reshape(-1)[0]))
+        return Attribution(np.asarray(values, dtype=np.float64).reshape(len(rows), -1), base)
 
     def _scorer(self, codec: _Codec) -> Any:
         def score(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -12,7 +12,7 @@ from modelyard.errors import NotFound
 from modelyard.monitoring.profile import Profile
 from modelyard.runtime.workflow import Workflow
 from modelyard.serving.explain import Explainer, Explanation, explain, not_available
-from modelyard.serving.explain_agnostic import Permutation
+from modelyard.serving.explain_agnostic import KernelShap
 from modelyard.serving.explain_trees import Inexact, tree_explainer
 from modelyard.serving.loading import LoadedModel
 
@@ -32,13 +32,13 @@ def explain_rows(loaded: LoadedModel, store: ArtifactStore, rows: Sequence[Mappi
     try:
         return explain(loaded.explainer, loaded.ref.features, rows, top)
     except Inexact as exc:
-        log.info("%s: %s; explained by permutation from now on", loaded.schema.label, exc)
-        loaded.explainer = permutation_for(loaded, store)
+        log.info("%s: %s; explained by Kernel SHAP from now on", loaded.schema.label, exc)
+        loaded.explainer = kernel_shap_for(loaded, store)
         return explain(loaded.explainer, loaded.ref.features, rows, top)
 
 
 def explainer_for(loaded: LoadedModel, store: ArtifactStore) -> Explainer:
-    """The tree explainer of a built-in tree pipeline, else the permutation method."""
+    """The tree explainer of a built-in tree pipeline, else Kernel SHAP."""
     steps = getattr(loaded.model, "steps", None)
     estimator = steps[-1][1] if isinstance(steps, list) and steps else loaded.model
     classes = getattr(estimator, "classes_", None)
@@ -52,10 +52,10 @@ def explainer_for(loaded: LoadedModel, store: ArtifactStore) -> Explainer:
         log.info("%s: no tree explainer (%s: %s)", loaded.schema.label, type(exc).__name__,
                  exc)
         tree = None
-    return tree if tree is not None else permutation_for(loaded, store)
+    return tree if tree is not None else kernel_shap_for(loaded, store)
 
 
-def permutation_for(loaded: LoadedModel, store: ArtifactStore) -> Permutation:
+def kernel_shap_for(loaded: LoadedModel, store: ArtifactStore) -> KernelShap:
     label = loaded.schema.label
     try:
         import shap  # noqa: F401
@@ -69,4 +69,4 @@ def permutation_for(loaded: LoadedModel, store: ArtifactStore) -> Permutation:
     except NotFound:
         raise not_available(label, "it has no training profile to compare rows with (it was "
                             "trained before profiles were kept); retrain it") from None
-    return Permutation(loaded.workflow, loaded.model, loaded.schema, profile)
+    return KernelShap(loaded.workflow, loaded.model, loaded.schema, profile)

@@ -56,7 +56,7 @@ class RowExplanation(BaseModel):
 
 class Explanation(BaseModel):
     method: str = Field(description="lightgbm_pred_contrib, xgboost_pred_contribs, tree_shap "
-                        "or permutation")
+                        "or kernel_shap")
     output: str = Field(description="what contributions add up to: log_odds, raw_score, "
                         "probability, prediction, or score (the version's own scores)")
     rows: list[RowExplanation]
