@@ -25,6 +25,7 @@ from modelyard.artifacts import ArtifactStore
 from modelyard.errors import ModelUnavailable, ModelyardError, NotFound, RequestError
 from modelyard.serving.batching import Batcher, Rows, single_threaded
 from modelyard.serving.degraded import Degraded, DegradedTracker
+from modelyard.serving.explain import Explanation
 from modelyard.serving.explainers import explain_rows
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.production_log import ProductionLog, Served
@@ -129,8 +130,7 @@ class ServingService:
         scores = await self._score(loaded, rows)
         explanation = None
         if explain_top is not None:  # off the batches: ordinary requests never wait for it
-            explanation = await asyncio.get_running_loop().run_in_executor(
-                self.explain_pool, explain_rows, loaded, self.store, rows, explain_top)
+            explanation = await self._explain(loaded, rows, explain_top)
         request_id = uuid.uuid4().hex
         listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)
         at = time.time()
@@ -210,6 +210,19 @@ class ServingService:
                 f"{loaded.schema.label} failed to score these rows ({type(exc).__name__}: "
                 f"{first[:300]}); they fit its training schema, so the model or its workflow "
                 "fails on them: see the server log") from None
+
+    async def _explain(self, loaded: LoadedModel, rows: Rows, top: int) -> Explanation:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.explain_pool, explain_rows, loaded, self.store, rows, top)
+        except ModelyardError:
+            raise
+        except Exception as exc:  # the model or shap failed on rows the model scored
+            log.exception("%s failed to explain a request's rows", loaded.schema.label)
+            raise ModelyardError(
+                f"{loaded.schema.label} scored these rows but could not explain them "
+                f"({type(exc).__name__}: {str(exc).strip()[:300]}); send them without "
+                "\"explain\", and see the server log") from None
 
     async def drain(self) -> None:
         """Wait until queued shadow work is scored and logged, and the production log's buffer
