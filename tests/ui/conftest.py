@@ -21,7 +21,13 @@ Fixtures for every UI test:
     ``problems.allow(regex)``. It saves a full-page screenshot to
     ``$MODELYARD_TEST_ARTIFACTS/screenshots/<test id>.png`` (default ``test-artifacts/``).
 ``logged_in`` (per test)
-    ``page``, logged in as the admin through the login form.
+    ``page``, logged in as the admin through the login form. As someone else:
+    ``login(page, ui_server.url, token=ui_server.seeded.tokens["vera"])`` (a viewer; ``ann``
+    trainer, ``bob`` approver).
+``problems`` (per test), the :class:`PageProblems` that ``page`` records.
+
+``page`` accepts any port of 127.0.0.1: a test that needs a server started with other flags
+starts its own (``tests.conftest.start_server``) and browses it the same way.
 
 A page test::
 
