@@ -54,6 +54,7 @@ from playwright.sync_api import (
     Playwright,
     Request,
     Route,
+    expect,
     sync_playwright,
 )
 
@@ -67,6 +68,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 LOOPBACK = frozenset({"127.0.0.1"})
+# Waits for what a page shows: Playwright's 5 s is too short for ReDoc laying out the whole API
+# on a busy 2-core machine running the suite beside the server and Chromium.
+WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
 
 
 def artifacts_dir() -> Path:
@@ -181,6 +186,7 @@ def page(browser: Browser, problems: PageProblems, request: pytest.FixtureReques
          ) -> Iterator[Page]:
     """A fresh browser context's page that records what went wrong (see the module docstring)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
     context.route("**/*", problems.on_request)
     opened = context.new_page()
     opened.on("console", problems.on_console)
