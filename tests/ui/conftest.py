@@ -72,6 +72,7 @@ LOOPBACK = frozenset({"127.0.0.1"})
 # on a busy 2-core machine running the suite beside the server and Chromium.
 WAIT_MS = 20_000
 expect.set_options(timeout=WAIT_MS)
+MAX_SCREENSHOT_PX = 4000
 
 
 def artifacts_dir() -> Path:
@@ -196,8 +197,12 @@ def page(browser: Browser, problems: PageProblems, request: pytest.FixtureReques
         folder = artifacts_dir() / "screenshots"
         folder.mkdir(parents=True, exist_ok=True)
         if opened.url != "about:blank":
+            # The whole page, down to a limit: ReDoc's is 60,000 px tall, seconds to encode.
+            height = min(MAX_SCREENSHOT_PX, opened.evaluate(
+                "document.documentElement.scrollHeight"))
             opened.screenshot(path=folder / _screenshot_name(request.node.nodeid),
-                              full_page=True)
+                              full_page=True, clip={"x": 0, "y": 0, "width": 1280,
+                                                    "height": height})
     finally:
         context.close()
     if unexpected := problems.unexpected():
