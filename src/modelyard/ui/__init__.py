@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from modelyard.api.browser import STATIC_PREFIX
-from modelyard.ui import jobs, login
+from modelyard.ui import compare, job, jobs, login, pipelines
 from modelyard.ui.render import STATIC_DIR
 
 HOME = "/ui/jobs"
@@ -23,7 +23,10 @@ def add_ui(app: FastAPI) -> None:
     """Mount the UI's pages and assets on ``app``, and send ``/`` to the jobs page."""
     app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(login.router)
-    app.include_router(jobs.router)
+    app.include_router(jobs.router)  # before job's: /ui/jobs/rows is no job's id
+    app.include_router(job.router)
+    app.include_router(compare.router)
+    app.include_router(pipelines.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
