@@ -79,4 +79,4 @@ def test_a_bad_query_parameter_is_a_page_naming_it(browser: httpx.Client) -> Non
     page = browser.get("/ui/jobs", params={"state": "bogus"})
     assert page.status_code == 422
     assert page.headers["content-type"].startswith("text/html")
-    assert "query.state" in page.text
+    assert "state: &#39;bogus&#39; is not a job state" in page.text
