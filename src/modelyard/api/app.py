@@ -12,11 +12,12 @@ import sqlalchemy.exc
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard._version import __version__
 from modelyard.api.auth import AuthMiddleware, document_auth
+from modelyard.api.browser import is_ui
 from modelyard.api.deps import Services, require_token
 from modelyard.api.docs import add_docs
 from modelyard.api.limits import BodyLimitMiddleware
@@ -43,6 +44,8 @@ from modelyard.serving.service import ServingService
 from modelyard.settings import Settings
 from modelyard.sql import make_engine, session_factory, upgrade
 from modelyard.triggers.scheduler import Scheduler
+from modelyard.ui import add_ui
+from modelyard.ui.render import error_page
 
 log = logging.getLogger("modelyard.api")
 
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     )
     app.state.redactor = redactor_for(settings)
     add_docs(app)
+    add_ui(app)
     app.include_router(health.router)
     if run_jobs:
         app.include_router(train.router)
@@ -147,10 +151,12 @@ def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: J
     return dispatcher, runner
 
 
-async def _modelyard_error(request: Request, exc: Exception) -> JSONResponse:
+async def _modelyard_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     redactor: Redactor = request.app.state.redactor
+    if _wants_page(request):
+        return error_page(request, status, type(exc).__name__, redactor.text(str(exc)))
     return JSONResponse({"error": type(exc).__name__, "message": redactor.text(str(exc))},
                         status_code=status, headers=headers)
 
@@ -167,11 +173,18 @@ async def _refused_by_database(request: Request, exc: Exception) -> JSONResponse
         status_code=422)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+def _wants_page(request: Request) -> bool:
+    """A browser loading a UI page gets an HTML error; htmx's requests and the API get JSON."""
+    return is_ui(request.url.path) and "hx-request" not in request.headers
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
     # Summarised: the first errors' loc, msg and type, never the input they were about.
     errors: Any = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail, more = summarize_errors(errors)
     what = "train request" if request.url.path.endswith("/train") else "request"
+    if _wants_page(request):
+        return error_page(request, 422, "Bad request", describe_errors(errors, what))
     return JSONResponse(
         {"error": "RequestError", "message": describe_errors(errors, what),
          "detail": jsonable_encoder(detail), "more_errors": more},

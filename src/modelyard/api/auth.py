@@ -16,8 +16,10 @@ Tokens are looked up by their sha256 in the database, off the event loop, and re
 within that time; one revoked through this server at once. The scheme is matched without
 regard to case (``bearer`` too), as RFC 7235 (section 2.1) says of every auth-scheme.
 ``/docs``, ``/redoc`` and ``/openapi.json`` also take ``?token=``, for browsers; no other route
-does, so that tokens stay out of URLs and logs. ``/healthz`` and the docs' static assets need
-no token.
+does, so that tokens stay out of URLs and logs. The web UI's pages (``/ui/...``) also take the
+session cookie a browser gets at ``/ui/login``, and a change through them needs its CSRF token
+(:mod:`modelyard.api.browser`); a browser without a session is sent to the login page.
+``/healthz``, ``/``, the login page and the static assets need no token.
 """
 
 from __future__ import annotations
@@ -34,14 +36,24 @@ from fastapi import FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelyard.api.browser import (
+    LOGIN_PATH,
+    LOGOUT_PATH,
+    STATIC_PREFIX,
+    csrf_header_ok,
+    is_ui,
+    login_location,
+    session_token,
+)
 from modelyard.auth.roles import ANONYMOUS, SHARED, Identity, Role
 from modelyard.auth.tokens import hash_token, identity_of, tokens_exist
 from modelyard.errors import ConfigurationError, Forbidden, RequestError
 
 CACHE_SECONDS = 5.0
 IDENTITY = "modelyard.identity"  # the scope key the middleware puts the caller under
-PUBLIC_PATHS = frozenset({"/healthz"})
-PUBLIC_PREFIXES = ("/static/",)  # the docs' scripts and styles: no data
+# "/" only redirects to the UI; login and logout check their forms' CSRF token themselves.
+PUBLIC_PATHS = frozenset({"/healthz", "/", LOGIN_PATH, LOGOUT_PATH})
+PUBLIC_PREFIXES = ("/static/", STATIC_PREFIX)  # the pages' scripts and styles: no data
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_CACHED = 10_000
@@ -59,6 +71,9 @@ RULES: tuple[tuple[str, Role, Role], ...] = (
     ("/labels", Role.viewer, Role.trainer),
     ("/serving/", Role.viewer, Role.trainer),
     ("/models", Role.viewer, Role.approver),  # approve, stages, rollback, policy
+    ("/ui/models", Role.viewer, Role.approver),  # the UI's buttons call the same functions
+    ("/ui/jobs", Role.viewer, Role.trainer),
+    ("/ui", Role.viewer, Role.trainer),
     *((path, Role.viewer, Role.viewer) for path in sorted(DOCS_PATHS)),
 )
 """Who may do what, by path: one table, read by the middleware and by the OpenAPI document. A
@@ -175,13 +190,24 @@ class AuthMiddleware:
         if not path or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
+        ui = is_ui(path)
+        if ui and scope["method"] not in READS and not csrf_header_ok(scope):
+            await _refuse(scope, send, 403, "Forbidden", (
+                f"{scope['method']} {path} came without the page's CSRF token (header "
+                "X-CSRF-Token equal to the modelyard_csrf cookie): reload the page and try "
+                "again"), 'Bearer realm="modelyard"')
+            return
         auth: Authenticator = scope["app"].state.services.auth
         if not await auth.enabled():
             scope[IDENTITY] = ANONYMOUS
             await self.app(scope, receive, send)
             return
-        token = _bearer(scope) or (_query_token(scope) if path in DOCS_PATHS else None)
+        token = (_bearer(scope) or (_query_token(scope) if path in DOCS_PATHS else None)
+                 or (session_token(scope) if ui else None))
         identity = await auth.identify(token) if token else None
+        if identity is None and ui and scope["method"] in READS:
+            await _redirect(send, login_location(scope))
+            return
         if identity is None:
             how = " (or ?token=TOKEN on /docs and /redoc)" if path in DOCS_PATHS else ""
             await _refuse(scope, send, 401, "Unauthorized", (
@@ -236,6 +262,13 @@ async def _refuse(scope: Scope, send: Send, status: int, error: str, message: st
         headers.append((b"connection", b"close"))  # a body is coming: do not read it
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode("latin-1")),
+                            (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def document_auth(app: FastAPI) -> None:
