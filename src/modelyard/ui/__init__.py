@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from modelyard.api.browser import STATIC_PREFIX
-from modelyard.ui import fleets, jobs, login, models, monitoring, shadow
+from modelyard.ui import fleets, jobs, login, models, monitoring, pipelines, shadow
 from modelyard.ui.render import STATIC_DIR
 
 HOME = "/ui/jobs"
@@ -24,6 +24,7 @@ def add_ui(app: FastAPI) -> None:
     app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(login.router)
     app.include_router(jobs.router)
+    app.include_router(pipelines.router)
     app.include_router(models.router)
     app.include_router(shadow.router)
     app.include_router(monitoring.router)
