@@ -138,6 +138,9 @@ def test_a_viewer_cannot_press_approve_and_the_gate_refuses_with_its_reason(
     seeded = ui_server.seeded
     model = seeded.multiclass_model  # v1 a candidate that no test approves
     with _session(ui_server, "vera") as viewer:
+        shown = viewer.get(f"/ui/models/{model}")
+        assert shown.status_code == 200 and "approvers only" in shown.text
+        assert "/approve" not in shown.text  # no button a viewer could press
         refused = viewer.post(f"/ui/models/{model}/versions/1/approve",
                               data={"comment": "lgtm", "tenant": "*"})
         assert refused.status_code == 403

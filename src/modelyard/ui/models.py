@@ -14,9 +14,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from modelyard.api.auth import IDENTITY
 from modelyard.api.deps import Services, Who, services
 from modelyard.api.params import ModelName, OptionalTenant, VersionNumber
 from modelyard.api.registry_actions import approve_as, rollback_as, set_stage_as
+from modelyard.auth.roles import ANONYMOUS, Identity, Role
 from modelyard.errors import NotFound, RequestError
 from modelyard.registry import store
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
@@ -45,7 +47,8 @@ def model_page(request: Request, model_name: ModelName,
     if not view.tenants and tenant is None:
         raise NotFound(f"model {model_name!r} has no versions; train one (POST /train with "
                        f"metadata.model_name {model_name!r}) or pick a model at /ui/models")
-    return render(request, "model.html", view=view, policy=policy, tenant=tenant)
+    return render(request, "model.html", view=view, policy=policy, tenant=tenant,
+                  can_change=_can_change(request))
 
 
 @router.post("/ui/models/{model_name}/versions/{version}/stage")
@@ -92,7 +95,15 @@ def _refreshed(request: Request, svc: Services, model_name: str, form: dict[str,
         serving.router.refresh()  # as the JSON routes do: the next predict sees the change
     with svc.sessions() as session:
         view = registry_view(session, model_name, _valid_tenant(shown) if shown else None)
-    return render(request, "_registry.html", view=view, tenant=shown)
+    return render(request, "_registry.html", view=view, tenant=shown,
+                  can_change=_can_change(request))
+
+
+def _can_change(request: Request) -> bool:
+    """Whether the caller may press the buttons (an approver, as the JSON routes require);
+    the middleware refuses anyone else's click whether or not the page shows them."""
+    who: Identity = request.scope.get(IDENTITY, ANONYMOUS)
+    return who.role.allows(Role.approver)
 
 
 def _stage(value: str) -> Stage:
