@@ -203,3 +203,23 @@ def test_the_monitoring_page_lists_the_models_triggers_and_its_runs_steps(
     assert run_id[:8] in runs and "state-failed" in runs
     assert re.search(r'state-failed"[^>]*>fit<', runs), runs
     assert re.search(r'state-skipped"[^>]*>check<', runs), runs
+
+
+def test_the_policy_form_replaces_the_policy_and_names_a_bad_field(ui_server: UiServer) -> None:
+    model = ui_server.seeded.multiclass_model
+    form = {"metric": "accuracy", "higher_is_better": "on", "min_improvement": "0.01",
+            "require_same_holdout": "on", "four_eyes": "on", "min_holdout_rows": "10",
+            "min_holdout_positives": "0", "max_score_psi": "", "max_latency_ms_per_row": "",
+            "fleet_promotion": "auto"}
+    with _session(ui_server) as admin:
+        bad = admin.post(f"/ui/models/{model}/policy", data={**form, "min_holdout_rows": "many"})
+        assert bad.status_code == 422
+        assert bad.json()["message"].startswith("min_holdout_rows: ")
+        saved = admin.post(f"/ui/models/{model}/policy", data=form)
+        assert saved.status_code == 200, saved.text
+        assert 'id="policy-section"' in saved.text and "min holdout rows 10" in saved.text
+    with ui_server.client() as client:
+        policy = client._call("GET", f"/models/{model}/policy").json()
+    assert (policy["metric"], policy["min_holdout_rows"], policy["auto_promote"],
+            policy["max_score_psi"], policy["updated_by"]) == ("accuracy", 10, False, None,
+                                                                "token")

@@ -11,11 +11,12 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from modelyard.api.auth import actor_of
+from modelyard.api.registry_schemas import PolicyIn
 from modelyard.auth.roles import Identity
 from modelyard.jobs import store as jobs
 from modelyard.registry import store
 from modelyard.registry.stages import Stage
-from modelyard.registry.tables import VersionRow
+from modelyard.registry.tables import PolicyRow, VersionRow
 
 
 def set_stage_as(session: Session, who: Identity, model_name: str, version: int, to: Stage, *,
@@ -37,6 +38,13 @@ def approve_as(session: Session, who: Identity, model_name: str, version: int, *
                                  approver=actor_of(who, claimed, "user"), comment=comment,
                                  tenant=tenant, identified=who.authenticated,
                                  submitted_by=submitted_by)
+
+
+def set_policy_as(session: Session, who: Identity, model_name: str, policy: PolicyIn
+                  ) -> PolicyRow:
+    """Replace the model's policy (a field not given takes its default)."""
+    return store.set_policy(session, model_name, actor=actor_of(who, policy.actor, "actor"),
+                            **policy.model_dump(exclude={"actor"}))
 
 
 def rollback_as(session: Session, who: Identity, model_name: str, *, tenant: str, reason: str,

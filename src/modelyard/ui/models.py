@@ -13,11 +13,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 
 from modelyard.api.auth import IDENTITY
 from modelyard.api.deps import Services, Who, services
 from modelyard.api.params import ModelName, OptionalTenant, VersionNumber
-from modelyard.api.registry_actions import approve_as, rollback_as, set_stage_as
+from modelyard.api.registry_actions import approve_as, rollback_as, set_policy_as, set_stage_as
+from modelyard.api.registry_schemas import PolicyIn
 from modelyard.auth.roles import ANONYMOUS, Identity, Role
 from modelyard.errors import NotFound, RequestError
 from modelyard.registry import store
@@ -84,6 +86,44 @@ async def rollback_action(request: Request, model_name: ModelName,
         rollback_as(session, who, model_name, tenant=tenant, reason=_text(form, "reason"),
                     claimed=form.get("actor") or None)
     return _refreshed(request, svc, model_name, form)
+
+
+@router.post("/ui/models/{model_name}/policy")
+async def policy_action(request: Request, model_name: ModelName,
+                        svc: Annotated[Services, Depends(services)], who: Who) -> HTMLResponse:
+    policy = policy_of_form(await read_form(request))
+    with svc.sessions() as session:
+        row = set_policy_as(session, who, model_name, policy)
+    return render(request, "_policy.html", policy=row, can_change=_can_change(request))
+
+
+def policy_of_form(form: dict[str, str]) -> PolicyIn:
+    """The policy form as ``PUT /models/{name}/policy``'s body: an unticked box is false, an
+    empty guard rail is off.
+
+    Raises:
+        RequestError: a field is not what the policy takes (named, with why).
+    """
+    values: dict[str, object] = {name: name in form for name in _BOXES}
+    for name in _FIELDS:
+        value = form.get(name, "").strip()
+        if value or name not in _OPTIONAL:
+            values[name] = value
+    if form.get("actor"):
+        values["actor"] = form["actor"]
+    try:
+        return PolicyIn.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = ".".join(str(p) for p in first["loc"])
+        raise RequestError(f"{field_name}: {first['msg']}; got {values.get(field_name)!r}"
+                           ) from None
+
+
+_BOXES = ("auto_promote", "higher_is_better", "require_same_holdout", "four_eyes")
+_FIELDS = ("metric", "min_improvement", "min_holdout_rows", "min_holdout_positives",
+           "max_score_psi", "max_latency_ms_per_row", "fleet_promotion")
+_OPTIONAL = ("max_score_psi", "max_latency_ms_per_row")
 
 
 def _refreshed(request: Request, svc: Services, model_name: str, form: dict[str, str]

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from modelyard.api.auth import actor_of
 from modelyard.api.deps import Who, db_session, require_token
 from modelyard.api.params import (
     INT32_MAX,
@@ -19,7 +18,12 @@ from modelyard.api.params import (
     Tenant,
     VersionNumber,
 )
-from modelyard.api.registry_actions import approve_as, rollback_as, set_stage_as
+from modelyard.api.registry_actions import (
+    approve_as,
+    rollback_as,
+    set_policy_as,
+    set_stage_as,
+)
 from modelyard.api.registry_schemas import (
     Approval,
     EventList,
@@ -133,9 +137,7 @@ def read_policy(session: DB, model_name: ModelName) -> Policy:
 
 @router.put("/{model_name}/policy", responses=error_responses(400))
 def set_policy(session: DB, model_name: ModelName, body: PolicyIn, who: Who) -> Policy:
-    return policy_of(store.set_policy(session, model_name,
-                                      actor=actor_of(who, body.actor, "actor"),
-                                      **body.model_dump(exclude={"actor"})))
+    return policy_of(set_policy_as(session, who, model_name, body))
 
 
 @router.get("/{model_name}/versions/{version}/export", response_class=Response, responses={
