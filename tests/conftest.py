@@ -227,3 +227,28 @@ def with_workflow(req: dict[str, object], name: str, **params: object) -> dict[s
     out = dict(req)
     out["train"] = {**req["train"], "workflow_name": name, "custom_params": params}  # type: ignore[dict-item]
     return out
+
+
+class Scrape:
+    """One scrape of a server's ``/metrics``, parsed as Prometheus parses it."""
+
+    def __init__(self, text: str) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        self.samples = [s for family in text_string_to_metric_families(text)
+                        for s in family.samples]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sample ``name`` whose labels include ``labels``; 0 if there is none (a series
+        not observed yet). Fails if several match."""
+        found = [s.value for s in self.samples
+                 if s.name == name and labels.items() <= s.labels.items()]
+        assert len(found) <= 1, f"{len(found)} samples {name}{labels}"
+        return found[0] if found else 0.0
+
+
+def scrape(url: str, token: str | None = None) -> Scrape:
+    answer = httpx.get(f"{url}/metrics", timeout=30,
+                       headers={"Authorization": f"Bearer {token}"} if token else None)
+    answer.raise_for_status()
+    return Scrape(answer.text)

@@ -32,6 +32,7 @@ MATRIX: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/models", None, Role.viewer, 200),
     ("GET", "/models/nomodel/policy", None, Role.viewer, 200),
     ("GET", "/serving/stats", None, Role.viewer, 200),
+    ("GET", "/metrics", None, Role.viewer, 200),  # Prometheus scrapes with a viewer's token
     ("GET", "/whoami", None, Role.viewer, 200),
     ("POST", "/train", {}, Role.trainer, 422),
     ("POST", "/jobs/0123/cancel", None, Role.trainer, 404),

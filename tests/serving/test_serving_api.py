@@ -20,7 +20,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from modelyard.client import Client
-from tests.conftest import ServerProcess, wait_until, with_workflow
+from tests.conftest import ServerProcess, scrape, wait_until, with_workflow
 
 FEATURES = ["charge_type", "charge_amount", "charge_country", "card_age_days", "hour_of_day"]
 # Scoring, the shadow scorer, the shadow and label logs (parquet) and exports do not touch the
@@ -370,6 +370,10 @@ def test_a_serving_replica_serves_what_the_training_server_promotes(
         assert httpx.post(f"{url}/train", json={}).status_code == 404  # no training here
         rows = _rows(server, 3)
         assert _predict(url, model["name"], rows).json()["version"] == 1
+        # A replica exposes serving's own metrics; the job store's are the training server's.
+        metrics = scrape(url)
+        assert metrics.value("modelyard_predict_latency_seconds_count", model=model["name"]) == 1
+        assert not [s for s in metrics.samples if s.name == "modelyard_jobs"]
 
         def serves(version: int | None) -> None:
             def served() -> int | None:

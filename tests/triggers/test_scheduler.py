@@ -20,7 +20,7 @@ import yaml
 
 from modelyard.client import Client
 from modelyard.synthetic import example_request, payments_table, write_payments
-from tests.conftest import ServerProcess, start_server, wait_until
+from tests.conftest import ServerProcess, scrape, start_server, wait_until
 
 FEATURES = ["charge_type", "charge_amount", "charge_country", "card_age_days", "hour_of_day"]
 
@@ -216,6 +216,26 @@ def test_one_pipeline_whose_request_file_went_bad_stops_no_other_pipelines_trigg
                             "triggers": [{"type": "new_data", "every": "1s"}]})
     (run,) = _ended(client, name, 1, timeout=60)
     assert run["started_by"] == "trigger:new_data"
+
+
+def test_trigger_firings_and_a_failing_pipeline_show_in_the_metrics(
+        sched: ServerProcess, client: Client) -> None:
+    name = _name()
+    failing = {"name": "check", "type": "validate_data",
+               "with": {"path": "tiny.parquet", "min_rows": 10**9}}
+    client.create_pipeline({"name": name, "model": name, "steps": [failing],
+                            "triggers": [{"type": "new_data", "every": "1s"}]})
+    (run,) = _ended(client, name, 1, timeout=60)
+    assert run["state"] == "failed", run
+
+    def shown() -> bool:  # the store's figures are read at most once a second
+        metrics = scrape(sched.url)
+        return (metrics.value("modelyard_trigger_firings_total", pipeline=name,
+                              trigger="new_data") == 1
+                and metrics.value("modelyard_pipeline_runs", pipeline=name, state="failed") == 1
+                and metrics.value("modelyard_pipeline_failing", pipeline=name) == 1)
+
+    wait_until(shown, 10)
 
 
 def test_a_restart_neither_loses_nor_doubles_a_scheduled_run(

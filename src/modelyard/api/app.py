@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard._version import __version__
@@ -21,6 +22,8 @@ from modelyard.api.browser import is_ui
 from modelyard.api.deps import Services, require_token
 from modelyard.api.docs import add_docs
 from modelyard.api.limits import BodyLimitMiddleware
+from modelyard.api.metrics import make_registry
+from modelyard.api.metrics import router as metrics_router
 from modelyard.api.notify import JobNotifier
 from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.routes import (
@@ -37,6 +40,7 @@ from modelyard.api.schemas import error_responses
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
 from modelyard.jobs.dispatcher import Dispatcher
+from modelyard.jobs.metrics import JobMetrics
 from modelyard.pipelines.runner import PipelineRunner
 from modelyard.request.loading import describe_errors, summarize_errors
 from modelyard.serving import routes as serving_routes
@@ -66,15 +70,17 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         sessions = session_factory(engine)
         notifier = JobNotifier()
         notifier.bind(asyncio.get_running_loop())
+        # Made at each start, so an app started again registers its metrics afresh.
+        app.state.metrics = registry = make_registry(sessions, store=run_jobs)
         dispatcher = None
         runner = scheduler = None
         if run_jobs:
-            dispatcher, runner = _start_jobs(settings, sessions, notifier)
+            dispatcher, runner = _start_jobs(settings, sessions, notifier, registry)
             if settings.scheduler:
                 scheduler = Scheduler(settings, sessions, on_run_started=runner.wake)
                 scheduler.start()
         app.state.services = Services(settings, sessions, dispatcher, notifier, runner)
-        serving = ServingService(settings, sessions)
+        serving = ServingService(settings, sessions, registry)
         serving.start()
         app.state.serving = serving
         log.info("modelyard %s: home %s, db %s, %s%s", __version__, settings.home,
@@ -107,6 +113,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     add_docs(app)
     add_ui(app)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     if run_jobs:
         app.include_router(train.router)
         app.include_router(jobs.router)
@@ -130,8 +137,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     return app
 
 
-def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: JobNotifier
-                ) -> tuple[Dispatcher, PipelineRunner]:
+def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: JobNotifier,
+                registry: CollectorRegistry) -> tuple[Dispatcher, PipelineRunner]:
     """Start the executor, the dispatcher and the pipeline runner, which the dispatcher wakes
     whenever a job ends (a pipeline step may be done)."""
     executor = make_executor(settings)
@@ -143,7 +150,8 @@ def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: J
         if runners and any(changes.values()):
             runners[0].wake()
 
-    dispatcher = Dispatcher(settings, sessions, executor, on_change=on_change)
+    dispatcher = Dispatcher(settings, sessions, executor, on_change=on_change,
+                            metrics=JobMetrics(registry))
     runner = PipelineRunner(settings, sessions, dispatcher.wake)
     runners.append(runner)
     dispatcher.start()

@@ -74,6 +74,7 @@ RULES: tuple[tuple[str, Role, Role], ...] = (
     ("/ui/models", Role.viewer, Role.approver),  # the UI's buttons call the same functions
     ("/ui/jobs", Role.viewer, Role.trainer),
     ("/ui", Role.viewer, Role.trainer),
+    ("/metrics", Role.viewer, Role.viewer),  # Prometheus scrapes with a viewer's token
     *((path, Role.viewer, Role.viewer) for path in sorted(DOCS_PATHS)),
 )
 """Who may do what, by path: one table, read by the middleware and by the OpenAPI document. A

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from modelyard.jobs.listing import main_metric
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow, StepRow, TransitionRow
 from modelyard.jsonbody import inline_schema
@@ -93,6 +95,14 @@ class ResultResponse(BaseModel):
     exception_info: ExceptionRecord | None
 
 
+class MainMetric(BaseModel):
+    """A job's headline number: its task's metric (roc_auc, accuracy, rmse)."""
+
+    name: str
+    value: float
+    higher_is_better: bool
+
+
 class JobSummary(BaseModel):
     job_id: str
     state: JobState
@@ -102,7 +112,11 @@ class JobSummary(BaseModel):
     workflow_name: str
     current_step: str | None
     created_at: dt.datetime
+    started_at: dt.datetime | None = None
     finished_at: dt.datetime | None
+    duration_s: float | None = Field(None, description="from its start to its end (or now); "
+                                     "null until a worker started it")
+    main_metric: MainMetric | None = Field(None, description="null until it succeeded")
     model_id: str | None
     error: str | None
     kind: str
@@ -234,6 +248,11 @@ def result_of(job: JobRow) -> JobResult | None:
 
 def summary_of(job: JobRow, *, redact: Callable[[str], str]) -> JobSummary:
     info = job.exception_info or {}
+    metric = main_metric(job.result)
+    duration = None
+    if job.started_at is not None:
+        end = job.finished_at or dt.datetime.now(dt.UTC)
+        duration = round((end - job.started_at).total_seconds(), 3)
     return JobSummary(
         job_id=job.id,
         state=JobState(job.state),
@@ -243,7 +262,10 @@ def summary_of(job: JobRow, *, redact: Callable[[str], str]) -> JobSummary:
         workflow_name=job.workflow_name,
         current_step=job.current_step,
         created_at=job.created_at,
+        started_at=job.started_at,
         finished_at=job.finished_at,
+        duration_s=duration,
+        main_metric=MainMetric(**dataclasses.asdict(metric)) if metric else None,
         model_id=job.model_id,
         error=redact(str(info["message"])) if info.get("message") is not None else None,
         kind=job.kind,

@@ -28,6 +28,7 @@ from modelyard.errors import Conflict
 from modelyard.executors.base import Executor, Refillable, RunHandle
 from modelyard.jobs import claims, fleet, packing, recording, recovery, store
 from modelyard.jobs.joblog import JobLog
+from modelyard.jobs.metrics import JobMetrics
 from modelyard.jobs.running import LivePack, Run, Running
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
@@ -62,6 +63,7 @@ class Dispatcher:
         sessions: sessionmaker[Session],
         executor: Executor,
         on_change: Callable[[Mapping[str, bool]], None] = lambda changes: None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -71,7 +73,7 @@ class Dispatcher:
         self.server_id = f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self._artifacts = ArtifactStore(settings.artifact_root)  # for fleets' partition roots
         self._inbox: queue.Queue[Any] = queue.Queue()
-        self._running = Running()
+        self._running = Running(metrics=metrics or JobMetrics())
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -190,6 +192,7 @@ class Dispatcher:
         ended = {e.job_id for e in events if isinstance(e, JobFinished | JobErrored)}
         with self.sessions() as session:
             recording.record_progress(session, events)
+            self._running.metrics.steps_finished(events)
             succeeded: dict[str, JobResult] = {}
             for event in events:
                 if isinstance(event, JobFinished) and isinstance(event.result, JobResult):
@@ -212,15 +215,17 @@ class Dispatcher:
             if active is not None:
                 active.log.write_raw(event.text)
         elif isinstance(event, JobFinished) and isinstance(event.result, FleetPlan):
-            self._running.runs.pop(job_id, None)
+            self._running.end(job_id, JobState.succeeded)
             if fleet.on_plan_finished(session, job_id, event.result) is not None:
                 self.wake()
         elif isinstance(event, JobFinished) and isinstance(event.result, StepResult):
-            self._running.runs.pop(job_id, None)  # a pipeline step: it registers nothing
-            if recording.succeed_steps(session, {job_id: event.result}) and active:
+            run = self._running.take(job_id)
+            won = recording.succeed_steps(session, {job_id: event.result})  # registers nothing
+            self._running.ended(run, JobState.succeeded if won else JobState.cancelled)
+            if won and active:
                 active.log.append(f"job succeeded: {event.result.summary}")
         elif isinstance(event, JobErrored):
-            self._running.runs.pop(job_id, None)
+            self._running.end(job_id, JobState.failed)
             info = event.exception_info
             if (self._end(session, job_id, JobState.failed, info.reason, active,
                           exception_info=info)
@@ -231,8 +236,12 @@ class Dispatcher:
 
     def _succeed(self, session: Session, results: dict[str, JobResult]) -> None:
         """Mark the jobs succeeded and register their models, in the same transaction."""
-        actives = {job_id: self._running.runs.pop(job_id, None) for job_id in results}
-        for job_id, version in recording.succeed_jobs(session, results):
+        actives = {job_id: self._running.take(job_id) for job_id in results}
+        ended = recording.succeed_jobs(session, results)
+        won = {job_id for job_id, _ in ended}  # the others were cancelled meanwhile
+        for job_id, run in actives.items():
+            self._running.ended(run, JobState.succeeded if job_id in won else JobState.cancelled)
+        for job_id, version in ended:
             active = actives[job_id]
             job_log = active.log if active else JobLog(None)
             job_log.append(f"job succeeded: {recording.SUCCEEDED}")
@@ -282,7 +291,8 @@ class Dispatcher:
                           exception_info=failure(FailureKind.pack_stopped, reason))
             session.commit()
         for job_id in sorted(stopped | set(mates)):
-            active = self._running.runs.pop(job_id, None)
+            active = self._running.end(job_id, states[job_id] if job_id in stopped
+                                       else JobState.failed)
             if active is not None:
                 active.handle.cancel()
                 active.log.append(f"job {states.get(job_id, 'failed')}: worker stopped")
@@ -294,7 +304,8 @@ class Dispatcher:
             return
         with self.sessions() as session:
             for job_id in expired:
-                active = self._running.runs.pop(job_id)
+                active = self._running.runs[job_id]  # expired() lists running jobs
+                self._running.end(job_id, JobState.failed)
                 active.handle.cancel()
                 reason = (
                     f"timed out after {active.timeout:g} s and was killed; raise "
@@ -380,9 +391,6 @@ class Dispatcher:
                 f", packed with {len(jobs) - 1} other small jobs" if len(jobs) > 1 else ""))
             timeout = job.timeout_seconds or self.settings.job_timeout
             self._running.runs[job.id] = Run(
-                handle=handle,
-                deadline=time.monotonic() + timeout if timeout else None,
-                timeout=timeout,
-                log=job_log,
-            )
+                handle=handle, deadline=time.monotonic() + timeout if timeout else None,
+                timeout=timeout, log=job_log, kind=job.kind)
         self.on_change(dict.fromkeys([job.id for job in jobs], False))

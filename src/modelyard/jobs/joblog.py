@@ -34,6 +34,22 @@ class JobLog:
         """Add a worker's output as it is (whole lines, their own newlines)."""
         self._write(text)
 
+    def read(self, offset: int = 0, *, most: int | None = None) -> tuple[str, int]:
+        """The log from byte ``offset`` on (at most its last ``most`` bytes, starting at a
+        line), and the offset after it, where the next read starts; empty before it exists."""
+        if not self.path or not os.path.exists(self.path):
+            return "", 0
+        with open(self.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            # Past the end there is nothing to read (and a seek that far fails with EINVAL).
+            offset = min(offset, size)
+            cut = most is not None and size - offset > most
+            fh.seek(size - most if cut and most is not None else offset)
+            data = fh.read()
+        if cut:
+            data = data[data.find(b"\n") + 1:]
+        return data.decode("utf-8", errors="replace"), size if cut else offset + len(data)
+
     def _write(self, text: str) -> None:
         if not self.path:
             return

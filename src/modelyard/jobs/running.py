@@ -1,15 +1,19 @@
 """What this server runs now: each job's worker handle, clock and log, and its live packs.
 
 Only the dispatcher's loop thread reads and changes it. A worker holds one slot however many
-jobs it runs (a pack), and a refillable pack holds its slot while idle between fills.
+jobs it runs (a pack), and a refillable pack holds its slot while idle between fills. A job leaves
+it through :meth:`Running.end` (or its halves) once, whatever ended it, which observes its
+duration.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from modelyard.executors.base import Refillable, RunHandle
 from modelyard.jobs.joblog import JobLog
+from modelyard.jobs.metrics import JobMetrics
 
 
 @dataclass
@@ -20,6 +24,8 @@ class Run:
     deadline: float | None  # the time.monotonic() at which it times out
     timeout: float | None
     log: JobLog
+    kind: str = "train"  # the job's kind (train, fleet, tenant, step...): a metrics label
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -36,6 +42,23 @@ class Running:
 
     runs: dict[str, Run] = field(default_factory=dict)
     packs: dict[str, LivePack] = field(default_factory=dict)
+    metrics: JobMetrics = field(default_factory=JobMetrics)
+
+    def end(self, job_id: str, outcome: str) -> Run | None:
+        """Take ``job_id`` out of the running jobs, observing its duration under ``outcome``
+        (a job state); None if it was not running here (already ended)."""
+        run = self.take(job_id)
+        self.ended(run, outcome)
+        return run
+
+    def take(self, job_id: str) -> Run | None:
+        """:meth:`end` in two halves, for an outcome known only once the store has been
+        written: the job's slot is free even if that write fails. Call :meth:`ended` next."""
+        return self.runs.pop(job_id, None)
+
+    def ended(self, run: Run | None, outcome: str) -> None:
+        if run is not None:
+            self.metrics.job_ended(run.kind, outcome, time.monotonic() - run.started)
 
     def slots_used(self) -> int:
         """Workers alive: one per handle, whether it runs one job, several, or none yet."""

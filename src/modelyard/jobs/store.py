@@ -165,38 +165,6 @@ def snapshot_job(
     return job, transitions, steps
 
 
-def list_jobs(
-    session: Session,
-    *,
-    state: JobState | None = None,
-    owner: str | None = None,
-    project: str | None = None,
-    model_name: str | None = None,
-    parent_id: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[JobRow], int]:
-    """Jobs newest first, filtered; also the total number matching (for pagination).
-
-    A fleet's children are listed only when ``parent_id`` asks for them.
-    """
-    query = select(JobRow).where(JobRow.parent_id == parent_id if parent_id
-                                 else JobRow.parent_id.is_(None))
-    if state is not None:
-        query = query.where(JobRow.state == state.value)
-    if owner is not None:
-        query = query.where(JobRow.owner == owner)
-    if project is not None:
-        query = query.where(JobRow.project == project)
-    if model_name is not None:
-        query = query.where(JobRow.model_name == model_name)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
-    ).all()
-    return list(rows), total
-
-
 def transition(
     session: Session, job_id: str, to: JobState, reason: str, *,
     exception_info: ExceptionInfo | None = None, **fields: Any

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.errors import NotFound
 from modelyard.pipelines.spec import PipelineSpec
+from modelyard.pipelines.states import RunState
 from modelyard.pipelines.tables import PipelineRow, PipelineRunRow, PipelineRunStepRow
 
 
@@ -77,6 +78,26 @@ def last_runs(session: Session, names: Sequence[str]) -> dict[str, PipelineRunRo
         newest, (PipelineRunRow.pipeline_name == newest.c.pipeline_name)
         & (PipelineRunRow.created_at == newest.c.at))).all()
     return {r.pipeline_name: r for r in rows}
+
+
+def count_runs(session: Session) -> dict[tuple[str, RunState], int]:
+    """Runs by (pipeline, state), in one GROUP BY; pairs with no runs are absent."""
+    rows = session.execute(select(PipelineRunRow.pipeline_name, PipelineRunRow.state,
+                                  func.count()).group_by(PipelineRunRow.pipeline_name,
+                                                         PipelineRunRow.state))
+    return {(name, RunState(state)): count for name, state, count in rows}
+
+
+def newest_run_states(session: Session) -> dict[str, RunState]:
+    """The state of each pipeline's newest run (of any tenant), by pipeline name; a pipeline
+    that never ran is absent."""
+    newest = (select(PipelineRunRow.pipeline_name,
+                     func.max(PipelineRunRow.created_at).label("at"))
+              .group_by(PipelineRunRow.pipeline_name).subquery())
+    rows = session.execute(select(PipelineRunRow.pipeline_name, PipelineRunRow.state).join(
+        newest, (PipelineRunRow.pipeline_name == newest.c.pipeline_name)
+        & (PipelineRunRow.created_at == newest.c.at)))
+    return {name: RunState(state) for name, state in rows}
 
 
 def read_run(session: Session, run_id: str, *, fresh: bool = False) -> PipelineRunRow:

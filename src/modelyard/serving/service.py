@@ -19,6 +19,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.artifacts import ArtifactStore
@@ -26,6 +27,7 @@ from modelyard.errors import ModelUnavailable, ModelyardError, NotFound, Request
 from modelyard.serving.batching import Batcher, Rows, single_threaded
 from modelyard.serving.degraded import Degraded, DegradedTracker
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
+from modelyard.serving.metrics import ServingCollector, ServingMetrics
 from modelyard.serving.production_log import ProductionLog, Served
 from modelyard.serving.report import ShadowReport, shadow_report
 from modelyard.serving.routing import Route, Router
@@ -38,7 +40,10 @@ _CHECK_ON_LOOP = 20_000  # row values checked on the event loop (a few milliseco
 
 
 class ServingService:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """Serving in one process; its Prometheus metrics go on ``registry`` (the app's)."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session],
+                 registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
         self.store = ArtifactStore(settings.artifact_root)
@@ -54,10 +59,12 @@ class ServingService:
                                     settings.workflow_packages)
         self.production_log = ProductionLog(settings.home, settings.log_buffer_rows)
         self.counters = {"predict_calls": 0, "predicted_rows": 0, "failed_batches": 0,
-                         "production_sampled_out": 0}
+                         "production_sampled_out": 0, "cache_hits": 0}
         self._last_good: dict[tuple[str, str], VersionRef] = {}
         self.degraded = DegradedTracker(sessions, self.router, self.load_pool, {
             settings.artifact_root: "<artifacts>", str(settings.home): "<home>"})
+        self.metrics = ServingMetrics(registry)
+        self.metrics.registry.register(ServingCollector(self))
 
     def start(self) -> None:
         self.router.start()
@@ -97,6 +104,7 @@ class ServingService:
             NotFound: no production version answers for the tenant.
             ModelUnavailable: production cannot be loaded and nothing served before answers.
         """
+        started = time.perf_counter()
         cap = self.settings.max_predict_rows
         if len(rows) > cap:
             raise RequestError(
@@ -143,6 +151,7 @@ class ServingService:
         if degraded is not None:
             answer["wanted_version"] = degraded.wanted_version
             answer["degraded_reason"] = degraded.reason
+        self.metrics.observe(loaded.ref.model_name, time.perf_counter() - started)
         return answer
 
     def _log(self, served: Served) -> None:
@@ -161,6 +170,7 @@ class ServingService:
         key = (ref.model_name, ref.tenant)
         cached = self.cache.peek(ref)  # the hot path: loaded, nothing to decide
         if cached is not None:
+            self.counters["cache_hits"] += 1
             self._last_good[key] = ref
             return cached, None
         reason = self.degraded.broken(ref)

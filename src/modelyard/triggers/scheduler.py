@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from croniter import croniter
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.errors import Conflict, ModelyardError
@@ -291,8 +291,15 @@ def _state(session: Session, pipeline: str, trigger: str, tenant: str | None) ->
 
 def trigger_states(session: Session, pipeline: str) -> list[TriggerStateRow]:
     """Each trigger's state of a pipeline (what ``GET /pipelines/{name}/triggers`` shows)."""
-    from sqlalchemy import select
-
     return list(session.scalars(select(TriggerStateRow).where(
         TriggerStateRow.pipeline == pipeline).order_by(TriggerStateRow.trigger,
                                                         TriggerStateRow.tenant)))
+
+
+def count_firings(session: Session) -> dict[tuple[str, str], int]:
+    """Runs each trigger started, by (pipeline, trigger name), over its tenants: the
+    ``fired`` counts the scheduler keeps in the transaction that starts each run."""
+    rows = session.execute(select(TriggerStateRow.pipeline, TriggerStateRow.trigger,
+                                  func.sum(TriggerStateRow.fired))
+                           .group_by(TriggerStateRow.pipeline, TriggerStateRow.trigger))
+    return {(pipeline, trigger): int(fired or 0) for pipeline, trigger, fired in rows}

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from modelyard.api.browser import STATIC_PREFIX
-from modelyard.ui import fleets, jobs, login, models, monitoring, pipelines, shadow
+from modelyard.ui import compare, fleets, job, jobs, login, models, monitoring, pipelines, shadow
 from modelyard.ui.render import STATIC_DIR
 
 HOME = "/ui/jobs"
@@ -23,7 +23,9 @@ def add_ui(app: FastAPI) -> None:
     """Mount the UI's pages and assets on ``app``, and send ``/`` to the jobs page."""
     app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(login.router)
-    app.include_router(jobs.router)
+    app.include_router(jobs.router)  # before job's: /ui/jobs/rows is no job's id
+    app.include_router(job.router)
+    app.include_router(compare.router)
     app.include_router(pipelines.router)
     app.include_router(models.router)
     app.include_router(shadow.router)

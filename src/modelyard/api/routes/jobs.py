@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Annotated, Any, Literal
 
@@ -21,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from modelyard.api.deps import Services, Who, db_session, require_token, services
 from modelyard.api.notify import wait_for
 from modelyard.api.params import INT64_MAX, Offset, OptionalModelName, TenantValue
+from modelyard.api.plot_schemas import JobPlots, plots_of
 from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.schemas import (
     JobDetail,
@@ -36,8 +36,9 @@ from modelyard.api.schemas import (
 )
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict
-from modelyard.jobs import fleet, replay, store
+from modelyard.jobs import fleet, listing, plots, replay, store
 from modelyard.jobs.fleet_view import PAGE_SIZE, FleetView, Level, fleet_view
+from modelyard.jobs.joblog import JobLog
 from modelyard.jobs.states import JobState
 from modelyard.request.limits import MAX_LABEL_CHARS, MAX_TENANTS
 
@@ -103,13 +104,15 @@ def list_jobs(
     project: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None,
     model_name: OptionalModelName = None,
     parent_id: Annotated[str | None, Query(max_length=64)] = None,
+    search: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS, description=(
+        "the start of a job's id, or part of its model's or project's name"))] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
 ) -> JobList:
     """Jobs, newest first; a fleet's children only with ``parent_id``."""
-    rows, total = store.list_jobs(session, state=state, owner=owner, project=project,
-                                  model_name=model_name, parent_id=parent_id, limit=limit,
-                                  offset=offset)
+    where = listing.JobFilter(state=state, owner=owner, project=project, model_name=model_name,
+                              parent_id=parent_id, search=search)
+    rows, total = listing.list_jobs(session, where, limit=limit, offset=offset)
     shown = redactor_for(svc.settings)
     return JobList(jobs=[summary_of(j, redact=shown.text) for j in rows], total=total,
                    limit=limit, offset=offset)
@@ -150,18 +153,19 @@ def job_logs(
     offset: Annotated[int, Query(ge=0, le=INT64_MAX,
                                  description="byte offset to read from (for tailing)")] = 0,
 ) -> PlainTextResponse:
+    text, end = JobLog(store.read_job(session, job_id).log_file).read(offset)
+    return PlainTextResponse(text, headers={"X-Log-Offset": str(end)})
+
+
+@router.get("/jobs/{job_id}/plots", responses=error_responses(409))
+def job_plots(job_id: str, svc: Annotated[Services, Depends(services)],
+              session: Annotated[Session, Depends(db_session)]) -> JobPlots:
+    """A succeeded job's evaluation plots, from its holdout scores: ROC, precision-recall,
+    calibration and score histograms by class (binary); the mean prediction against the actual
+    value and the residuals (regression); the confusion matrix (multi-class). 409 before it
+    succeeded."""
     job = store.read_job(session, job_id)
-    path = job.log_file
-    if not path or not os.path.exists(path):
-        return PlainTextResponse("", headers={"X-Log-Offset": "0"})
-    with open(path, "rb") as fh:
-        # Past the end there is nothing to read (and a seek that far fails with EINVAL).
-        offset = min(offset, os.fstat(fh.fileno()).st_size)
-        fh.seek(offset)
-        data = fh.read()
-    return PlainTextResponse(
-        data.decode("utf-8", errors="replace"), headers={"X-Log-Offset": str(offset + len(data))}
-    )
+    return plots_of(plots.job_plots(ArtifactStore(svc.settings.artifact_root), job))
 
 
 @router.post("/job/{job_id}/cancel", responses=error_responses(409))
