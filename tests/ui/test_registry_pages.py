@@ -42,6 +42,8 @@ def test_the_models_page_lists_each_model_and_its_versions_with_their_approval(
     expect(logged_in.locator("tr[data-version='1']")).to_contain_text("roc_auc")
     expect(logged_in.locator("#audit")).to_contain_text("try it on live traffic")
     expect(logged_in.locator("#policy")).to_contain_text("roc_auc")
+    expect(logged_in.locator("a.compare-link")).to_have_attribute(
+        "href", re.compile(r"^/ui/compare\?model=ui-fraud&versions=1,2&tenant=%2A$"))
 
 
 def test_the_approve_button_moves_the_version_to_production_and_the_audit_log_shows_it(
