@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,6 +44,7 @@ SUITE_NEEDS = {
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    keep_bytecode_outside_the_trees()
     if not IN_CI:
         return
     missing = {m: extra for m, extra in SUITE_NEEDS.items()
@@ -51,6 +53,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(
             f"CI=true but the suite's extras are missing: {missing} (module: extra); install "
             "them with scripts/test.sh, which installs requirements/dev.lock")
+
+
+def keep_bytecode_outside_the_trees() -> None:
+    """Under ``PYTHONDONTWRITEBYTECODE``, keep bytecode in one cache folder instead of nowhere.
+
+    Every server, fork server, worker and command the suite starts is a fresh interpreter that
+    imports the whole stack (scikit-learn, pandas, SQLAlchemy, FastAPI). With the variable set
+    and no bytecode installed (uv installs none), each of them would compile all of those
+    modules from source again: most of a server's start on a busy machine. Bytecode written
+    under ``PYTHONPYCACHEPREFIX`` (a folder of the temp dir unless one is set) leaves the
+    source trees and the virtual environment as clean as the variable asks; the processes the
+    suite starts inherit both settings, and this one keeps what it imports from now on.
+    """
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return
+    prefix = os.environ.setdefault(
+        "PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "modelyard-pycache"))
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    sys.pycache_prefix = prefix
+    sys.dont_write_bytecode = False
 
 
 @pytest.hookimpl(hookwrapper=True)

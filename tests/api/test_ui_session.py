@@ -47,7 +47,7 @@ def test_login_sets_an_httponly_strict_cookie_that_only_the_ui_accepts(
     assert right.headers["location"] == "/ui/jobs"  # never another site
     cookie = right.headers["set-cookie"]
     assert cookie.startswith("modelyard_session=s3cret;")
-    for flag in ("HttpOnly", "Path=/ui", "SameSite=strict"):
+    for flag in ("HttpOnly", "Path=/;", "SameSite=strict"):
         assert flag in cookie
     page = browser.get("/ui/jobs")
     assert page.status_code == 200
@@ -56,6 +56,7 @@ def test_login_sets_an_httponly_strict_cookie_that_only_the_ui_accepts(
     # The cookie is no key to the JSON API: that keeps to the bearer header.
     assert httpx.get(f"{browser.base_url}/jobs", headers={"cookie": "modelyard_session=s3cret"}
                      ).status_code == 401
+    assert browser.get("/docs").status_code == 200  # the nav's API docs link works logged in
 
 
 def test_a_change_without_the_csrf_token_is_refused(browser: httpx.Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,13 @@ def test_train_wait_shows_progress_and_result(server: ServerProcess, request_fil
     assert "submitted job" in run.stdout
     for text in ("succeeded", "train", "evaluate", "roc_auc", "model id", "sha256:"):
         assert text in run.stdout
+    # The live display as a script that reads the output sees it: the heading after the
+    # progress view starts its own line, and the view ends with its last step on the line
+    # before (compare, when the model has a production version: other tests share its name).
+    lines = run.stdout.splitlines()
+    heading = next(i for i, line in enumerate(lines) if "holdout metrics" in line)
+    assert lines[heading].strip() == "holdout metrics (binary)"
+    assert re.match(r"\s*done\s+(evaluate|compare)\s", lines[heading - 1]), lines[heading - 1]
     job_id = run.stdout.split("submitted job")[1].split()[0]
 
     listed = modelyard("jobs", "list", "--json", "--project",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from modelyard.artifacts import ArtifactStore
 from modelyard.client import Client
 from tests.cli.test_cli import modelyard
 from tests.conftest import ServerProcess, with_workflow
@@ -43,6 +44,19 @@ def test_registry_from_the_command_line(server: ServerProcess, client: Client,
     compared = run("compare", name, "2", "1")
     assert "v2 (candidate)" in compared and "v1 (production)" in compared
     assert "roc_auc" in compared
+    # Each version's importances, measured once when it trained for its monitoring profile,
+    # are on the version and in the comparison, most important first.
+    assert "feature importance" in compared and "charge_amount" in compared
+    store = ArtifactStore(str(server.home / "artifacts"))
+    kept = {v["version"]: v for v in client.versions(name)}
+    for v in kept.values():
+        assert v["importance"] == store.read_job_json(v["job_id"], "profile.json")["importance"]
+        assert v["importance_method"] == "model" and sum(v["importance"].values()) > 0.99
+    both = client.compare(name, 1, 2)["importance"]
+    assert [r["feature"] for r in both] == sorted(
+        kept[1]["importance"], key=lambda f: -max(kept[1]["importance"][f],
+                                                  kept[2]["importance"][f]))
+    assert both[0]["delta"] == pytest.approx(both[0]["b"] - both[0]["a"])
     run("approve", name, "2", "--user", "bo", "--comment", "better")
     assert "v1 is production again" in run("rollback", name, "--actor", "cy", "--reason", "oops")
     trail = run("events", name)
@@ -52,21 +66,11 @@ def test_registry_from_the_command_line(server: ServerProcess, client: Client,
     exported = run("export", name, "1", str(tmp_path / "out"))
     assert "exported to" in exported and (tmp_path / "out").is_dir()
 
-
-@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
-def test_export_in_mlflow_format_from_the_command_line(
-    server: ServerProcess, client: Client, fraud_request: dict[str, Any], tmp_path: Path
-) -> None:
+    # The same version in MLflow's format: an MLmodel folder, none of the plain export's files.
     pytest.importorskip("mlflow")
-    request = copy.deepcopy(fraud_request)
-    name = f"cli-mlflow-{uuid.uuid4().hex[:8]}"
-    request["metadata"]["model_name"] = name
-    client.wait(client.train(with_workflow(request, "sklearn", max_iter=5)), 120)
-    out = modelyard("models", "export", name, "1", str(tmp_path / "out"), "--format", "mlflow",
-                    url=server.url)
-    assert out.returncode == 0, out.stdout + out.stderr
-    folder = tmp_path / "out" / f"{name}-v1"
-    assert f"exported to {folder} (mlflow.pyfunc.load_model('{folder}'))" in out.stdout
+    as_mlflow = run("export", name, "1", str(tmp_path / "mlflow"), "--format", "mlflow")
+    folder = tmp_path / "mlflow" / f"{name}-v1"
+    assert f"exported to {folder} (mlflow.pyfunc.load_model('{folder}'))" in as_mlflow
     assert (folder / "MLmodel").is_file() and not (folder / "predict.py").exists()
 
 

@@ -1,5 +1,11 @@
 """Per-tenant fleets through the real server: one scan partitioned by tenant, skip rules,
-graduation against the fallback, partial failure, retry of a subset, packing, serving levels."""
+graduation against the fallback, partial failure, retry of a subset, packing, serving levels.
+
+What a worker or the executor decides (a killed pack, a cancel that kills the packs, the global
+model cancelled by its failed plan) runs on SQLite alone: the store's part of each (a pack-mate
+queued again once, a failed plan cancelling what was queued beside it, cancel_children) runs on
+every backend in tests/jobs/test_fleet_hooks.py and tests/jobs/test_store.py. Partitioning,
+claim order, packing, graduation against production, routing and a retry run on every backend."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from modelyard.client import Client
 from tests.conftest import ServerProcess, with_workflow
 
 START, END = pd.Timestamp("2018-10-01"), pd.Timestamp("2019-01-01")
+SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def fleet_request(base: dict[str, Any], **tenants: Any) -> dict[str, Any]:
@@ -177,6 +184,7 @@ def test_one_tenant_failing_spares_the_others_and_can_be_retried(
     assert unknown.status_code == 409 and "nobody" in unknown.json()["message"]
 
 
+@SQLITE
 def test_a_tenant_that_kills_its_packed_worker_fails_alone(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -232,6 +240,7 @@ def test_serving_routes_tenants_to_the_level_the_fleet_chose(
     assert served_by("a-brand-new-merchant") == "*"
 
 
+@SQLITE
 def test_global_model_trains_beside_the_plan_and_stops_if_the_plan_fails(
     server: ServerProcess, client: Client, fraud_request: dict[str, Any]
 ) -> None:
@@ -254,6 +263,7 @@ def test_global_model_trains_beside_the_plan_and_stops_if_the_plan_fails(
     assert f"its fleet {parent} failed" in glob["status"]["transition"]["reason"]
 
 
+@SQLITE
 def test_cancelling_a_running_fleet_stops_its_packs_and_frees_their_slots(
     client: Client, fraud_request: dict[str, Any]
 ) -> None:

@@ -1,10 +1,9 @@
 """A pipeline of shell steps passing outputs downstream, and a run that overrides a step's
-command and image, on a server whose command steps may run one folder's programs (SQLite: the
-store's part is covered by tests/pipelines/test_runs.py on both backends)."""
+command and image, on a server whose command steps may run one folder's programs (the package's
+``command_server``)."""
 
 from __future__ import annotations
 
-import stat
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,8 @@ import pytest
 
 from modelyard.client import Client
 from modelyard.errors import RequestError
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import ServerProcess
+from tests.pipelines.conftest import install_programs
 
 COUNT = """#!/bin/sh
 # The first step: a number and a word for the next one.
@@ -30,17 +30,9 @@ printf '{"message": "%s rows of %s", "mode": "%s"}' "$rows" "$word" "$loud" > "$
 
 
 @pytest.fixture(scope="module")
-def step_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("pipelines-commands")
-    commands = tmp / "commands"
-    commands.mkdir()
-    for name, text in [("count.sh", COUNT), ("shout.sh", SHOUT)]:
-        (commands / name).write_text(text)
-        (commands / name).chmod(stat.S_IRWXU)
-    proc = start_server(tmp, "sqlite", "--concurrency", "2", "--step-commands", str(commands),
-                        "--step-images", "registry.example/")
-    yield proc
-    proc.stop()
+def step_server(command_server: ServerProcess) -> ServerProcess:
+    install_programs(command_server, {"count.sh": COUNT, "shout.sh": SHOUT})
+    return command_server
 
 
 @pytest.fixture

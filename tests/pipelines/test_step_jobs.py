@@ -3,16 +3,15 @@ server and its real worker processes.
 
 Step jobs are queued straight into the running server's job store with
 :func:`~modelyard.jobs.step_jobs.create_step_job` (what the pipeline runner calls); the server's
-dispatcher claims and runs them like any job. One server for the module, on SQLite (the store's
-part is the same as a train job's), started with a folder of shell programs as its
-``--step-commands``.
+dispatcher claims and runs them like any job. The package's ``command_server``, on SQLite (the
+store's part is the same as a train job's), whose ``--step-commands`` folder gets this module's
+shell programs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,10 +34,10 @@ from tests.conftest import (
     WORKFLOWS,
     ServerProcess,
     process_alive,
-    start_server,
     wait_until,
     with_workflow,
 )
+from tests.pipelines.conftest import install_programs
 from tests.test_readme import readme_block
 
 README_SECTION = "Pipeline steps that run as jobs"
@@ -69,20 +68,13 @@ echo '[1, 2]' > "$MODELYARD_OUTPUTS"
 
 
 @pytest.fixture(scope="module")
-def step_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server whose command steps may run the programs of one folder (and nothing else)."""
-    tmp = tmp_path_factory.mktemp("step-jobs")
-    commands = tmp / "commands"
-    commands.mkdir()
-    for name, text in [("hello.sh", HELLO), ("fails.sh", FAILS), ("list.sh", NOT_AN_OBJECT),
-                       ("sleeps.sh", SLEEPS), ("report.sh", README_PROGRAM)]:
-        (commands / name).write_text(text)
-        (commands / name).chmod(stat.S_IRWXU)
-    proc = start_server(tmp, "sqlite", "--concurrency", "2", "--step-commands", str(commands),
-                        "--step-images", "registry.example/steps/")
-    _write_checked_data(proc.home / "data")
-    yield proc
-    proc.stop()
+def step_server(command_server: ServerProcess) -> ServerProcess:
+    """The package's server for command steps, with this module's programs and data."""
+    install_programs(command_server, {
+        "hello.sh": HELLO, "fails.sh": FAILS, "list.sh": NOT_AN_OBJECT, "sleeps.sh": SLEEPS,
+        "report.sh": README_PROGRAM})
+    _write_checked_data(command_server.home / "data")
+    return command_server
 
 
 @pytest.fixture(scope="module")

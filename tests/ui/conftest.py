@@ -21,7 +21,13 @@ Fixtures for every UI test:
     ``problems.allow(regex)``. It saves a full-page screenshot to
     ``$MODELYARD_TEST_ARTIFACTS/screenshots/<test id>.png`` (default ``test-artifacts/``).
 ``logged_in`` (per test)
-    ``page``, logged in as the admin through the login form.
+    ``page``, logged in as the admin through the login form. As someone else:
+    ``login(page, ui_server.url, token=ui_server.seeded.tokens["vera"])`` (a viewer; ``ann``
+    trainer, ``bob`` approver).
+``problems`` (per test), the :class:`PageProblems` that ``page`` records.
+
+``page`` accepts any port of 127.0.0.1: a test that needs a server started with other flags
+starts its own (``tests.conftest.start_server``) and browses it the same way.
 
 A page test::
 
@@ -48,6 +54,7 @@ from playwright.sync_api import (
     Playwright,
     Request,
     Route,
+    expect,
     sync_playwright,
 )
 
@@ -61,6 +68,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 LOOPBACK = frozenset({"127.0.0.1"})
+# Waits for what a page shows: Playwright's 5 s is too short for ReDoc laying out the whole API
+# on a busy 2-core machine running the suite beside the server and Chromium.
+WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
+MAX_SCREENSHOT_PX = 4000
 
 
 def artifacts_dir() -> Path:
@@ -175,6 +187,7 @@ def page(browser: Browser, problems: PageProblems, request: pytest.FixtureReques
          ) -> Iterator[Page]:
     """A fresh browser context's page that records what went wrong (see the module docstring)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
     context.route("**/*", problems.on_request)
     opened = context.new_page()
     opened.on("console", problems.on_console)
@@ -184,8 +197,12 @@ def page(browser: Browser, problems: PageProblems, request: pytest.FixtureReques
         folder = artifacts_dir() / "screenshots"
         folder.mkdir(parents=True, exist_ok=True)
         if opened.url != "about:blank":
+            # The whole page, down to a limit: ReDoc's is 60,000 px tall, seconds to encode.
+            height = min(MAX_SCREENSHOT_PX, opened.evaluate(
+                "document.documentElement.scrollHeight"))
             opened.screenshot(path=folder / _screenshot_name(request.node.nodeid),
-                              full_page=True)
+                              full_page=True, clip={"x": 0, "y": 0, "width": 1280,
+                                                    "height": height})
     finally:
         context.close()
     if unexpected := problems.unexpected():

@@ -125,6 +125,10 @@ def _shadow_traffic(server: ServerProcess, ann: Client, model: str) -> None:
         labels += [{"request_id": answer["request_id"], "row": i, "label": truth[start + i]}
                    for i in range(len(answer["scores"]))]
     ann.add_labels(model, labels)
+    (shadow,) = ann.shadow_report(model)["shadows"]
+    if shadow["labelled_rows"] != SHADOW_ROWS:
+        raise RuntimeError(f"seeding: the shadow of {model} has {shadow['labelled_rows']} "
+                           f"labelled rows, not {SHADOW_ROWS}: {shadow}")
 
 
 def seed(server: ServerProcess, admin: Client) -> Seeded:

@@ -42,7 +42,7 @@ def test_the_right_token_sets_an_httponly_strict_cookie_and_logout_clears_it(
     expect(page).to_have_url(f"{ui_server.url}/ui/jobs?state=failed")
     expect(page.locator("header .who")).to_contain_text("vera · viewer")
     (cookie,) = _session(page.context)
-    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/ui")
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/")
     assert page.evaluate("document.cookie").find("modelyard_session") == -1  # HttpOnly
 
     page.get_by_role("button", name="Log out").click()

@@ -111,10 +111,24 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     )
     app.state.redactor = redactor_for(settings)
     add_docs(app)
-    add_ui(app)
+    _include_routers(app, run_jobs)
+    app.add_exception_handler(ModelyardError, _modelyard_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sqlalchemy.exc.DataError, _refused_by_database)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, setting="--max-body-bytes",
+        by_prefix=(("/predict/", settings.max_predict_body_bytes, "--max-predict-body-bytes"),))
+    app.add_middleware(AuthMiddleware)  # outermost: no token, nothing of the body is read
+    document_auth(app)
+    return app
+
+
+def _include_routers(app: FastAPI, run_jobs: bool) -> None:
+    """The API's routers; a training server also serves the web UI (a replica serves predict)."""
     app.include_router(health.router)
     app.include_router(metrics_router)
     if run_jobs:
+        add_ui(app)
         app.include_router(train.router)
         app.include_router(jobs.router)
         app.include_router(pipelines.router)
@@ -126,15 +140,6 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     # Serving's router leaves authentication to the app that mounts it (serving imports no API).
     app.include_router(serving_routes.router, dependencies=[Depends(require_token)],
                        responses=error_responses(400, 404, 413, 422, 503))
-    app.add_exception_handler(ModelyardError, _modelyard_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(sqlalchemy.exc.DataError, _refused_by_database)
-    app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, setting="--max-body-bytes",
-        by_prefix=(("/predict/", settings.max_predict_body_bytes, "--max-predict-body-bytes"),))
-    app.add_middleware(AuthMiddleware)  # outermost: no token, nothing of the body is read
-    document_auth(app)
-    return app
 
 
 def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: JobNotifier,

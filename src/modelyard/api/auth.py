@@ -16,8 +16,9 @@ Tokens are looked up by their sha256 in the database, off the event loop, and re
 within that time; one revoked through this server at once. The scheme is matched without
 regard to case (``bearer`` too), as RFC 7235 (section 2.1) says of every auth-scheme.
 ``/docs``, ``/redoc`` and ``/openapi.json`` also take ``?token=``, for browsers; no other route
-does, so that tokens stay out of URLs and logs. The web UI's pages (``/ui/...``) also take the
-session cookie a browser gets at ``/ui/login``, and a change through them needs its CSRF token
+does, so that tokens stay out of URLs and logs. The web UI's pages (``/ui/...``) and the docs take
+the session cookie a browser gets at ``/ui/login`` (no other route does: the API is never driven
+by a cookie), and a change through them needs its CSRF token
 (:mod:`modelyard.api.browser`); a browser without a session is sent to the login page.
 ``/healthz``, ``/``, the login page and the static assets need no token.
 """
@@ -204,7 +205,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         token = (_bearer(scope) or (_query_token(scope) if path in DOCS_PATHS else None)
-                 or (session_token(scope) if ui else None))
+                 or (session_token(scope) if ui or path in DOCS_PATHS else None))
         identity = await auth.identify(token) if token else None
         if identity is None and ui and scope["method"] in READS:
             await _redirect(send, login_location(scope))

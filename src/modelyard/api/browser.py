@@ -3,7 +3,8 @@
 The web UI (:mod:`modelyard.ui`) lives under :data:`UI_PREFIX`. A browser logs in once at
 ``/ui/login`` with a token; the server answers with :data:`SESSION_COOKIE`, HttpOnly and
 SameSite=Strict, holding that token, which :class:`~modelyard.api.auth.AuthMiddleware` accepts
-on UI paths only: the JSON API keeps to the bearer header, so a cookie can never drive it.
+on UI paths and the API docs only: the JSON API keeps to the bearer header, so a cookie can
+never drive it.
 
 Every change a page makes (a POST, PUT, PATCH or DELETE under ``/ui``) must carry the CSRF token
 twice: in :data:`CSRF_COOKIE`, set when a page is first rendered, and in the

@@ -95,6 +95,11 @@ class Version(BaseModel):
         "what promotion rules decide on: holdout_rows, holdout_positives, latency_ms_per_row, "
         "and champion: the production version of the time scored on the same holdout rows "
         "(its metrics and the score PSI), or champion_error"))
+    importance: dict[str, float] | None = Field(None, description=(
+        "global importance per feature, summing to 1, measured when it trained (also "
+        "model.importance); null: trained before importances were kept with versions"))
+    importance_method: str | None = Field(None, description=(
+        "model (the estimator's own importances or split gains) or permutation"))
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -136,7 +141,8 @@ def version_of(row: VersionRow) -> Version:
         model_name=row.model_name, tenant=row.tenant, version=row.version, stage=Stage(row.stage),
         model_id=row.model_id, job_id=row.job_id, metrics=row.metrics, model=row.model_meta,
         holdout=row.holdout, provenance_path=row.provenance_path, evidence=row.evidence,
-        created_at=row.created_at,
+        importance=row.model_meta.get("importance"),
+        importance_method=row.model_meta.get("importance_method"), created_at=row.created_at,
         updated_at=row.updated_at,
     )
 

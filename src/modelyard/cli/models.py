@@ -96,6 +96,20 @@ def compare(model_name: str, a: int, b: int, tenant: str, url: str | None) -> No
             table.add_row(row["metric"], _fmt(row["champion"]), _fmt(row["challenger"]),
                           _fmt(row["delta"], sign=True))
         console.print(table)
+    _print_importance(out, a, b)
+
+
+def _print_importance(out: dict[str, Any], a: int, b: int) -> None:
+    """The features' global importances in both versions, the most important first."""
+    rows = out.get("importance") or []
+    if not rows:
+        return
+    table = Table(title="feature importance (measured when each trained; sums to 1)")
+    for col in ("feature", f"v{a}", f"v{b}", "b - a"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(row["feature"], _fmt(row["a"]), _fmt(row["b"]), _fmt(row["delta"], sign=True))
+    console.print(table)
 
 
 @models.command("stage")

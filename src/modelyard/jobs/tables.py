@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelyard.sql.base import Base, UTCDateTime
@@ -13,6 +13,10 @@ from modelyard.sql.base import Base, UTCDateTime
 
 class JobRow(Base):
     __tablename__ = "jobs"
+    # A page of the jobs list (top-level jobs, or one fleet's children, newest first) reads its
+    # rows in index order. With parent_id's index alone, SQLite matches every top-level job
+    # and sorts them all, large JSON columns included, to keep fifty.
+    __table_args__ = (Index("ix_jobs_parent_created", "parent_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), index=True)

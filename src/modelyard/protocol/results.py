@@ -141,7 +141,8 @@ def _kind_of_exception(exc: BaseException) -> FailureKind:
 
 @dataclasses.dataclass(frozen=True)
 class ModelMeta:
-    """What serving needs to know of a trained model, stored beside it as ``model.json``."""
+    """What serving needs to know of a trained model, and how much each feature matters to it;
+    stored beside it as ``model.json`` and in its registry version."""
 
     model_id: str
     workflow: str
@@ -153,6 +154,11 @@ class ModelMeta:
     # Features that had missing values (null or NaN) in the training or holdout rows; serving
     # accepts null only in these. None: trained before this was recorded.
     missing_values: list[str] | None = None
+    # Global importance per feature (summing to 1, or all 0), measured at evaluation for the
+    # version's reference profile (modelyard.monitoring.importance), and how: "model" (the
+    # estimator's own) or "permutation". None: trained before they were kept with the version.
+    importance: dict[str, float] | None = None
+    importance_method: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -152,7 +152,8 @@ def production_versions(session: Session, keys: Sequence[tuple[str, str]]
 
 def compare_versions(session: Session, model_name: str, a: int, b: int,
                      tenant: str = GLOBAL_TENANT) -> dict[str, Any]:
-    """Two versions' metrics side by side, with ``b - a`` for every number both have."""
+    """Two versions' metrics side by side, with ``b - a`` for every number both have, and
+    their feature importances."""
     va, vb = read_version(session, model_name, a, tenant), read_version(session, model_name, b,
                                                                         tenant)
     names = [k for k in va.metrics if k in vb.metrics] + [
@@ -171,7 +172,18 @@ def compare_versions(session: Session, model_name: str, a: int, b: int,
         "same_holdout": va.holdout == vb.holdout,
         "metrics": [r for r in rows if r["metric"] != "notes"],
         "same_rows": same_rows(va, vb) or same_rows(vb, va),
+        "importance": compare_importance(va, vb),
     }
+
+
+def compare_importance(va: VersionRow, vb: VersionRow) -> list[dict[str, Any]]:
+    """The two versions' global feature importances (kept with each version when it trained),
+    the most important (in either) first, with ``b - a`` where both have the feature."""
+    a = va.model_meta.get("importance") or {}
+    b = vb.model_meta.get("importance") or {}
+    features = sorted(set(a) | set(b), key=lambda f: -max(a.get(f, 0.0), b.get(f, 0.0)))
+    return [{"feature": f, "a": a.get(f), "b": b.get(f),
+             "delta": b[f] - a[f] if f in a and f in b else None} for f in features]
 
 
 def same_rows(champion: VersionRow, challenger: VersionRow) -> dict[str, Any] | None:

@@ -67,6 +67,8 @@ def write(store: ArtifactStore, outcome: Outcome) -> JobResult:
         label=request.train.label,
         task=outcome.task,
         missing_values=outcome.missing_values,
+        importance=dict(outcome.profile.importance),
+        importance_method=outcome.profile.importance_method,
     )
     paths = store.write_job_files(
         outcome.job_id,

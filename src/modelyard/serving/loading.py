@@ -56,6 +56,7 @@ class LoadedModel:
     calls: int = 0
     fast: RecordsPredict | None = None
     accelerated: bool = False  # fast paths tried (once)
+    explainer: Any = None  # serving.explainers' choice, made at its first explain request
 
     def predict(self, records: Records) -> np.ndarray[Any, Any]:
         """Scores of rows given as mappings with (at least) the model's features."""

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.jsonbody import json_body_openapi, read_json_body
 from modelyard.request.limits import validate_name
+from modelyard.serving.explain import MAX_TOP
 from modelyard.serving.service import ServingService
 from modelyard.serving.shadow_log import read_labels
 
@@ -32,6 +33,32 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tenant: TenantName = Field(None, description="customer id; falls back to the global model")
     rows: list[dict[str, Any]] = Field(min_length=1)
+    explain: bool = Field(False, description="add each row's largest feature contributions "
+                          "(explanation)")
+    explain_top: int = Field(5, ge=1, le=MAX_TOP, description="with explain: the contributions "
+                             "listed per row, the largest first")
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: Any = Field(description="the row's value of the feature, as sent")
+    contribution: float
+
+
+class RowExplanation(BaseModel):
+    base_value: float
+    margin: float = Field(description="base_value plus every feature's contribution: the "
+                          "model's output on the row, on the scale of ``output``")
+    others: float = Field(description="the contributions of the features not listed")
+    contributions: list[Contribution]
+
+
+class Explanation(BaseModel):
+    method: str = Field(description="lightgbm_pred_contrib, xgboost_pred_contribs, tree_shap "
+                        "or kernel_shap")
+    output: str = Field(description="what contributions add up to: log_odds, raw_score, "
+                        "probability, prediction, or score (the version's own scores)")
+    rows: list[RowExplanation]
 
 
 class PredictResponse(BaseModel):
@@ -47,6 +74,8 @@ class PredictResponse(BaseModel):
     wanted_version: int | None = Field(None, description="degraded: the production version "
                                        "that should have answered")
     degraded_reason: str | None = Field(None, description="degraded: why it could not")
+    explanation: Explanation | None = Field(None, description="with explain: why each row "
+                                            "scored what it did")
 
 
 class Label(BaseModel):
@@ -113,12 +142,14 @@ async def predict_body(request: Request, svc: Serving) -> PredictRequest:
 async def predict(model_name: ModelName, body: Annotated[PredictRequest, Depends(predict_body)],
                   svc: Serving, request: Request) -> JSONResponse:
     """Score rows with the tenant's production model (the global one for cold-start tenants);
-    shadow versions score the same rows off the request path."""
+    shadow versions score the same rows off the request path. With ``explain``, each row's
+    largest feature contributions too (``explanation``)."""
     # Built by us, so no response-model validation on the hot path (the schema is documented).
     # The raw body (already read, so no copy) is what shadows get: the scorer process parses
     # it again rather than this process pickling the rows for it.
-    return JSONResponse(await svc.predict(model_name, body.tenant, body.rows,
-                                          body_json=await request.body()))
+    return JSONResponse(await svc.predict(
+        model_name, body.tenant, body.rows, body_json=await request.body(),
+        explain_top=body.explain_top if body.explain else None))
 
 
 @router.post("/labels")

@@ -26,6 +26,8 @@ from modelyard.artifacts import ArtifactStore
 from modelyard.errors import ModelUnavailable, ModelyardError, NotFound, RequestError
 from modelyard.serving.batching import Batcher, Rows, single_threaded
 from modelyard.serving.degraded import Degraded, DegradedTracker
+from modelyard.serving.explain import Explanation
+from modelyard.serving.explainers import explain_rows
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.metrics import ServingCollector, ServingMetrics
 from modelyard.serving.production_log import ProductionLog, Served
@@ -53,6 +55,10 @@ class ServingService:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelyard-predict")
         # Cold loads get their own thread, so they never queue ahead of hot predicts.
         self.load_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-load")
+        # Explanations cost many predictions: their own thread keeps them out of the pool that
+        # scores the micro-batches.
+        self.explain_pool = ThreadPoolExecutor(max_workers=1,
+                                               thread_name_prefix="modelyard-explain")
         self.shadow_log = ShadowLog(settings.home)  # labels; shadow scores come from the scorer
         self.shadows = ShadowScorer(settings.home, settings.artifact_root,
                                     settings.serving_memory_budget, settings.workflow_modules,
@@ -77,6 +83,7 @@ class ServingService:
         self.production_log.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.load_pool.shutdown(wait=False, cancel_futures=True)
+        self.explain_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _load(self, ref: VersionRef) -> LoadedModel:
         cached = self.cache.peek(ref)  # the fast path, no thread hop
@@ -93,14 +100,17 @@ class ServingService:
         return batcher
 
     async def predict(self, model_name: str, tenant: str | None, rows: Rows,
-                      body_json: bytes | None = None) -> dict[str, Any]:
+                      body_json: bytes | None = None, explain_top: int | None = None
+                      ) -> dict[str, Any]:
         """Score ``rows`` with the tenant's production model (else its segment's, else the
         global one). ``body_json``, the request body the rows were parsed from, if given,
-        is what goes to the shadow scorer.
+        is what goes to the shadow scorer. With ``explain_top``, the answer's ``explanation``
+        holds each row's largest feature contributions (:mod:`modelyard.serving.explain`).
 
         Raises:
             RequestError: more rows than ``--max-predict-rows``, or a row that does not fit the
-                version's training schema (named by row and column).
+                version's training schema (named by row and column), or an explanation the
+                version cannot give.
             NotFound: no production version answers for the tenant.
             ModelUnavailable: production cannot be loaded and nothing served before answers.
         """
@@ -127,6 +137,9 @@ class ServingService:
         else:
             loaded.schema.check(rows)
         scores = await self._score(loaded, rows)
+        explanation = None
+        if explain_top is not None:  # off the batches: ordinary requests never wait for it
+            explanation = await self._explain(loaded, rows, explain_top)
         request_id = uuid.uuid4().hex
         listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)
         at = time.time()
@@ -148,6 +161,8 @@ class ServingService:
             "scores": listed,
             "degraded": degraded is not None,
         }
+        if explanation is not None:
+            answer["explanation"] = explanation.to_json()
         if degraded is not None:
             answer["wanted_version"] = degraded.wanted_version
             answer["degraded_reason"] = degraded.reason
@@ -206,6 +221,19 @@ class ServingService:
                 f"{loaded.schema.label} failed to score these rows ({type(exc).__name__}: "
                 f"{first[:300]}); they fit its training schema, so the model or its workflow "
                 "fails on them: see the server log") from None
+
+    async def _explain(self, loaded: LoadedModel, rows: Rows, top: int) -> Explanation:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.explain_pool, explain_rows, loaded, self.store, rows, top)
+        except ModelyardError:
+            raise
+        except Exception as exc:  # the model or shap failed on rows the model scored
+            log.exception("%s failed to explain a request's rows", loaded.schema.label)
+            raise ModelyardError(
+                f"{loaded.schema.label} scored these rows but could not explain them "
+                f"({type(exc).__name__}: {str(exc).strip()[:300]}); send them without "
+                "\"explain\", and see the server log") from None
 
     async def drain(self) -> None:
         """Wait until queued shadow work is scored and logged, and the production log's buffer

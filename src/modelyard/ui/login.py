@@ -1,8 +1,9 @@
 """``/ui/login`` and ``/ui/logout``: trade a token for an HttpOnly session cookie, and back.
 
-The cookie holds the token the person typed (it is theirs already) and is sent on ``/ui``
-paths only, SameSite=Strict, HttpOnly and, behind HTTPS, Secure; the middleware checks it like
-a bearer header on every request, so revoking the token ends the session within the token
+The cookie holds the token the person typed (it is theirs already), SameSite=Strict, HttpOnly
+and, behind HTTPS, Secure. The middleware accepts it on the ``/ui`` pages and the API docs
+only (the JSON API ignores cookies, so no other site can drive it through one) and checks it
+like a bearer header on every request, so revoking the token ends the session within the token
 cache's seconds. Both forms carry the CSRF token (:mod:`modelyard.api.browser`): a page on
 another site can neither log a browser in as someone else nor out.
 """
@@ -60,7 +61,7 @@ async def login(request: Request) -> Response:
             "Unknown or revoked token: use one from `modelyard tokens create` or the server's "
             "MODELYARD_TOKEN."))
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, path=UI_PREFIX,
+    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, path="/",
                         httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
 
@@ -71,7 +72,7 @@ async def logout(request: Request) -> Response:
     if not csrf_matches(request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
         return _again(request, DEFAULT_NEXT, 403, "The form expired: reload the page.")
     response = RedirectResponse(LOGIN_PATH, status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path=UI_PREFIX, httponly=True, samesite="strict")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
 
 

@@ -117,8 +117,9 @@ def compare(session: DB, model_name: ModelName,
             a: Annotated[int, Query(ge=1, le=INT32_MAX, description="a version's number")],
             b: Annotated[int, Query(ge=1, le=INT32_MAX, description="a version's number")],
             tenant: Tenant = GLOBAL_TENANT) -> dict[str, Any]:
-    """Two versions' holdout metrics side by side, with ``b - a``; and, where one was trained
-    while the other was production, both on the same rows (``same_rows``)."""
+    """Two versions' holdout metrics side by side, with ``b - a``; where one was trained
+    while the other was production, both on the same rows (``same_rows``); and each feature's
+    global importance in both (``importance``, most important first)."""
     return store.compare_versions(session, model_name, a, b, tenant)
 
 
