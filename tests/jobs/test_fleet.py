@@ -164,6 +164,12 @@ def test_one_tenant_failing_spares_the_others_and_can_be_retried(
     assert "fails on purpose" in failed[0]["reason"] and failed[0]["level"] == "global"
     assert fleet["counts"]["succeeded"] > 3
     assert client.status(parent)["transition"]["job_state"] == "succeeded"
+    page = client._call("GET", f"/jobs/{parent}/fleet/tenants",
+                        params={"failed": "true"}).json()
+    assert [(t["tenant"], t["level"]) for t in page["lines"]] == [("m00001", "global")]
+    assert page["matching"] == 1 and page["counts"]["failed"] == 1
+    assert "fails on purpose" in page["lines"][0]["failure"]
+    assert page["lines"][0]["failure"].startswith("workflow_error: ")
 
     marker.unlink()
     retried = httpx.post(f"{server.url}/jobs/{parent}/retry", json={}).json()

@@ -117,6 +117,16 @@ def test_drift_from_the_production_log_matches_numpy_and_the_cli_shows_it(
     as_json = modelyard("monitor", name, "--window", "1h", "--json", url=server.url)
     assert json.loads(as_json.stdout)["rows"] == 300
 
+    # Day by day: today's window holds every row; each point is that day's monitoring report.
+    history = httpx.get(f"{server.url}/models/{name}/monitoring/history",
+                        params={"days": 3}, timeout=60).json()
+    assert history["rows"] == [0, 0, 300] and history["version"] == 1
+    assert history["prediction_psi"][:2] == [None, None]
+    assert history["prediction_psi"][2] == pytest.approx(prediction["psi"])
+    top = history["features"][0]
+    assert top["name"] == report["features"][0]["name"]
+    assert top["psi"][2] == pytest.approx(report["features"][0]["psi"])
+
 
 @SQLITE
 def test_drifted_traffic_ranks_the_drifted_important_feature_first_and_names_schema_changes(
@@ -188,6 +198,9 @@ def test_refusals_name_the_model_and_the_window(server: ServerProcess, client: C
     outside = httpx.get(f"{server.url}/models/{served['name']}/monitoring",
                         params={"traffic": "/etc/passwd"}, timeout=30)
     assert outside.status_code == 403
+    months = httpx.get(f"{server.url}/models/{served['name']}/monitoring/history",
+                       params={"days": 400}, timeout=30)
+    assert months.status_code == 422 and "days" in months.json()["message"]
 
 
 def test_a_full_log_buffer_drops_and_counts_rows(tmp_path: Path,

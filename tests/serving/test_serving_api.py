@@ -162,6 +162,10 @@ def test_shadow_versions_score_off_the_path_and_report(server: ServerProcess, cl
     y = frame["has_fraud_dispute"].to_numpy(float)
     assert entry["production_auc"] == pytest.approx(roc_auc_score(y, production))
     assert entry["shadow_auc"] == pytest.approx(roc_auc_score(y, shadow))
+    bins = entry["histogram"]
+    assert bins["edges"][0] == 0 and bins["edges"][-1] == 1
+    assert bins["production"] == np.histogram(production, bins["edges"])[0].tolist()
+    assert bins["shadow"] == np.histogram(shadow, bins["edges"])[0].tolist()
     parts = list((server.home / "shadow").rglob("part-*.parquet"))
     assert parts and all("date=" in str(p.parent) for p in parts)
 

@@ -1,4 +1,5 @@
-"""Request and response models of ``/pipelines``, separate from the table rows."""
+"""Request and response models of ``/pipelines`` (and of their triggers), separate from the
+table rows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from modelyard.api.params import TenantValue
 from modelyard.pipelines.spec import Overrides
 from modelyard.pipelines.states import RunState, StepState
 from modelyard.pipelines.tables import PipelineRow, PipelineRunRow, PipelineRunStepRow
+from modelyard.triggers.tables import TriggerStateRow
 
 Redact = Callable[[str], str]
 
@@ -121,6 +123,61 @@ def pipeline_summary(row: PipelineRow, last: PipelineRunRow | None, shown: Redac
         steps=[s["name"] for s in row.spec.get("steps", [])], updated_at=row.updated_at,
         updated_by=row.updated_by, last_run=run_summary(last, shown) if last else None,
         failing=last is not None and last.state == RunState.failed.value)
+
+
+class TriggerState(BaseModel):
+    trigger: str = Field(description="its name (default: its type)")
+    type: str
+    tenant: str | None = Field(description="a per_tenant trigger's tenant")
+    declared: dict[str, Any] = Field(description="the trigger as the pipeline declares it")
+    next_due_at: dt.datetime | None = Field(description="a schedule's next due time")
+    last_checked_at: dt.datetime | None
+    last_check: dict[str, Any] | None = Field(
+        description="the last check's verdict: fire, summary and figures")
+    last_fired_at: dt.datetime | None
+    last_run_id: str | None = Field(description="the run its last firing started")
+    fired: int = Field(description="how many times it fired")
+    last_skip: str | None = Field(description="why its last firing started nothing "
+                                  "(debounced, a run already under way)")
+    last_error: str | None = Field(description="why its last check failed")
+
+
+class PipelineTriggers(BaseModel):
+    pipeline: str
+    scheduler: bool = Field(description="whether this server runs the scheduler")
+    triggers: list[TriggerState]
+
+
+def triggers_of(row: PipelineRow, states: list[TriggerStateRow], shown: Redact
+                ) -> list[TriggerState]:
+    """Each trigger the pipeline declares with what the scheduler last saw of it (one line per
+    tenant of a per_tenant trigger); one the scheduler has not looked at yet, with its
+    declaration alone."""
+    by_key = {(s.trigger, s.tenant): s for s in states}
+    out = []
+    for trigger in row.parsed_spec.triggers:
+        mine: list[TriggerStateRow | None] = [
+            s for (key, _), s in by_key.items() if key == trigger.key]
+        for state in mine or [None]:
+            out.append(TriggerState(
+                trigger=trigger.key, type=trigger.type,
+                tenant=(state.tenant or None) if state is not None else None,
+                declared=trigger.model_dump(mode="json", exclude_none=True),
+                next_due_at=state.next_due_at if state else None,
+                last_checked_at=state.last_checked_at if state else None,
+                last_check=_shown_check(state.last_check, shown) if state else None,
+                last_fired_at=state.last_fired_at if state else None,
+                last_run_id=state.last_run_id if state else None,
+                fired=state.fired if state else 0,
+                last_skip=shown(state.last_skip) if state and state.last_skip else None,
+                last_error=shown(state.last_error) if state and state.last_error else None))
+    return out
+
+
+def _shown_check(check: dict[str, Any] | None, shown: Redact) -> dict[str, Any] | None:
+    if check is None or not isinstance(check.get("summary"), str):
+        return check
+    return {**check, "summary": shown(check["summary"])}
 
 
 def _shown(shown: Redact, text: str | None) -> str | None:

@@ -164,7 +164,7 @@ def advance(session: Session, parent_id: str) -> bool:
     graduation.record_serving_levels(session, parent, plan, children)
     if parent.state == JobState.running.value:
         # The counts alone: the children are in hand (the full summary would read them again).
-        counts = fleet_counts(plan, latest_by_key(children))
+        counts = fleet_counts(plan, (c.state for c in latest_by_key(children).values()))
         all_failed = counts["succeeded"] == 0 and counts["failed"] > 0
         reason = (f"fleet done: {counts['succeeded']} models, {counts['failed']} failed, "
                   f"{counts['skipped']} tenants served by a fallback")
@@ -243,7 +243,8 @@ def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
     return {
         "parent_id": parent.id,
         "state": parent.state,
-        "counts": {**fleet_counts(plan, latest), "not_served": len(not_served)},
+        "counts": {**fleet_counts(plan, (c.state for c in latest.values())),
+                   "not_served": len(not_served)},
         # Tenants no production model answers for, with what would fix it.
         "not_served": not_served[:_NOT_SERVED_SHOWN],
         "fallbacks": fallbacks,
@@ -254,13 +255,13 @@ def fleet_summary(session: Session, parent: JobRow) -> dict[str, Any]:
 _NOT_SERVED_SHOWN = 100
 
 
-def fleet_counts(plan: FleetPlan | None, latest: dict[tuple[str, str], JobRow]
-                 ) -> dict[str, Any]:
-    """Children by state (the newest attempt of each) and the tenants skipped by the plan."""
-    counts = Counter(c.state for c in latest.values())
+def fleet_counts(plan: FleetPlan | None, states: Iterable[str]) -> dict[str, Any]:
+    """Children by state (``states``: the newest attempt's of each) and the tenants skipped by
+    the plan."""
+    counts = Counter(states)
     skipped = sum(1 for t in plan.tenants if not t.qualifies) if plan is not None else 0
     return {
-        "total": len(latest) + skipped,
+        "total": sum(counts.values()) + skipped,
         "queued": counts.get("queued", 0) + counts.get("created", 0),
         "running": counts.get("running", 0),
         "succeeded": counts.get("succeeded", 0),

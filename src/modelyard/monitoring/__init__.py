@@ -9,6 +9,8 @@
 - :mod:`~modelyard.monitoring.report`: the typed report.
 - :mod:`~modelyard.monitoring.service`: :func:`~modelyard.monitoring.service.monitor`, which the
   server's route and scheduler call.
+- :mod:`~modelyard.monitoring.history`: drift window by window (``monitor`` once per window),
+  for the history route and the web UI's monitoring page.
 
 The profile, importance and stats modules import nothing of the server (the worker builds
 profiles), which an import contract checks; this package's ``__init__`` imports nothing.

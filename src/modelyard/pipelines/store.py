@@ -58,9 +58,12 @@ def spec_of(row: PipelineRow | PipelineRunRow) -> PipelineSpec:
     return PipelineSpec.model_validate(row.spec)
 
 
-def list_pipelines(session: Session) -> list[PipelineRow]:
-    """Every pipeline, by name."""
-    return list(session.scalars(select(PipelineRow).order_by(PipelineRow.name)).all())
+def list_pipelines(session: Session, *, model_name: str | None = None) -> list[PipelineRow]:
+    """Every pipeline (or those that train ``model_name``), by name."""
+    query = select(PipelineRow)
+    if model_name is not None:
+        query = query.where(PipelineRow.model_name == model_name)
+    return list(session.scalars(query.order_by(PipelineRow.name)).all())
 
 
 def last_runs(session: Session, names: Sequence[str]) -> dict[str, PipelineRunRow]:
@@ -107,16 +110,29 @@ def read_run(session: Session, run_id: str, *, fresh: bool = False) -> PipelineR
 
 def steps_of(session: Session, run_id: str) -> list[PipelineRunStepRow]:
     """A run's steps, in the order they were written (the spec's order)."""
-    return list(session.scalars(select(PipelineRunStepRow).where(
-        PipelineRunStepRow.run_id == run_id).order_by(PipelineRunStepRow.id)).all())
+    return steps_of_runs(session, [run_id]).get(run_id, [])
 
 
-def list_runs(session: Session, *, pipeline: str | None = None, state: str | None = None,
-              limit: int = 50) -> list[PipelineRunRow]:
-    """Runs newest first, filtered."""
+def steps_of_runs(session: Session, run_ids: Sequence[str]
+                  ) -> dict[str, list[PipelineRunStepRow]]:
+    """The steps of each run in ``run_ids``, in the spec's order, in one query."""
+    out: dict[str, list[PipelineRunStepRow]] = {}
+    if not run_ids:
+        return out
+    for step in session.scalars(select(PipelineRunStepRow).where(
+            PipelineRunStepRow.run_id.in_(set(run_ids))).order_by(PipelineRunStepRow.id)):
+        out.setdefault(step.run_id, []).append(step)
+    return out
+
+
+def list_runs(session: Session, *, pipeline: str | Sequence[str] | None = None,
+              state: str | None = None, limit: int = 50) -> list[PipelineRunRow]:
+    """Runs newest first, filtered (``pipeline``: one pipeline's name, or several)."""
     query = select(PipelineRunRow)
-    if pipeline is not None:
+    if isinstance(pipeline, str):
         query = query.where(PipelineRunRow.pipeline_name == pipeline)
+    elif pipeline is not None:
+        query = query.where(PipelineRunRow.pipeline_name.in_(pipeline))
     if state is not None:
         query = query.where(PipelineRunRow.state == state)
     return list(session.scalars(query.order_by(PipelineRunRow.created_at.desc(),

@@ -9,6 +9,7 @@ they record, so the history and the stages never disagree.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,6 +59,17 @@ def events_of(session: Session, model_name: str, tenant: str | None = None,
 
 def approvals_of(session: Session, version_id: int) -> list[ApprovalRow]:
     """A version's named approvals, oldest first."""
-    return list(session.scalars(
-        select(ApprovalRow).where(ApprovalRow.version_id == version_id).order_by(ApprovalRow.id)
-    ).all())
+    return approvals_by_version(session, [version_id]).get(version_id, [])
+
+
+def approvals_by_version(session: Session, version_ids: Sequence[int]
+                         ) -> dict[int, list[ApprovalRow]]:
+    """The named approvals of each version in ``version_ids`` that has any, oldest first, in
+    one query."""
+    out: dict[int, list[ApprovalRow]] = {}
+    if not version_ids:
+        return out
+    for row in session.scalars(select(ApprovalRow).where(
+            ApprovalRow.version_id.in_(set(version_ids))).order_by(ApprovalRow.id)):
+        out.setdefault(row.version_id, []).append(row)
+    return out

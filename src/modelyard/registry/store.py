@@ -5,14 +5,16 @@ write registry SQL themselves. Each function lives in the module of its concept:
 
 - :mod:`~modelyard.registry.registration`: ``register_version``, ``register_versions``
   (a succeeded job's model becomes the next candidate; auto-promotion by policy);
-- :mod:`~modelyard.registry.versions`: ``read_version``, ``list_versions``, ``list_models``,
+- :mod:`~modelyard.registry.versions`: ``read_version``, ``list_versions``, ``list_models`` (typed
+  ``ModelOverview``),
   ``production_version``, ``production_versions``, ``serving_version`` (the one that answers a
   tenant, with fallbacks), ``compare_versions``, ``generation``, ``latest_version``,
   ``versions_of_jobs``;
 - :mod:`~modelyard.registry.promotion`: ``set_stage``, ``approve_version``, ``rollback``,
   ``promote``, ``move`` (every stage move, one production per model and tenant);
 - :mod:`~modelyard.registry.policy`: ``read_policy``, ``set_policy`` (and the approval gate);
-- :mod:`~modelyard.registry.audit`: ``events_of``, ``approvals_of``, ``record_event`` (the
+- :mod:`~modelyard.registry.audit`: ``events_of``, ``approvals_of``, ``approvals_by_version``,
+  ``record_event`` (the
   audit trail).
 
 Transactions: the verbs that are whole actions of their own commit (``set_stage``,
@@ -23,11 +25,12 @@ promotes its winners in the transaction that ends the fleet.
 
 from __future__ import annotations
 
-from modelyard.registry.audit import approvals_of, events_of, record_event
+from modelyard.registry.audit import approvals_by_version, approvals_of, events_of, record_event
 from modelyard.registry.policy import read_policy, set_policy
 from modelyard.registry.promotion import approve_version, move, promote, rollback, set_stage
 from modelyard.registry.registration import Registered, register_version, register_versions
 from modelyard.registry.versions import (
+    ModelOverview,
     compare_versions,
     generation,
     latest_version,
@@ -41,7 +44,9 @@ from modelyard.registry.versions import (
 )
 
 __all__ = [
+    "ModelOverview",
     "Registered",
+    "approvals_by_version",
     "approvals_of",
     "approve_version",
     "compare_versions",

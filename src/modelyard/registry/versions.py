@@ -7,6 +7,8 @@ between stages through :mod:`~modelyard.registry.promotion`.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,25 +69,40 @@ def versions_of_jobs(session: Session, job_ids: Sequence[str]) -> list[VersionRo
                                 .order_by(VersionRow.tenant, VersionRow.version)).all())
 
 
-def list_models(session: Session) -> list[dict[str, Any]]:
-    """One entry per model name: its tenants, version counts and production versions."""
+@dataclasses.dataclass
+class ModelOverview:
+    """One model across its tenants: how many versions and tenants, the production version of
+    each tenant that has one, how many shadows, and when its newest version was trained."""
+
+    model_name: str
+    versions: int
+    tenants: int
+    shadows: int
+    production: dict[str, int]
+    latest_at: dt.datetime
+
+
+def list_models(session: Session) -> list[ModelOverview]:
+    """One entry per model name, by name: its tenants, version counts and production versions."""
     rows = session.execute(
         select(VersionRow.model_name, VersionRow.tenant, VersionRow.version, VersionRow.stage,
                VersionRow.created_at).order_by(VersionRow.model_name, VersionRow.tenant)
     ).all()
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, ModelOverview] = {}
+    tenants: dict[str, set[str]] = {}
     for r in rows:
-        m = models.setdefault(r.model_name, {"model_name": r.model_name, "versions": 0,
-                                             "tenants": 0, "production": {}, "shadows": 0,
-                                             "latest_at": r.created_at})
-        m["versions"] += 1
-        m["latest_at"] = max(m["latest_at"], r.created_at)
+        m = models.setdefault(r.model_name, ModelOverview(
+            model_name=r.model_name, versions=0, tenants=0, shadows=0, production={},
+            latest_at=r.created_at))
+        m.versions += 1
+        m.latest_at = max(m.latest_at, r.created_at)
+        tenants.setdefault(r.model_name, set()).add(r.tenant)
         if r.stage == Stage.production.value:
-            m["production"][r.tenant] = r.version
+            m.production[r.tenant] = r.version
         if r.stage == Stage.shadow.value:
-            m["shadows"] += 1
-    for m in models.values():
-        m["tenants"] = len({r.tenant for r in rows if r.model_name == m["model_name"]})
+            m.shadows += 1
+    for name, m in models.items():
+        m.tenants = len(tenants[name])
     return list(models.values())
 
 

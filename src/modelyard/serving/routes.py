@@ -18,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 from modelyard.jsonbody import json_body_openapi, read_json_body
 from modelyard.request.limits import validate_name
 from modelyard.serving.explain import MAX_TOP
-from modelyard.serving.report import shadow_report
 from modelyard.serving.service import ServingService
 from modelyard.serving.shadow_log import read_labels
 
@@ -173,9 +172,7 @@ async def report(model_name: ModelName, svc: Serving,
                  threshold: Annotated[float, Query(gt=0, lt=1)] = 0.5,
                  tenant: TenantName = None) -> dict[str, Any]:
     """Shadow versus production on the same traffic: correlation, agreement, shift, AUCs."""
-    await svc.drain()  # scored and written, so the report sees every request so far
-    return await run_in_threadpool(shadow_report, svc.settings.home, model_name, threshold,
-                                   tenant)
+    return (await svc.shadow_report(model_name, threshold, tenant)).to_json()
 
 
 @router.get("/serving/stats")

@@ -31,6 +31,7 @@ from modelyard.serving.explainers import explain_rows
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
 from modelyard.serving.metrics import ServingCollector, ServingMetrics
 from modelyard.serving.production_log import ProductionLog, Served
+from modelyard.serving.report import ShadowReport, shadow_report
 from modelyard.serving.routing import Route, Router
 from modelyard.serving.shadow import ShadowScorer, ShadowWork
 from modelyard.serving.shadow_log import ShadowLog
@@ -240,6 +241,14 @@ class ServingService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.production_log.flush)
         await loop.run_in_executor(None, self.shadows.drain)
+
+    async def shadow_report(self, model_name: str, threshold: float = 0.5,
+                            tenant: str | None = None) -> ShadowReport:
+        """The shadow report once everything served so far is scored and written (the
+        ``shadow-report`` route and the web UI's page)."""
+        await self.drain()
+        return await asyncio.get_running_loop().run_in_executor(
+            None, shadow_report, self.settings.home, model_name, threshold, tenant)
 
     def stats(self) -> dict[str, Any]:
         return {

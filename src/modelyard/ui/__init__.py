@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from modelyard.api.browser import STATIC_PREFIX
-from modelyard.ui import compare, job, jobs, login, pipelines
+from modelyard.ui import compare, fleets, job, jobs, login, models, monitoring, pipelines, shadow
 from modelyard.ui.render import STATIC_DIR
 
 HOME = "/ui/jobs"
@@ -27,6 +27,10 @@ def add_ui(app: FastAPI) -> None:
     app.include_router(job.router)
     app.include_router(compare.router)
     app.include_router(pipelines.router)
+    app.include_router(models.router)
+    app.include_router(shadow.router)
+    app.include_router(monitoring.router)
+    app.include_router(fleets.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

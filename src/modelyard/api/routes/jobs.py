@@ -37,6 +37,7 @@ from modelyard.api.schemas import (
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import Conflict
 from modelyard.jobs import fleet, listing, plots, replay, store
+from modelyard.jobs.fleet_view import PAGE_SIZE, FleetView, Level, fleet_view
 from modelyard.jobs.joblog import JobLog
 from modelyard.jobs.states import JobState
 from modelyard.request.limits import MAX_LABEL_CHARS, MAX_TENANTS
@@ -197,6 +198,27 @@ def fleet_status(job_id: str, session: Annotated[Session, Depends(db_session)]
     if job.kind != "fleet":
         raise Conflict(f"job {job_id} is a {job.kind} job, not a fleet")
     return fleet.fleet_summary(session, job)
+
+
+@router.get("/jobs/{job_id}/fleet/tenants", responses=error_responses(409))
+def fleet_tenants(job_id: str, session: Annotated[Session, Depends(db_session)],
+                  svc: Annotated[Services, Depends(services)], offset: Offset = 0,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = PAGE_SIZE,
+                  failed: Annotated[bool, Query(description="only tenants whose job failed")
+                                    ] = False,
+                  level: Annotated[Level | None, Query(description="only tenants served at "
+                                                       "this level")] = None,
+                  q: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS, description=(
+                      "only tenants whose name contains this"))] = None) -> FleetView:
+    """A page of a fleet's tenants: the level that serves each, its metric against its
+    fallback's and production's, its production version and why it failed; with counts by
+    state and by level."""
+    view = fleet_view(session, job_id, offset=offset, limit=limit, failed_only=failed,
+                      level=level, search=q)
+    shown = redactor_for(svc.settings).text
+    return dataclasses.replace(view, lines=[
+        dataclasses.replace(x, failure=shown(x.failure)) if x.failure else x
+        for x in view.lines])
 
 
 @router.post("/jobs/{job_id}/retry", responses=error_responses(400, 409))

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from modelyard.api.auth import actor_of
 from modelyard.api.deps import Who, db_session, require_token
 from modelyard.api.params import (
     INT32_MAX,
@@ -18,6 +17,12 @@ from modelyard.api.params import (
     OptionalTenant,
     Tenant,
     VersionNumber,
+)
+from modelyard.api.registry_actions import (
+    approve_as,
+    rollback_as,
+    set_policy_as,
+    set_stage_as,
 )
 from modelyard.api.registry_schemas import (
     Approval,
@@ -36,7 +41,6 @@ from modelyard.api.registry_schemas import (
 )
 from modelyard.api.schemas import error_responses
 from modelyard.artifacts import ArtifactStore
-from modelyard.jobs import store as jobs
 from modelyard.registry import store
 from modelyard.registry.stages import GLOBAL_TENANT, Stage
 from modelyard.serving.export import export_tarball
@@ -63,7 +67,8 @@ DB = Annotated[Session, Depends(db_session)]
 
 @router.get("")
 def list_models(session: DB) -> ModelList:
-    return ModelList(models=[ModelSummary(**m) for m in store.list_models(session)])
+    return ModelList(models=[ModelSummary.model_validate(m, from_attributes=True)
+                             for m in store.list_models(session)])
 
 
 @router.get("/{model_name}/versions")
@@ -83,10 +88,9 @@ def read_version(session: DB, model_name: ModelName, version: VersionNumber,
 def set_stage(session: DB, model_name: ModelName, version: VersionNumber, change: StageChange,
               who: Who) -> Version:
     """Move a version (to production only through the approval gate)."""
-    row = store.set_stage(session, model_name, version, change.stage,
-                          actor=actor_of(who, change.actor, "actor"), reason=change.reason,
-                          tenant=change.tenant)
-    return version_of(row)
+    return version_of(set_stage_as(session, who, model_name, version, change.stage,
+                                   tenant=change.tenant, reason=change.reason,
+                                   claimed=change.actor))
 
 
 @router.post("/{model_name}/versions/{version}/approve", responses=error_responses(400, 409))
@@ -97,22 +101,15 @@ def approve(session: DB, model_name: ModelName, version: VersionNumber, approval
     With tokens, the approver is the token's identity, and it may not be who submitted the job
     that trained the version (four eyes) unless the model's policy waives it.
     """
-    submitted_by = None
-    if who.authenticated:
-        job_id = store.read_version(session, model_name, version, approval.tenant).job_id
-        submitted_by = jobs.read_job(session, job_id).submitted_by if job_id else None
-    row = store.approve_version(session, model_name, version,
-                                approver=actor_of(who, approval.user, "user"),
-                                comment=approval.comment, tenant=approval.tenant,
-                                identified=who.authenticated, submitted_by=submitted_by)
-    return version_of(row)
+    return version_of(approve_as(session, who, model_name, version, tenant=approval.tenant,
+                                 comment=approval.comment, claimed=approval.user))
 
 
 @router.post("/{model_name}/rollback", responses=error_responses(400, 409))
 def rollback(session: DB, model_name: ModelName, body: Rollback, who: Who) -> Version:
     """Return the previous production version to production."""
-    return version_of(store.rollback(session, model_name, actor=actor_of(who, body.actor, "actor"),
-                                     reason=body.reason, tenant=body.tenant))
+    return version_of(rollback_as(session, who, model_name, tenant=body.tenant,
+                                  reason=body.reason, claimed=body.actor))
 
 
 @router.get("/{model_name}/compare")
@@ -141,9 +138,7 @@ def read_policy(session: DB, model_name: ModelName) -> Policy:
 
 @router.put("/{model_name}/policy", responses=error_responses(400))
 def set_policy(session: DB, model_name: ModelName, body: PolicyIn, who: Who) -> Policy:
-    return policy_of(store.set_policy(session, model_name,
-                                      actor=actor_of(who, body.actor, "actor"),
-                                      **body.model_dump(exclude={"actor"})))
+    return policy_of(set_policy_as(session, who, model_name, body))
 
 
 @router.get("/{model_name}/versions/{version}/export", response_class=Response, responses={

@@ -12,6 +12,7 @@ from modelyard.api.deps import app_services, db_session, require_token
 from modelyard.api.params import ModelName, OptionalTenant
 from modelyard.api.schemas import error_responses
 from modelyard.errors import RequestError
+from modelyard.monitoring.history import MAX_WINDOWS, DriftHistory, drift_history
 from modelyard.monitoring.service import monitor, report_json
 from modelyard.request.dates import parse_window
 
@@ -44,3 +45,21 @@ async def monitoring(
     report = await run_in_threadpool(monitor, session, settings, model_name, tenant, span,
                                      traffic=traffic)
     return report_json(report)
+
+
+@router.get("/{model_name}/monitoring/history")
+async def monitoring_history(
+    request: Request, model_name: ModelName,
+    session: Annotated[Session, Depends(db_session)],
+    tenant: OptionalTenant = None,
+    days: Annotated[int, Query(ge=1, le=MAX_WINDOWS, description="how many days back, one "
+                               "window each")] = 14,
+) -> DriftHistory:
+    """Feature drift day by day: the PSI of the top features (by drift x importance) and of
+    the scores, per day, each day monitored as ``GET /models/{name}/monitoring`` does."""
+    serving = getattr(request.app.state, "serving", None)
+    if serving is not None:
+        await run_in_threadpool(serving.production_log.flush)
+    settings = app_services(request).settings
+    return await run_in_threadpool(lambda: drift_history(session, settings, model_name, tenant,
+                                                         windows=days))

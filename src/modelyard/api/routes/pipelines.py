@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
 from modelyard.api.deps import Services, Who, db_session, require_token, services
+from modelyard.api.params import OptionalModelName
 from modelyard.api.pipeline_schemas import (
     PipelineDetail,
     PipelineList,
@@ -53,9 +54,11 @@ def create_pipeline(spec: PipelineSpec, svc: Annotated[Services, Depends(service
 
 @router.get("/pipelines")
 def list_pipelines(session: Annotated[Session, Depends(db_session)],
-                   svc: Annotated[Services, Depends(services)]) -> PipelineList:
-    """Every pipeline with its last run; ``failing`` lists those whose last run failed."""
-    rows = store.list_pipelines(session)
+                   svc: Annotated[Services, Depends(services)],
+                   model: OptionalModelName = None) -> PipelineList:
+    """Every pipeline (or those that train ``model``) with its last run; ``failing`` lists
+    those whose last run failed."""
+    rows = store.list_pipelines(session, model_name=model)
     last = store.last_runs(session, [r.name for r in rows])
     shown = _shown(svc)
     answers = [pipeline_summary(r, last.get(r.name), shown) for r in rows]
