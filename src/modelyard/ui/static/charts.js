@@ -10,7 +10,9 @@
       series.push({
         label: s.label, stroke: COLORS[i % COLORS.length], width: 2,
         facets: [{scale: "x", auto: true}, {scale: "y", auto: true}],
-        paths: uPlot.paths.linear(), points: {show: s.x.length <= 30},
+        // A lone point draws no line: draw it as a point (mode 2 ignores points.show).
+        paths: s.x.length > 1 ? uPlot.paths.linear() : uPlot.paths.points(),
+        points: {show: s.x.length <= 30},
       });
     });
     return {
