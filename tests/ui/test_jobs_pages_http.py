@@ -26,8 +26,8 @@ def _refused(server: ServerProcess, path: str, status: int) -> str:
 @SQLITE
 def test_bad_filters_of_the_jobs_page_name_their_parameter(server: ServerProcess) -> None:
     assert _refused(server, "/ui/jobs?state=finished", 422) == (
-        "state: 'finished' is not a job state; use one of created, queued, running, "
-        "succeeded, failed, cancelled, or none for any")
+        "state: 'finished' is not a job state; pick one of created, queued, running, "
+        "succeeded, failed, cancelled, or leave it empty")
     assert "query.limit" in _refused(server, "/ui/jobs?limit=0", 422)
     assert "query.offset" in _refused(server, "/ui/jobs?offset=-1", 422)
     assert "query.model_name" in _refused(server, "/ui/jobs?model_name=" + "m" * 300, 422)

@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse
 from modelyard.api.deps import Services, services
 from modelyard.api.params import Offset
 from modelyard.api.redact import redactor_for
-from modelyard.errors import RequestError
 from modelyard.jobs import fleet
 from modelyard.jobs.fleet_view import PAGE_SIZE, Level, fleet_view
 from modelyard.request.limits import MAX_LABEL_CHARS
+from modelyard.ui.forms import choice
 from modelyard.ui.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -32,7 +32,7 @@ def fleet_page(request: Request, job_id: JobId, svc: Annotated[Services, Depends
                level: Annotated[str | None, Query(max_length=16)] = None,
                q: Annotated[str | None, Query(max_length=MAX_LABEL_CHARS)] = None
                ) -> HTMLResponse:
-    chosen = _level(level)
+    chosen = choice(Level, level, "level", "serving level")
     with svc.sessions() as session:
         view = fleet_view(session, job_id, offset=offset, limit=PAGE_SIZE, failed_only=failed,
                           level=chosen, search=q or None)
@@ -54,13 +54,3 @@ def retry(request: Request, job_id: JobId, svc: Annotated[Services, Depends(serv
     return render(request, "_retried.html", job_id=job_id,
                   tenants=[tenant for _, tenant in created])
 
-
-def _level(value: str | None) -> Level | None:
-    """The level filter; empty (the form's "any") is none."""
-    if not value:
-        return None
-    try:
-        return Level(value)
-    except ValueError:
-        raise RequestError(f"level: {value!r} is not a serving level; pick one of "
-                           f"{', '.join(x.value for x in Level)}, or leave it empty") from None

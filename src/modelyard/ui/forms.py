@@ -6,6 +6,8 @@ refused, naming what was sent.
 
 from __future__ import annotations
 
+import enum
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -13,6 +15,7 @@ from fastapi import Request
 from modelyard.errors import RequestError
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+E = TypeVar("E", bound=enum.Enum)
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -47,3 +50,18 @@ def field(form: dict[str, str], name: str, *, max_chars: int = 2000) -> str:
     if len(value) > max_chars:
         raise RequestError(f"{name}: at most {max_chars:,} characters; got {len(value):,}")
     return value
+
+
+def choice(kind: type[E], value: str | None, name: str, noun: str) -> E | None:
+    """A filter a page's form picks from ``kind``'s values; empty (the form's "any") is none.
+
+    Raises:
+        RequestError: ``value`` is none of them, naming ``name`` and the values to pick from.
+    """
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise RequestError(f"{name}: {value!r} is not a {noun}; pick one of "
+                           f"{', '.join(str(x.value) for x in kind)}, or leave it empty") from None

@@ -20,10 +20,10 @@ from modelyard.api.deps import Services, services
 from modelyard.api.params import Offset
 from modelyard.api.redact import redactor_for
 from modelyard.api.schemas import JobSummary, summary_of
-from modelyard.errors import RequestError
 from modelyard.jobs import listing
 from modelyard.jobs.states import JobState
 from modelyard.request.limits import MAX_LABEL_CHARS
+from modelyard.ui.forms import choice
 from modelyard.ui.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -67,20 +67,11 @@ def jobs_query(
     def given(value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
-    where = listing.JobFilter(state=job_state(state), model_name=given(model_name),
+    where = listing.JobFilter(state=choice(JobState, state, "state", "job state"),
+                              model_name=given(model_name),
                               owner=given(owner), project=given(project), search=given(search))
     return JobsQuery(where, limit, offset, frozenset(jobs))
 
-
-def job_state(value: str | None) -> JobState | None:
-    """The state filter: empty (the form's "any") is none."""
-    if not value:
-        return None
-    try:
-        return JobState(value)
-    except ValueError:
-        raise RequestError(f"state: {value!r} is not a job state; use one of "
-                           f"{', '.join(s.value for s in JobState)}, or none for any") from None
 
 
 Query_ = Annotated[JobsQuery, Depends(jobs_query)]
