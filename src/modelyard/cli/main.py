@@ -146,6 +146,9 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
               help="Seconds between the scheduler's looks at schedules (default 10).")
 @click.option("--trigger-check-interval", type=float, default=None,
               help="Seconds between checks of new_data, drift and decay triggers (default 300).")
+@click.option("--experiment-interval", type=float, default=None,
+              help="Seconds between the experiment controller's looks: bandit weights, rollout "
+                   "stages and guardrails, stopping rules (default 5).")
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
     """Run the training server (HTTP API, job store, workers, registry and serving)."""
     _run(host, port, log_level, True, options)

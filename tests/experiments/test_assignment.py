@@ -1,0 +1,65 @@
+"""Assignment through the real server: a unit keeps its arm, the split follows the weights
+within binomial bounds, no unit means a random arm, and the answer and the production log
+say which experiment and arm answered."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+from modelyard.client import Client
+from tests.conftest import ServerProcess
+from tests.experiments.conftest import rows, train_versions
+
+N = 400
+
+
+@pytest.fixture(scope="module")
+def ab(fast_server: ServerProcess) -> tuple[str, dict[str, object]]:
+    with fast_server.client() as client:
+        name = train_versions(client, ["Tiny", "Tiny"])
+        experiment = client.create_experiment({
+            "model_name": name, "type": "ab", "hypothesis": "v2 converts more",
+            "arms": [{"name": "control", "version": 1}, {"name": "new", "version": 2}],
+            "weights": [0.7, 0.3]})
+    return name, experiment
+
+
+def test_a_unit_keeps_its_arm_and_the_split_follows_the_weights(
+        fast: Client, ab: tuple[str, dict[str, object]]) -> None:
+    name, experiment = ab
+    first = {f"customer-{i}": fast.predict(name, rows(), unit=f"customer-{i}")
+             for i in range(N)}
+    assert {a["experiment"] for a in first.values()} == {experiment["id"]}
+    for unit, answer in list(first.items())[:50]:  # again, later: the same arm
+        again = fast.predict(name, rows(), unit=unit)
+        assert (again["arm"], again["version"]) == (answer["arm"], answer["version"])
+    new = sum(a["arm"] == "new" for a in first.values())
+    lo, hi = stats.binom.ppf([0.0005, 0.9995], N, 0.3)
+    assert lo <= new <= hi, f"{new} of {N} units on 'new', outside [{lo}, {hi}]"
+    assert all(a["version"] == (2 if a["arm"] == "new" else 1) for a in first.values())
+
+
+def test_without_a_unit_the_arm_is_random(fast: Client,
+                                          ab: tuple[str, dict[str, object]]) -> None:
+    name, _ = ab
+    arms = [fast.predict(name, rows())["arm"] for _ in range(200)]
+    lo, hi = stats.binom.ppf([0.0005, 0.9995], 200, 0.3)
+    assert lo <= arms.count("new") <= hi
+
+
+def test_the_production_log_and_the_scorecard_count_each_arm(
+        fast_server: ServerProcess, fast: Client, ab: tuple[str, dict[str, object]]) -> None:
+    name, experiment = ab
+    answers = [fast.predict(name, rows(2), unit=f"log-{i}") for i in range(20)]
+    card = fast.experiment(str(experiment["id"]))  # flushes this server's counts
+    served = {a["name"]: a["requests"] for a in card["arms"]}
+    assert sum(served.values()) >= 20
+    fast.add_labels(name, [{"request_id": answers[0]["request_id"], "label": 1.0}])
+    parts = list((fast_server.home / "production").glob(f"model={name}/*/part-*.parquet"))
+    logged = pq.ParquetDataset([str(p) for p in parts]).read().to_pylist()
+    by_request = {r["request_id"]: r for r in logged}
+    for answer in answers:
+        row = by_request[answer["request_id"]]
+        assert (row["experiment"], row["arm"]) == (experiment["id"], answer["arm"])
