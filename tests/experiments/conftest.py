@@ -34,6 +34,22 @@ def fast(fast_server: ServerProcess) -> Iterator[Client]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def fast_model(fast_server: ServerProcess) -> str:
+    """A model on the fast server: v1 (production) and v2 the same small model, v3 one whose
+    scores are the complement of theirs (its score distribution is far from theirs)."""
+    with fast_server.client() as client:
+        return train_versions(client, ["Tiny", "Tiny", "Complement"])
+
+
+@pytest.fixture
+def model(fast: Client, fast_model: str) -> Iterator[str]:
+    """The fast server's model, with no experiment running once the test is done."""
+    yield fast_model
+    for experiment in fast.experiments(fast_model, state="running"):
+        fast.stop_experiment(experiment["id"], reason="test over", actor="tests")
+
+
 def train_versions(client: Client, workflows: list[str], name: str | None = None) -> str:
     """A model whose versions 1, 2, ... are ``workflows`` (fast ones on 2,000 rows); version
     1 is production."""

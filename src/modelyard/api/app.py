@@ -70,11 +70,11 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         notifier.bind(asyncio.get_running_loop())
         dispatcher = runner = None
         loops: list[Scheduler | Controller] = []
+        serving = ServingService(settings, sessions)
         if run_jobs:
             dispatcher, runner = _start_jobs(settings, sessions, notifier)
-            loops = _start_loops(settings, sessions, runner)
+            loops = _start_loops(settings, sessions, runner, serving)
         app.state.services = Services(settings, sessions, dispatcher, notifier, runner)
-        serving = ServingService(settings, sessions)
         serving.start()
         app.state.serving = serving
         log.info("modelyard %s: home %s, db %s, %s%s", __version__, settings.home,
@@ -152,14 +152,15 @@ def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: J
     return dispatcher, runner
 
 
-def _start_loops(settings: Settings, sessions: sessionmaker[Session], runner: PipelineRunner
-                 ) -> list[Scheduler | Controller]:
+def _start_loops(settings: Settings, sessions: sessionmaker[Session], runner: PipelineRunner,
+                 serving: ServingService) -> list[Scheduler | Controller]:
     """The loop services beside the dispatcher: the scheduler (unless --no-scheduler) and the
-    experiment controller."""
+    experiment controller, whose changes this server's serving splits by at once."""
     loops: list[Scheduler | Controller] = []
     if settings.scheduler:
         loops.append(Scheduler(settings, sessions, on_run_started=runner.wake))
-    loops.append(Controller(sessions, settings.experiment_interval))
+    loops.append(Controller(sessions, settings.experiment_interval,
+                            on_change=serving.experiments.refresh))
     for loop in loops:
         loop.start()
     return loops

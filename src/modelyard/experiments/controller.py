@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,9 +34,11 @@ log = logging.getLogger("modelyard.experiments")
 
 
 class Controller:
-    def __init__(self, sessions: sessionmaker[Session], interval_s: float) -> None:
+    def __init__(self, sessions: sessionmaker[Session], interval_s: float,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.sessions = sessions
         self.interval_s = interval_s
+        self.on_change = on_change  # serving in this process splits by the change at once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,34 +61,39 @@ class Controller:
 
     def tick(self) -> None:
         """Look at every running experiment once."""
+        changed = False
         with self.sessions() as session:
             for row in list_experiments(session, state=RUNNING, limit=10_000):
                 try:
-                    advance(session, row)
+                    changed |= advance(session, row)
                 except Conflict as exc:  # a person or another server moved it first
                     session.rollback()
                     log.info("experiment %s: %s", row.id, exc)
+        if changed and self.on_change is not None:
+            self.on_change()
 
 
-def advance(session: Session, row: ExperimentRow) -> None:
-    """One look at a running experiment: reweigh, advance, halt or end it."""
+def advance(session: Session, row: ExperimentRow) -> bool:
+    """One look at a running experiment: reweigh, advance, halt or end it; True if it
+    changed."""
     card = finish.scorecard_of(session, row)
     verdict = card.recommendation
     spec = parsed(row)
     if spec.type == "rollout" and verdict.action == "stop":
         end_experiment(session, row, "halted", actor=SYSTEM_ACTOR,
                        reason=f"rolled back to {spec.control_arm}: {verdict.reason}")
-        return
+        return True
     if verdict.action == "ship" and verdict.arm is not None:
         finish.auto_ship(session, row, verdict.arm, verdict.reason)
-        return
+        return True
     if verdict.action == "stop":
         end_experiment(session, row, "stopped", actor=SYSTEM_ACTOR, reason=verdict.reason)
-        return
+        return True
     if spec.type == "bandit":
-        set_weights(session, row, bandit_weights(card, spec.min_share))
-    elif spec.type == "rollout":
-        _next_stage(session, row, card)
+        return set_weights(session, row, bandit_weights(card, spec.min_share))
+    if spec.type == "rollout":
+        return _next_stage(session, row, card)
+    return False
 
 
 def bandit_weights(card: Scorecard, min_share: float) -> list[float]:
@@ -96,15 +104,17 @@ def bandit_weights(card: Scorecard, min_share: float) -> list[float]:
     return [min_share + free * p for p in best]
 
 
-def _next_stage(session: Session, row: ExperimentRow, card: Scorecard) -> None:
+def _next_stage(session: Session, row: ExperimentRow, card: Scorecard) -> bool:
     spec = parsed(row)
     ramp = spec.ramp_or_default
     treatment = next(c for c in card.arms if not c.control)
     if row.stage >= len(ramp) - 1 or not stage_held(row, spec, treatment.requests, now()):
-        return
+        return False
     share = ramp[row.stage + 1]
     weights = [share if a.name == treatment.name else 1 - share for a in spec.arms]
     if set_weights(session, row, weights, stage=row.stage + 1,
                    stage_start_requests=treatment.requests):
         log.info("experiment %s: rollout stage %d, %.0f%% to %s", row.id, row.stage + 2,
                  share * 100, treatment.name)
+        return True
+    return False

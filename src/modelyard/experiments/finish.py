@@ -69,7 +69,11 @@ def ship_experiment(session: Session, row: ExperimentRow, *, actor: str, arm: st
     registry.approve_version(session, row.model_name, version.version, approver=actor,
                              comment=f"experiment {row.id}: {why}", tenant=row.tenant,
                              identified=identified, submitted_by=submitted_by)
-    return end_experiment(session, row, "shipped", actor=actor, reason=why, winner=winner)
+    try:
+        return end_experiment(session, row, "shipped", actor=actor, reason=why, winner=winner)
+    except Conflict:  # the controller concluded or stopped it meanwhile: both may ship
+        session.refresh(row)
+        return end_experiment(session, row, "shipped", actor=actor, reason=why, winner=winner)
 
 
 def auto_ship(session: Session, row: ExperimentRow, winner: str, reason: str) -> ExperimentRow:
