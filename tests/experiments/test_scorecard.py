@@ -5,13 +5,16 @@ through the registry's approval gate."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from scipy import stats
 
 from modelyard.client import Client
 from modelyard.errors import Conflict
+from tests.cli.test_cli import modelyard
 from tests.conftest import ServerProcess
 from tests.experiments.conftest import rows
 
@@ -29,12 +32,16 @@ def _served(client: Client, model: str, arm: str, n: int) -> list[str]:
 
 
 def test_scorecard_numbers_match_scipy_and_the_winner_ships_through_the_gate(
-        fast_server: ServerProcess, fast: Client, model: str) -> None:
-    experiment = fast.create_experiment({
+        fast_server: ServerProcess, fast: Client, model: str, tmp_path: Path) -> None:
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump({
         "model_name": model, "type": "ab", "hypothesis": "v2 converts more",
         "arms": [{"name": "control", "version": 1}, {"name": "new", "version": 2}],
-        "stopping": {"alpha": 0.05, "min_outcomes": 50}})
+        "stopping": {"alpha": 0.05, "min_outcomes": 50}}))
+    created = modelyard("experiments", "create", str(tmp_path / "ab.yaml"), url=fast_server.url)
+    assert created.returncode == 0, created.stdout + created.stderr
+    (experiment,) = fast.experiments(model, state="running")
     eid = experiment["id"]
+    assert f"experiment {eid} running: ab on {model}" in created.stdout
     control, new = _served(fast, model, "control", 60), _served(fast, model, "new", 60)
     rewards = {"control": [1.0] * 15 + [0.0] * 45, "new": [1.0] * 33 + [0.0] * 27}
     batch = [{"request_id": r, "reward": x} for ids, arm in ((control, "control"), (new, "new"))
@@ -57,6 +64,10 @@ def test_scorecard_numbers_match_scipy_and_the_winner_ships_through_the_gate(
     assert arms["new"]["p_value"] == pytest.approx(p)
     assert card["recommendation"]["action"] == "ship"
     assert card["recommendation"]["arm"] == "new"
+
+    shown = modelyard("experiments", "show", eid, url=fast_server.url).stdout
+    assert "recommendation: ship new: new's lift +120.00% is significant" in shown
+    assert "new" in shown and "0.5500" in shown  # its mean
 
     shipped = fast.ship_experiment(eid, user="kelley", comment="lift holds")
     assert (shipped["state"], shipped["winner"]) == ("shipped", "new")

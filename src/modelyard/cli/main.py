@@ -1,4 +1,5 @@
-"""The ``modelyard`` command: server, train, jobs, validate, demo, models, pipelines, tokens."""
+"""The ``modelyard`` command: server, train, jobs, validate, demo, models, experiments,
+pipelines, tokens."""
 
 from __future__ import annotations
 
@@ -310,6 +311,7 @@ def demo(home: str, rows: int | None, merchants: int, continuous: bool) -> None:
 
 
 def _register_groups() -> None:
+    from modelyard.cli.experiments import experiments
     from modelyard.cli.models import models
     from modelyard.cli.monitor import monitor
     from modelyard.cli.pipelines import pipelines
@@ -317,6 +319,7 @@ def _register_groups() -> None:
     from modelyard.cli.tokens import tokens
 
     cli.add_command(models)
+    cli.add_command(experiments)
     cli.add_command(pipelines)
     cli.add_command(monitor)
     cli.add_command(tokens)
