@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from modelyard.client import Client
 from modelyard.errors import Conflict
@@ -61,3 +62,13 @@ def test_one_running_experiment_per_model_and_tenant(server: ServerProcess,
                                                        (first["id"], "stopped")]
     (event, *_) = client.events(name)
     assert event["reason"] == f"experiment {first['id']} stopped: made room"
+
+
+def test_the_readme_experiment_is_a_valid_definition() -> None:
+    from modelyard.experiments.spec import ExperimentSpec
+    from tests.test_readme import readme_block
+
+    spec = ExperimentSpec.model_validate(yaml.safe_load(
+        readme_block("Online experiments", "yaml", containing="type: bandit")))
+    assert (spec.type, spec.control_arm, spec.treatments) == ("bandit", "current", ["new"])
+    assert spec.initial_weights() == [0.5, 0.5]
