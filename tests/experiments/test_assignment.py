@@ -65,3 +65,19 @@ def test_the_production_log_and_the_scorecard_count_each_arm(
     for answer in answers:
         row = by_request[answer["request_id"]]
         assert (row["experiment"], row["arm"]) == (experiment["id"], answer["arm"])
+
+
+def test_shadows_keep_scoring_beside_an_experiment(
+        fast: Client, ab: tuple[str, dict[str, object]]) -> None:
+    name, _ = ab
+    fast.set_stage(name, 3, "shadow", actor="kelley", reason="beside the experiment")
+    try:
+        answers = [fast.predict(name, rows(2), unit=f"shadowed-{i}") for i in range(6)]
+        assert {a["arm"] for a in answers} <= {"control", "new"}
+        # One entry per (shadow, the arm's version that answered), each on the same rows.
+        report = fast.shadow_report(name)["shadows"]
+        assert {r["shadow_version"] for r in report} == {3}
+        assert {r["production_version"] for r in report} <= {1, 2}
+        assert sum(r["rows"] for r in report) >= 12
+    finally:
+        fast.set_stage(name, 3, "candidate", actor="kelley", reason="done")

@@ -113,10 +113,11 @@ class Splitter:
         i = a.pick(unit)
         key = (a.experiment_id, a.arms[i])
         counts = self._counts.get(key)
-        if counts is None:
-            counts = self._counts.setdefault(key, ArmCounts(
-                a.experiment_id, a.arms[i], 0, 0, [0] * (len(metrics.LATENCY_BUCKETS_MS) + 1),
-                [0] * metrics.SCORE_BINS))
+        if counts is None:  # an arm's first request here: the writer iterates the dict
+            with self._lock:
+                counts = self._counts.setdefault(key, ArmCounts(
+                    a.experiment_id, a.arms[i], 0, 0,
+                    [0] * (len(metrics.LATENCY_BUCKETS_MS) + 1), [0] * metrics.SCORE_BINS))
         return Assignment(a.experiment_id, a.arms[i], live.refs[i], counts)
 
     def served(self, assignment: Assignment, request_id: str | None, unit: str | None,
