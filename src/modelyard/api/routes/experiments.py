@@ -42,7 +42,7 @@ def _refresh_split(request: Request) -> Iterator[None]:
 router = APIRouter(tags=["experiments"],
                    dependencies=[Depends(require_token),
                                  Depends(_refresh_split, scope="function")],
-                   responses=error_responses(404, 422))
+                   responses=error_responses(400, 404, 422))
 DB = Annotated[Session, Depends(db_session)]
 State = Literal["running", "halted", "stopped", "concluded", "shipped"]
 
