@@ -94,3 +94,23 @@ def test_outcomes_are_bounded_and_checked(fast_server: ServerProcess) -> None:
     both = httpx.post(f"{fast_server.url}/outcomes",
                       json={"outcomes": [{"unit": "u1", "request_id": "r", "reward": 1.0}]})
     assert both.status_code == 422 and "either request_id or unit" in both.text
+
+
+def test_a_unit_column_assigns_and_outcomes_by_unit_reach_its_arm(fast: Client,
+                                                                  model: str) -> None:
+    experiment = fast.create_experiment({
+        "model_name": model, "type": "ab", "unit_column": "card_age_days",
+        "arms": [{"name": "control", "version": 1}, {"name": "new", "version": 2}]})
+    eid = experiment["id"]
+    by_unit = {}
+    for age in range(30, 50):
+        row = {**rows()[0], "card_age_days": age}
+        first, again = fast.predict(model, [row]), fast.predict(model, [row])
+        assert first["arm"] == again["arm"]  # the column's value is the unit
+        by_unit[str(age)] = first["arm"]
+    at = dt.datetime.now(dt.UTC).isoformat()
+    added = fast.add_outcomes([{"unit": u, "reward": 1.0, "time": at} for u in by_unit],
+                              experiment_id=eid)
+    assert (added["matched"], added["unknown"]) == (20, 0)
+    arms = {a["name"]: a["outcomes"] for a in fast.experiment(eid)["arms"]}
+    assert arms == {arm: list(by_unit.values()).count(arm) for arm in ("control", "new")}

@@ -47,6 +47,7 @@ class Assignment:
     arm: str
     ref: VersionRef
     counts: ArmCounts
+    unit: str | None  # the request's, or its unit column's value
 
 
 class Splitter:
@@ -118,15 +119,15 @@ class Splitter:
                 counts = self._counts.setdefault(key, ArmCounts(
                     a.experiment_id, a.arms[i], 0, 0,
                     [0] * (len(metrics.LATENCY_BUCKETS_MS) + 1), [0] * metrics.SCORE_BINS))
-        return Assignment(a.experiment_id, a.arms[i], live.refs[i], counts)
+        return Assignment(a.experiment_id, a.arms[i], live.refs[i], counts, unit)
 
-    def served(self, assignment: Assignment, request_id: str | None, unit: str | None,
-               at: float, latency_ms: float, scores: list[Any] | None) -> None:
+    def served(self, assignment: Assignment, request_id: str | None, at: float,
+               latency_ms: float, scores: list[Any] | None) -> None:
         """Count a request under its arm (``scores`` None: it failed) and queue its
         assignment (a failed request has none: no outcome can follow it)."""
         bins = metrics.score_bins(last_column(scores).tolist()) if scores else None
         bucket = metrics.latency_bucket(latency_ms)
-        c = assignment.counts
+        c, unit = assignment.counts, assignment.unit
         with self._lock:
             c.requests += 1
             c.latency_ms[bucket] += 1

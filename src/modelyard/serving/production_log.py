@@ -10,8 +10,8 @@ request that does not fit is dropped and counted); a background thread writes th
 each written under a temporary name and renamed (:func:`~modelyard.serving.shadow_log.write_part`).
 A part holds one row per served row: ``request_id``, ``row``, ``at``, ``model_name``, ``tenant``
 (as asked, null for none), ``served_by_tenant``, ``version``, ``model_id``, ``score`` (one per
-row: the positive class's, the last class's), ``experiment`` and ``arm`` (null outside an
-experiment) and each feature as ``feature.<name>``, typed by
+row: the positive class's, the last class's), ``experiment`` and ``arm`` (the running
+experiment's arm that answered; null for none) and each feature as ``feature.<name>``, typed by
 the version's training schema (numbers as doubles, booleans, text). ``--log-sample`` is the
 fraction of requests logged (all their rows or none).
 """

@@ -122,16 +122,18 @@ class ServingService:
         arm = self.experiments.assign(model_name, answered, unit, rows)
         try:
             loaded, degraded, listed = await self._answer(route, arm, rows)
+        except RequestError:  # the rows' fault, not the arm's
+            raise
         except Exception:
-            if arm is not None:
-                self.experiments.served(arm, None, unit, time.time(),
+            if arm is not None:  # an error of the arm's version: its guardrail counts it
+                self.experiments.served(arm, None, time.time(),
                                         (time.perf_counter() - started) * 1e3, None)
             raise
         request_id = uuid.uuid4().hex
         at = time.time()
         if arm is not None:
-            self.experiments.served(arm, request_id, unit, at,
-                                    (time.perf_counter() - started) * 1e3, listed)
+            self.experiments.served(arm, request_id, at, (time.perf_counter() - started) * 1e3,
+                                    listed)
         self._log(Served(request_id, at, tenant, answered, loaded.ref, loaded.schema, rows,
                          listed, arm.experiment_id if arm else None, arm.arm if arm else None))
         shadows = [s for s in route.shadows if s.key != loaded.ref.key]
