@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import httpx
 
+from modelyard.client_experiments import ExperimentsMixin
 from modelyard.client_pipelines import PipelinesMixin
 from modelyard.errors import JobFailed, ModelyardError, RequestError, error_class
 
@@ -21,7 +22,7 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
-class Client(PipelinesMixin):
+class Client(PipelinesMixin, ExperimentsMixin):
     """A Modelyard server's API.
 
     Args:
@@ -262,10 +263,11 @@ class Client(PipelinesMixin):
     # -- serving --------------------------------------------------------------------------------
 
     def predict(self, model_name: str, rows: list[dict[str, Any]],
-                tenant: str | None = None) -> dict[str, Any]:
-        """Scores of ``rows`` from the tenant's production model (the global one by default)."""
-        return dict(self._call("POST", f"/predict/{model_name}",
-                               json={"tenant": tenant, "rows": rows}).json())
+                tenant: str | None = None, unit: str | None = None) -> dict[str, Any]:
+        """Scores of ``rows`` from the tenant's production model (the global one by default),
+        or from a running experiment's arm (the same one for the same ``unit``)."""
+        body = {"tenant": tenant, "rows": rows, **({"unit": unit} if unit is not None else {})}
+        return dict(self._call("POST", f"/predict/{model_name}", json=body).json())
 
     def add_labels(self, model_name: str, labels: list[dict[str, Any]] | None = None, *,
                    path: str | None = None, strict: bool = False) -> dict[str, Any]:

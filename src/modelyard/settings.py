@@ -30,6 +30,7 @@ DEFAULT_MAX_PREDICT_VALUES = 100_000
 DEFAULT_LOG_BUFFER_ROWS = 100_000
 DEFAULT_SCHEDULER_INTERVAL = 10.0
 DEFAULT_TRIGGER_CHECK_INTERVAL = 300.0
+DEFAULT_EXPERIMENT_INTERVAL = 5.0
 
 
 def default_home() -> Path:
@@ -75,6 +76,8 @@ class Settings:
     scheduler: bool = True
     scheduler_interval: float = DEFAULT_SCHEDULER_INTERVAL
     trigger_check_interval: float = DEFAULT_TRIGGER_CHECK_INTERVAL
+    # The experiment controller (beside the scheduler) looks at running experiments this often.
+    experiment_interval: float = DEFAULT_EXPERIMENT_INTERVAL
 
     @property
     def job_threads(self) -> int:
@@ -109,7 +112,7 @@ class Settings:
         max_predict_rows: int | None = None, max_predict_values: int | None = None,
         step_commands: Sequence[str | Path] = (), step_images: Sequence[str] = (),
         scheduler: bool | None = None, scheduler_interval: float | None = None,
-        trigger_check_interval: float | None = None,
+        trigger_check_interval: float | None = None, experiment_interval: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -165,7 +168,8 @@ class Settings:
             max_predict_values=_positive("MODELYARD_MAX_PREDICT_VALUES", max_predict_values,
                                          DEFAULT_MAX_PREDICT_VALUES, "value"),
             **_step_sources(step_commands, step_images),
-            **_scheduling(scheduler, scheduler_interval, trigger_check_interval),
+            **_scheduling(scheduler, scheduler_interval, trigger_check_interval,
+                          experiment_interval),
         )
 
     def ensure_dirs(self) -> None:
@@ -227,8 +231,8 @@ def _normalise_root(root: str) -> str:
     return str(Path(root).expanduser().resolve())
 
 
-def _scheduling(on: bool | None, interval: float | None, check_interval: float | None
-                ) -> dict[str, Any]:
+def _scheduling(on: bool | None, interval: float | None, check_interval: float | None,
+                experiment_interval: float | None = None) -> dict[str, Any]:
     """Whether the scheduler runs and how often it looks, from flags, else variables."""
     out: dict[str, Any] = {"scheduler": on if on is not None else not _env_flag(
         "MODELYARD_NO_SCHEDULER")}
@@ -236,7 +240,9 @@ def _scheduling(on: bool | None, interval: float | None, check_interval: float |
             ("scheduler_interval", interval, "MODELYARD_SCHEDULER_INTERVAL",
              DEFAULT_SCHEDULER_INTERVAL),
             ("trigger_check_interval", check_interval, "MODELYARD_TRIGGER_CHECK_INTERVAL",
-             DEFAULT_TRIGGER_CHECK_INTERVAL)):
+             DEFAULT_TRIGGER_CHECK_INTERVAL),
+            ("experiment_interval", experiment_interval, "MODELYARD_EXPERIMENT_INTERVAL",
+             DEFAULT_EXPERIMENT_INTERVAL)):
         value = given if given is not None else _env_float(name)
         value = default if value is None else value
         if value <= 0:

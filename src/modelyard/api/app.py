@@ -27,6 +27,7 @@ from modelyard.api.metrics import router as metrics_router
 from modelyard.api.notify import JobNotifier
 from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.routes import (
+    experiments,
     health,
     jobs,
     models,
@@ -39,6 +40,7 @@ from modelyard.api.routes import (
 from modelyard.api.schemas import error_responses
 from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
+from modelyard.experiments.controller import Controller
 from modelyard.jobs.dispatcher import Dispatcher
 from modelyard.jobs.metrics import JobMetrics
 from modelyard.pipelines.runner import PipelineRunner
@@ -72,28 +74,26 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         notifier.bind(asyncio.get_running_loop())
         # Made at each start, so an app started again registers its metrics afresh.
         app.state.metrics = registry = make_registry(sessions, store=run_jobs)
-        dispatcher = None
-        runner = scheduler = None
+        dispatcher = runner = None
+        loops: list[Scheduler | Controller] = []
+        serving = ServingService(settings, sessions, registry)
         if run_jobs:
             dispatcher, runner = _start_jobs(settings, sessions, notifier, registry)
-            if settings.scheduler:
-                scheduler = Scheduler(settings, sessions, on_run_started=runner.wake)
-                scheduler.start()
+            loops = _start_loops(settings, sessions, runner, serving)
         app.state.services = Services(settings, sessions, dispatcher, notifier, runner)
-        serving = ServingService(settings, sessions, registry)
         serving.start()
         app.state.serving = serving
         log.info("modelyard %s: home %s, db %s, %s%s", __version__, settings.home,
                  engine.url.render_as_string(hide_password=True),
                  f"executor {settings.executor} x{settings.concurrency}" if run_jobs
-                 else "serving only", ", scheduler on" if scheduler is not None else "")
+                 else "serving only", ", scheduler on" if settings.scheduler and run_jobs else "")
         try:
             yield
         finally:
             await serving.drain()
             serving.stop()
-            if scheduler is not None:
-                scheduler.stop()
+            for loop in loops:
+                loop.stop()
             if runner is not None:
                 runner.stop()
             if dispatcher is not None:
@@ -134,6 +134,7 @@ def _include_routers(app: FastAPI, run_jobs: bool) -> None:
         app.include_router(pipelines.router)
         app.include_router(triggers.router)
     app.include_router(models.router)
+    app.include_router(experiments.router)
     app.include_router(monitoring.router)
     app.include_router(tokens.router)
     app.include_router(tokens.whoami_router)
@@ -162,6 +163,20 @@ def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: J
     dispatcher.start()
     runner.start()
     return dispatcher, runner
+
+
+def _start_loops(settings: Settings, sessions: sessionmaker[Session], runner: PipelineRunner,
+                 serving: ServingService) -> list[Scheduler | Controller]:
+    """The loop services beside the dispatcher: the scheduler (unless --no-scheduler) and the
+    experiment controller, whose changes this server's serving splits by at once."""
+    loops: list[Scheduler | Controller] = []
+    if settings.scheduler:
+        loops.append(Scheduler(settings, sessions, on_run_started=runner.wake))
+    loops.append(Controller(sessions, settings.experiment_interval,
+                            on_change=serving.experiments.refresh))
+    for loop in loops:
+        loop.start()
+    return loops
 
 
 async def _modelyard_error(request: Request, exc: Exception) -> Response:

@@ -70,6 +70,9 @@ RULES: tuple[tuple[str, Role, Role], ...] = (
     ("/pipelines", Role.viewer, Role.trainer),  # a deploy step passes the model's own gate
     ("/predict/", Role.viewer, Role.trainer),
     ("/labels", Role.viewer, Role.trainer),
+    ("/outcomes", Role.viewer, Role.trainer),
+    # An experiment sends live traffic to versions that are not production: an approver's call.
+    ("/experiments", Role.viewer, Role.approver),
     ("/serving/", Role.viewer, Role.trainer),
     ("/models", Role.viewer, Role.approver),  # approve, stages, rollback, policy
     ("/ui/models", Role.viewer, Role.approver),  # the UI's buttons call the same functions

@@ -1,4 +1,5 @@
-"""The ``modelyard`` command: server, train, jobs, validate, demo, models, pipelines, tokens."""
+"""The ``modelyard`` command: server, train, jobs, validate, demo, models, experiments,
+pipelines, tokens."""
 
 from __future__ import annotations
 
@@ -146,6 +147,9 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
               help="Seconds between the scheduler's looks at schedules (default 10).")
 @click.option("--trigger-check-interval", type=float, default=None,
               help="Seconds between checks of new_data, drift and decay triggers (default 300).")
+@click.option("--experiment-interval", type=float, default=None,
+              help="Seconds between the experiment controller's looks: bandit weights, rollout "
+                   "stages and guardrails, stopping rules (default 5).")
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
     """Run the training server (HTTP API, job store, workers, registry and serving)."""
     _run(host, port, log_level, True, options)
@@ -307,6 +311,7 @@ def demo(home: str, rows: int | None, merchants: int, continuous: bool) -> None:
 
 
 def _register_groups() -> None:
+    from modelyard.cli.experiments import experiments
     from modelyard.cli.models import models
     from modelyard.cli.monitor import monitor
     from modelyard.cli.pipelines import pipelines
@@ -314,6 +319,7 @@ def _register_groups() -> None:
     from modelyard.cli.tokens import tokens
 
     cli.add_command(models)
+    cli.add_command(experiments)
     cli.add_command(pipelines)
     cli.add_command(monitor)
     cli.add_command(tokens)

@@ -10,7 +10,8 @@ request that does not fit is dropped and counted); a background thread writes th
 each written under a temporary name and renamed (:func:`~modelyard.serving.shadow_log.write_part`).
 A part holds one row per served row: ``request_id``, ``row``, ``at``, ``model_name``, ``tenant``
 (as asked, null for none), ``served_by_tenant``, ``version``, ``model_id``, ``score`` (one per
-row: the positive class's, the last class's) and each feature as ``feature.<name>``, typed by
+row: the positive class's, the last class's), ``experiment`` and ``arm`` (the running
+experiment's arm that answered; null for none) and each feature as ``feature.<name>``, typed by
 the version's training schema (numbers as doubles, booleans, text). ``--log-sample`` is the
 fraction of requests logged (all their rows or none).
 """
@@ -44,6 +45,7 @@ META_SCHEMA = pa.schema([
     ("request_id", pa.string()), ("row", pa.int32()), ("at", pa.timestamp("us", tz="UTC")),
     ("model_name", pa.string()), ("tenant", pa.string()), ("served_by_tenant", pa.string()),
     ("version", pa.int32()), ("model_id", pa.string()), ("score", pa.float64()),
+    ("experiment", pa.string()), ("arm", pa.string()),
 ])
 _TYPES = {"number": pa.float64(), "boolean": pa.bool_(), "text": pa.string()}
 
@@ -60,6 +62,8 @@ class Served:
     schema: RowSchema
     rows: Rows
     scores: list[Any]
+    experiment: str | None = None  # the running experiment whose arm answered
+    arm: str | None = None
 
 
 class ProductionLog:
@@ -157,6 +161,8 @@ def _table(group: list[Served]) -> pa.Table:
         "version": per_request([s.ref.version for s in group], pa.int32()),
         "model_id": per_request([s.ref.model_id for s in group], pa.string()),
         "score": pa.array(np.concatenate([last_column(s.scores) for s in group])),
+        "experiment": per_request([s.experiment for s in group], pa.string()),
+        "arm": per_request([s.arm for s in group], pa.string()),
     }
     table = pa.table(columns, schema=META_SCHEMA)
     for name, array in _features(group).items():

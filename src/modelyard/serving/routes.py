@@ -37,6 +37,9 @@ class PredictRequest(BaseModel):
                           "(explanation)")
     explain_top: int = Field(5, ge=1, le=MAX_TOP, description="with explain: the contributions "
                              "listed per row, the largest first")
+    unit: str | None = Field(None, min_length=1, max_length=200, description="who the request "
+                             "is for (a customer, a session): a running experiment serves the "
+                             "same unit the same arm; random when none")
 
 
 class Contribution(BaseModel):
@@ -76,6 +79,8 @@ class PredictResponse(BaseModel):
     degraded_reason: str | None = Field(None, description="degraded: why it could not")
     explanation: Explanation | None = Field(None, description="with explain: why each row "
                                             "scored what it did")
+    experiment: str | None = Field(None, description="the running experiment that answered")
+    arm: str | None = Field(None, description="its arm that answered")
 
 
 class Label(BaseModel):
@@ -148,7 +153,7 @@ async def predict(model_name: ModelName, body: Annotated[PredictRequest, Depends
     # The raw body (already read, so no copy) is what shadows get: the scorer process parses
     # it again rather than this process pickling the rows for it.
     return JSONResponse(await svc.predict(
-        model_name, body.tenant, body.rows, body_json=await request.body(),
+        model_name, body.tenant, body.rows, body_json=await request.body(), unit=body.unit,
         explain_top=body.explain_top if body.explain else None))
 
 
@@ -156,7 +161,8 @@ async def predict(model_name: ModelName, body: Annotated[PredictRequest, Depends
 async def add_labels(body: LabelsIn, svc: Serving) -> LabelsAnswer:
     """Labels that arrived later, by the request id (and row) a prediction answered with:
     inline, or from a parquet file under the data roots. The answer says how many match a
-    logged prediction; unknown ones are stored too, unless ``strict`` refuses the batch."""
+    logged prediction; unknown ones are stored too, unless ``strict`` refuses the batch. A
+    label of a request an experiment's arm answered is also that arm's outcome."""
     if body.labels is not None:
         rows = [x.model_dump() for x in body.labels]
     else:
@@ -164,6 +170,7 @@ async def add_labels(body: LabelsIn, svc: Serving) -> LabelsAnswer:
     await svc.drain()  # predictions so far are in the logs the labels match
     added = await run_in_threadpool(svc.shadow_log.add_labels, body.model_name, rows,
                                     strict=body.strict)
+    await run_in_threadpool(svc.label_outcomes, rows)  # labels of experiments' requests
     return LabelsAnswer.model_validate(dataclasses.asdict(added))
 
 

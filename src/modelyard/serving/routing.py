@@ -38,7 +38,8 @@ class Table:
     generation: Any = None
 
 
-def _ref(row: VersionRow) -> VersionRef:
+def version_ref(row: VersionRow) -> VersionRef:
+    """What serving needs of a registered version to load and check it."""
     missing = row.model_meta.get("missing_values")
     return VersionRef(model_name=row.model_name, tenant=row.tenant, version=row.version,
                       model_id=row.model_id, job_id=row.job_id,
@@ -86,9 +87,9 @@ class Router:
         for row in rows:
             key = (row.model_name, row.tenant)
             if row.stage == Stage.production.value:
-                production[key] = _ref(row)
+                production[key] = version_ref(row)
             else:
-                shadows.setdefault(key, []).append(_ref(row))
+                shadows.setdefault(key, []).append(version_ref(row))
         routes = {key: Route(ref, tuple(sorted(shadows.get(key, []), key=lambda r: r.version)))
                   for key, ref in production.items()}
         self._table = Table(routes=routes, segments=segments, generation=gen)  # atomic swap

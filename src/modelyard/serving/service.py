@@ -12,6 +12,7 @@ version (:mod:`modelyard.serving.degraded`).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 import time
@@ -24,8 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import ModelUnavailable, ModelyardError, NotFound, RequestError
+from modelyard.experiments.outcomes import Outcome, add_outcomes
 from modelyard.serving.batching import Batcher, Rows, single_threaded
 from modelyard.serving.degraded import Degraded, DegradedTracker
+from modelyard.serving.experiments import Assignment, Splitter
 from modelyard.serving.explain import Explanation
 from modelyard.serving.explainers import explain_rows
 from modelyard.serving.loading import LoadedModel, ModelCache, VersionRef
@@ -50,6 +53,7 @@ class ServingService:
         self.sessions = sessions
         self.store = ArtifactStore(settings.artifact_root)
         self.router = Router(sessions)
+        self.experiments = Splitter(sessions)
         self.cache = ModelCache(self.store, settings.serving_memory_budget,
                                 settings.workflow_modules, settings.workflow_packages)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelyard-predict")
@@ -74,11 +78,13 @@ class ServingService:
 
     def start(self) -> None:
         self.router.start()
+        self.experiments.start()
         self.shadows.start()
         self.production_log.start()
 
     def stop(self) -> None:
         self.router.stop()
+        self.experiments.stop()
         self.shadows.stop()
         self.production_log.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -100,11 +106,12 @@ class ServingService:
         return batcher
 
     async def predict(self, model_name: str, tenant: str | None, rows: Rows,
-                      body_json: bytes | None = None, explain_top: int | None = None
-                      ) -> dict[str, Any]:
+                      body_json: bytes | None = None, unit: str | None = None,
+                      explain_top: int | None = None) -> dict[str, Any]:
         """Score ``rows`` with the tenant's production model (else its segment's, else the
-        global one). ``body_json``, the request body the rows were parsed from, if given,
-        is what goes to the shadow scorer. With ``explain_top``, the answer's ``explanation``
+        global one), or with the arm of a running experiment that ``unit`` (random if None)
+        falls in. ``body_json``, the request body the rows were parsed from, if given, is
+        what goes to the shadow scorer. With ``explain_top``, the answer's ``explanation``
         holds each row's largest feature contributions (:mod:`modelyard.serving.explain`).
 
         Raises:
@@ -129,29 +136,33 @@ class ServingService:
             await asyncio.get_running_loop().run_in_executor(self.load_pool,
                                                              self.router.refresh)
             route, answered = self.router.resolve(model_name, tenant)
-        loaded, degraded = await self._production(route)
-        # Before the batch: bad rows fail their own request only. A large batch is checked off
-        # the loop (a Python loop, so a thread lets /healthz and other requests in).
-        if len(rows) * len(loaded.schema.columns) > _CHECK_ON_LOOP:
-            await asyncio.to_thread(loaded.schema.check, rows)
-        else:
-            loaded.schema.check(rows)
-        scores = await self._score(loaded, rows)
+        arm = self.experiments.assign(model_name, answered, unit, rows)
+        try:
+            loaded, degraded, listed = await self._answer(route, arm, rows)
+        except RequestError:  # the rows' fault, not the arm's
+            raise
+        except Exception:
+            if arm is not None:  # an error of the arm's version: its guardrail counts it
+                self.experiments.served(arm, None, time.time(),
+                                        (time.perf_counter() - started) * 1e3, None)
+            raise
         explanation = None
         if explain_top is not None:  # off the batches: ordinary requests never wait for it
             explanation = await self._explain(loaded, rows, explain_top)
         request_id = uuid.uuid4().hex
-        listed = scores.tolist()  # the answer's, and what the shadow scorer gets (cheap to pickle)
         at = time.time()
+        if arm is not None:
+            self.experiments.served(arm, request_id, at, (time.perf_counter() - started) * 1e3,
+                                    listed)
         self._log(Served(request_id, at, tenant, answered, loaded.ref, loaded.schema, rows,
-                         listed))
+                         listed, arm.experiment_id if arm else None, arm.arm if arm else None))
         shadows = [s for s in route.shadows if s.key != loaded.ref.key]
         if shadows and (self.settings.shadow_sample >= 1.0
                         or random.random() < self.settings.shadow_sample):
             # Off the request path: the scorer process batches across requests.
             self.shadows.submit(ShadowWork(request_id, at, loaded.ref, tuple(shadows),
                                            body_json or list(rows), listed))
-        answer = {
+        answer: dict[str, Any] = {
             "request_id": request_id,
             "model_name": model_name,
             "tenant": tenant,
@@ -160,6 +171,8 @@ class ServingService:
             "model_id": loaded.ref.model_id,
             "scores": listed,
             "degraded": degraded is not None,
+            "experiment": arm.experiment_id if arm else None,
+            "arm": arm.arm if arm else None,
         }
         if explanation is not None:
             answer["explanation"] = explanation.to_json()
@@ -168,6 +181,23 @@ class ServingService:
             answer["degraded_reason"] = degraded.reason
         self.metrics.observe(loaded.ref.model_name, time.perf_counter() - started)
         return answer
+
+    async def _answer(self, route: Route, arm: Assignment | None, rows: Rows
+                      ) -> tuple[LoadedModel, Degraded | None, list[Any]]:
+        """The version that answers (the arm's, else production), and its scores."""
+        if arm is not None and arm.ref.key != route.production.key:
+            loaded, degraded = await self._load(arm.ref), None
+        else:
+            loaded, degraded = await self._production(route)
+        # Before the batch: bad rows fail their own request only. A large batch is checked off
+        # the loop (a Python loop, so a thread lets /healthz and other requests in).
+        if len(rows) * len(loaded.schema.columns) > _CHECK_ON_LOOP:
+            await asyncio.to_thread(loaded.schema.check, rows)
+        else:
+            loaded.schema.check(rows)
+        scores = await self._score(loaded, rows)
+        # The answer's, and what the shadow scorer gets (cheap to pickle).
+        return loaded, degraded, scores.tolist()
 
     def _log(self, served: Served) -> None:
         """Keep the request in the production log, or count it sampled out (``--log-sample``);
@@ -241,6 +271,19 @@ class ServingService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.production_log.flush)
         await loop.run_in_executor(None, self.shadows.drain)
+        await loop.run_in_executor(None, self.experiments.flush)
+
+    def label_outcomes(self, labels: list[dict[str, Any]]) -> None:
+        """Labels of requests that experiments' arms served, stored as their outcomes (labels
+        of other requests are none of the experiments' business)."""
+        at = dt.datetime.now(dt.UTC)
+        outcomes = [Outcome(float(x["label"]), at, str(x["request_id"]), int(x.get("row") or 0))
+                    for x in labels]
+        with self.sessions() as session:
+            try:
+                add_outcomes(session, outcomes)
+            except RequestError as exc:  # a label no reward of its experiment can be
+                log.warning("labels not counted as experiment outcomes: %s", exc)
 
     async def shadow_report(self, model_name: str, threshold: float = 0.5,
                             tenant: str | None = None) -> ShadowReport:

@@ -3,6 +3,7 @@
 from alembic import context
 
 import modelyard.auth.tables  # noqa: F401  (registers the tables)
+import modelyard.experiments.tables  # noqa: F401
 import modelyard.jobs.tables  # noqa: F401
 import modelyard.pipelines.tables  # noqa: F401
 import modelyard.registry.tables  # noqa: F401
