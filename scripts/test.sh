@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite, the same on any machine: a virtual environment with
 # exactly the packages pinned in requirements/dev.lock (refresh it with scripts/lock.sh), Debian's
-# chromium for the UI tests, a throwaway PostgreSQL on loopback (installed if missing, stopped afterwards unless it was
-# already running), then pytest on SQLite and PostgreSQL. Extra arguments go to pytest.
+# chromium for the UI tests, a throwaway PostgreSQL on loopback (installed if missing, stopped
+# afterwards unless it was already running), then pytest on SQLite and PostgreSQL. Extra
+# arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${MODELYARD_TEST_VENV:-.venv}"
