@@ -55,3 +55,29 @@ def test_a_bandit_moves_traffic_to_the_better_arm(fast: Client, model: str) -> N
     assert card["state"] == "running"  # no prob_best threshold: it keeps exploring
     served = [fast.predict(model, rows(), unit=f"late-{i}")["arm"] for i in range(100)]
     assert served.count("better") > 70
+
+
+def test_a_healthy_rollout_advances_stage_by_stage_to_all_traffic(fast: Client,
+                                                                   model: str) -> None:
+    experiment = fast.create_experiment({
+        "model_name": model, "type": "rollout", "ramp": [0.2, 0.6, 1.0],
+        "stage_min_s": 0, "stage_min_requests": 20,
+        "arms": [{"name": "control", "version": 1}, {"name": "treatment", "version": 2}],
+        "guardrails": {"max_score_psi": 0.25, "min_traffic": 20}})
+    experiment_id = experiment["id"]
+    stages = [fast.experiment(experiment_id)["stage"]]
+    for _ in range(80):
+        for _ in range(10):
+            fast.predict(model, rows(2))
+        card = fast.experiment(experiment_id)
+        assert card["state"] == "running", card  # the guardrails hold: never halted
+        if card["stage"] != stages[-1]:
+            stages.append(card["stage"])
+        if card["stage"] == 2:
+            break
+    assert stages == [0, 1, 2]  # one stage at a time, in the ramp's order
+    assert card["weights"] == [0.0, 1.0]
+    # Once this server's serving has read the last stage, the treatment answers every request.
+    wait_until(lambda: fast.predict(model, rows())["arm"] == "treatment")
+    assert {fast.predict(model, rows(), unit=f"u{i}")["arm"] for i in range(30)} == {
+        "treatment"}
