@@ -8,12 +8,13 @@ import datetime as dt
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from scipy import stats
 
 from modelyard.client import Client
-from modelyard.errors import Conflict
+from modelyard.errors import Conflict, RequestError
 from tests.cli.test_cli import modelyard
 from tests.conftest import ServerProcess
 from tests.experiments.conftest import rows
@@ -114,3 +115,33 @@ def test_a_unit_column_assigns_and_outcomes_by_unit_reach_its_arm(fast: Client,
     assert (added["matched"], added["unknown"]) == (20, 0)
     arms = {a["name"]: a["outcomes"] for a in fast.experiment(eid)["arms"]}
     assert arms == {arm: list(by_unit.values()).count(arm) for arm in ("control", "new")}
+
+
+def test_a_continuous_reward_gets_t_intervals_and_welch_lift_as_scipy_computes(
+        fast: Client, model: str) -> None:
+    experiment = fast.create_experiment({
+        "model_name": model, "type": "ab", "hypothesis": "v2 raises basket value",
+        "arms": [{"name": "control", "version": 1}, {"name": "new", "version": 2}],
+        "reward": {"kind": "continuous", "lo": 0, "hi": 100},
+        "stopping": {"min_outcomes": 1000}})
+    eid = experiment["id"]
+    rewards = {"control": [10.0 + (i * 7) % 13 for i in range(30)],
+               "new": [14.0 + (i * 5) % 17 for i in range(30)]}
+    batch = [{"request_id": r, "reward": x} for arm, xs in rewards.items()
+             for r, x in zip(_served(fast, model, arm, 30), xs, strict=True)]
+    assert fast.add_outcomes(batch)["matched"] == 60
+    with pytest.raises(RequestError, match=r"outcomes\[0\]\.reward: 250 is outside experiment "
+                       rf"{eid}'s reward bounds \[0, 100\]"):
+        fast.add_outcomes([{"request_id": batch[0]["request_id"], "reward": 250.0}])
+
+    arms = {a["name"]: a for a in fast.experiment(eid)["arms"]}
+    for arm, xs in rewards.items():
+        low, high = stats.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=stats.sem(xs))
+        assert arms[arm]["mean"] == pytest.approx(np.mean(xs))
+        assert arms[arm]["interval"] == pytest.approx([low, high])
+    welch = stats.ttest_ind(rewards["new"], rewards["control"], equal_var=False)
+    base = np.mean(rewards["control"])
+    assert arms["new"]["lift"] == pytest.approx(np.mean(rewards["new"]) / base - 1)
+    ci = welch.confidence_interval(0.95)
+    assert arms["new"]["lift_interval"] == pytest.approx([ci.low / base, ci.high / base])
+    assert arms["new"]["p_value"] == pytest.approx(welch.pvalue)
