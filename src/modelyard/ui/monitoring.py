@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.api.deps import Services, services
 from modelyard.api.params import ModelName, OptionalTenant
-from modelyard.api.pipeline_schemas import Redact, RunDetail, TriggerState, run_detail, triggers_of
+from modelyard.api.pipeline_schemas import Redact, RunDetail, TriggerState, triggers_of
 from modelyard.api.redact import redactor_for
 from modelyard.errors import NotFound
 from modelyard.monitoring import stats
@@ -30,6 +30,7 @@ from modelyard.pipelines import store as pipelines
 from modelyard.registry import store as registry
 from modelyard.triggers.scheduler import trigger_states
 from modelyard.ui.charts import Chart, Series, spec
+from modelyard.ui.pipelines import recent_runs
 from modelyard.ui.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -83,11 +84,9 @@ def continuous_training(session: Session, model_name: str, shown: Redact
     rows = pipelines.list_pipelines(session, model_name=model_name)
     triggers = [TriggerLine(row.name, state) for row in rows
                 for state in triggers_of(row, trigger_states(session, row.name), shown)]
-    runs = pipelines.list_runs(session, pipeline=[r.name for r in rows],
-                               limit=RUNS_SHOWN) if rows else []
-    steps = pipelines.steps_of_runs(session, [r.id for r in runs])
     return ContinuousTraining(pipelines=[r.name for r in rows], triggers=triggers,
-                              runs=[run_detail(r, steps.get(r.id, []), shown) for r in runs])
+                              runs=recent_runs(session, [r.name for r in rows], RUNS_SHOWN,
+                                               shown))
 
 
 def drift_chart(history: DriftHistory) -> Chart:
