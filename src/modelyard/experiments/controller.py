@@ -18,7 +18,6 @@ on one PostgreSQL) cannot both end one.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +28,7 @@ from modelyard.experiments.scorecard import Scorecard, stage_held
 from modelyard.experiments.store import end_experiment, list_experiments, now, parsed, set_weights
 from modelyard.experiments.tables import RUNNING, ExperimentRow
 from modelyard.registry.audit import SYSTEM_ACTOR
+from modelyard.ticker import Ticker
 
 log = logging.getLogger("modelyard.experiments")
 
@@ -39,25 +39,14 @@ class Controller:
         self.sessions = sessions
         self.interval_s = interval_s
         self.on_change = on_change  # serving in this process splits by the change at once
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("modelyard-experiments", interval_s, self.tick, log,
+                              "the experiment controller's tick failed")  # next tick looks again
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="modelyard-experiments",
-                                        daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.tick()
-            except Exception:  # a database hiccup: look again at the next tick
-                log.exception("the experiment controller's tick failed")
+        self._ticker.stop()
 
     def tick(self) -> None:
         """Look at every running experiment once."""

@@ -29,6 +29,7 @@ from modelyard.registry import store as registry
 from modelyard.serving.batching import last_column
 from modelyard.serving.loading import VersionRef
 from modelyard.serving.routing import version_ref
+from modelyard.ticker import Ticker
 
 log = logging.getLogger("modelyard.serving")
 
@@ -60,28 +61,21 @@ class Splitter:
         self._assigned: list[Assigned] = []
         self._lock = threading.Lock()  # the counts and the queue, against the writer
         self._write_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Keeps splitting by the last table while the database hiccups.
+        self._ticker = Ticker("modelyard-experiments-split", poll_s, self._poll, log,
+                              "experiment refresh failed; splitting by the previous weights")
         self.refresh()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._poll, name="modelyard-experiments-split",
-                                        daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._ticker.stop()
         self.flush()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.flush()
-                self.refresh()
-            except Exception:  # keep splitting by the last table if the database hiccups
-                log.exception("experiment refresh failed; splitting by the previous weights")
+        self.flush()
+        self.refresh()
 
     def refresh(self) -> None:
         """Rebuild the table from the running experiments' rows (and their versions)."""

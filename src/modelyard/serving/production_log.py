@@ -37,6 +37,7 @@ from modelyard.serving.batching import Rows, last_column
 from modelyard.serving.loading import VersionRef
 from modelyard.serving.schema import RowSchema
 from modelyard.serving.shadow_log import model_dir, write_part
+from modelyard.ticker import Ticker
 
 log = logging.getLogger("modelyard.serving")
 FLUSH_EVERY_S = 1.0
@@ -79,8 +80,8 @@ class ProductionLog:
         self._buffered = 0
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("modelyard-production-log", FLUSH_EVERY_S, self.flush, log,
+                              "the production log's writer failed")
 
     @property
     def buffered(self) -> int:
@@ -97,19 +98,11 @@ class ProductionLog:
             self._buffered += rows
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="modelyard-production-log",
-                                        daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._ticker.stop()
         self.flush()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(FLUSH_EVERY_S):
-            self.flush()
 
     def flush(self) -> int:
         """Write what is buffered; returns the rows written."""
