@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import threading
@@ -28,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from threadpoolctl import threadpool_limits
 
 from modelyard.artifacts import ArtifactStore
@@ -642,58 +640,3 @@ def test_outcome_exception_info_is_plain() -> None:
     info = Outcome(Phase.FAILED, "Evicted", "m", "PodEvicted").exception_info()
     assert (info.kind, info.type, info.message) == (FailureKind.worker_lost, "PodEvicted", "m")
     assert ExceptionInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
-
-
-# -- docs/kubernetes.md: its manifests, command lines and option table -------------------------
-
-DOC = Path(__file__).parents[2] / "docs" / "kubernetes.md"
-
-
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
-
-
-def _server_settings(args: list[str]) -> Settings:
-    """Parse ``modelyard server ...`` arguments as the CLI does, into settings."""
-    from modelyard.cli.main import cli
-
-    assert args[:2] == ["modelyard", "server"], args
-    command = cli.commands["server"]
-    params = command.make_context("server", args[2:]).params
-    for name in ("host", "port", "log_level"):
-        params.pop(name)
-    return Settings.load(**params)
-
-
-def test_doc_manifests_are_valid() -> None:
-    docs = [d for block in _blocks("yaml") for d in yaml.safe_load_all(block)]
-    assert {d["kind"] for d in docs} == {"ServiceAccount", "Role", "RoleBinding", "Deployment"}
-    for doc in docs:
-        _validate(doc)
-    (role,) = [d for d in docs if d["kind"] == "Role"]
-    verbs = {rule["resources"][0]: set(rule["verbs"]) for rule in role["rules"]}
-    # Exactly what the executor calls: create/read/delete Jobs (list at warm-up), list pods.
-    assert verbs == {"jobs": {"create", "get", "list", "watch", "delete"},
-                     "pods": {"get", "list"}}
-
-
-def test_doc_command_lines_configure_the_executor(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path))
-    (bash,) = [b for b in _blocks("bash") if b.startswith("modelyard server")]
-    deployment = next(d for block in _blocks("yaml") for d in yaml.safe_load_all(block)
-                      if d["kind"] == "Deployment")
-    for args in (shlex.split(bash.replace("\\\n", " ")),
-                 deployment["spec"]["template"]["spec"]["containers"][0]["command"]):
-        settings = _server_settings(args)
-        assert settings.executor == "kubernetes"
-        executor = KubernetesExecutor(settings)  # options parse, the store is shared; no cluster
-        assert executor.options.image == "registry.example.com/ml/modelyard:0.1.0"
-        assert executor.options.service_account == "modelyard-worker"
-
-
-def test_doc_lists_every_option() -> None:
-    table = DOC.read_text().split("## Executor options", 1)[1].split("\n## ", 1)[0]
-    listed = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
-    known = [f.name for f in dataclasses.fields(KubernetesOptions) if f.name != "job_timeout"]
-    assert listed == known
