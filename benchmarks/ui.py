@@ -6,7 +6,8 @@ first paint and first drawn chart in headless Chromium.
   trained through the server, and a job failed on a corrupt file); the rest are copies of them
   written through the job store's own functions (insert, claim, succeed or fail, steps: the
   statements the dispatcher runs), over 100 models, 7 owners and 5 projects, each with its own
-  metrics. ``GET /ui/jobs`` against ``GET /jobs?limit=50``, the JSON of the same page.
+  metrics. ``GET /ui/jobs`` against ``GET /jobs?limit=50``, the JSON of the same page; then
+  both filtered by state (``?state=succeeded``).
 * Fleet page: a real fleet on ``--merchants`` merchants (every one is a tenant of the page:
   those with ``--min-rows`` training rows get a decision tree of their own, the rest are
   skipped), ``GET /ui/fleets/{id}`` against ``GET /jobs/{id}/fleet``.
@@ -226,6 +227,9 @@ def jobs_page(client: Client, http: httpx.Client, home: Path, good: str, bad: st
           f"{args.jobs - 2:,} through the store functions)")
     report("jobs page /ui/jobs", timed(http, "/ui/jobs", args.requests),
            timed(http, "/jobs?limit=50", args.requests), f"{total:,} jobs")
+    report("jobs page filtered /ui/jobs?state=succeeded",
+           timed(http, "/ui/jobs?state=succeeded", args.requests),
+           timed(http, "/jobs?limit=50&state=succeeded", args.requests), f"{total:,} jobs")
 
 
 def fleet_page(client: Client, http: httpx.Client, home: Path, args: argparse.Namespace
