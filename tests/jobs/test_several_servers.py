@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,8 +36,9 @@ from tests.conftest import (
 LEASE_S = "3"
 
 
-def _pair(tmp: Path, *extra: str) -> tuple[ServerProcess, ServerProcess]:
-    """Two servers on one fresh PostgreSQL database, one artefact store and one data folder."""
+def _pair(tmp: Path, *extra: str, start_b: bool = True) -> tuple[ServerProcess, ServerProcess]:
+    """Two servers on one fresh PostgreSQL database, one artefact store and one data folder;
+    both started, or the first alone (``start_b``)."""
     home = make_home(tmp / "a")
     db_url = fresh_db_url("postgres", home)
     common = ["--data-root", str(home / "data"), "--workflows", str(WORKFLOWS),
@@ -45,7 +47,10 @@ def _pair(tmp: Path, *extra: str) -> tuple[ServerProcess, ServerProcess]:
     for name in ("a", "b"):
         (tmp / name / "home").mkdir(parents=True, exist_ok=True)
         servers.append(ServerProcess(home=tmp / name / "home", db_url=db_url, port=free_port(),
-                                     args=common).start())
+                                     args=common))
+    servers[0].start()
+    if start_b:
+        servers[1].start()
     return servers[0], servers[1]
 
 
@@ -104,6 +109,45 @@ def test_a_killed_server_s_jobs_end_once_and_the_survivor_runs_the_queue(tmp_pat
     assert {statuses[j]["server_id"] for j in slow + quick} == {b_id}
     # Both servers wrote to the one artefact store.
     assert all((tmp_path / "artifacts" / "jobs" / j).is_dir() for j in slow + quick)
+
+
+def test_a_fleet_whose_server_died_is_finished_by_another(
+        tmp_path: Path, fraud_request: dict[str, Any]) -> None:
+    a, b = _pair(tmp_path, "--concurrency", "2", start_b=False)
+    request = with_workflow(fraud_request, "Sleeps", seconds=1, max_iter=15)
+    request["data"]["features"]["names"].append("merchant_id")  # type: ignore[index]
+    request["tenants"] = {"column": "merchant_id", "min_training_rows": 300}
+    try:
+        with a.client() as on_a:
+            a_id = on_a.health()["server_id"]
+            parent = on_a.train(request)
+            wait_until(lambda: on_a.status(parent)["current_step"] == "children", 120)
+            a.kill()  # planned, its tenants queued or running on the killed server
+        b.start()
+        with b.client() as on_b:
+            answer = on_b.wait(parent, timeout=180, raise_on_failure=False)
+            children = [on_b.status(t["job_id"]) for t in on_b.fleet(parent)["tenants"]
+                        if t["job_id"]]
+    finally:
+        a.stop()
+        b.stop()
+    # The fleet finished once, by the fleet's own rule (failed only if every tenant failed):
+    # its killed server's packs may have held every tenant.
+    status = answer["status"]
+    succeeded = [c for c in children if c["transition"]["job_state"] == "succeeded"]
+    assert [t["job_state"] for t in status["transitions"]] == [
+        "created", "queued", "running", "succeeded" if succeeded else "failed"]
+    assert status["server_id"] == a_id
+    assert status["transition"]["reason"].startswith("fleet done: ")
+    assert len(children) >= 3
+    for child in children:
+        moves = [t["job_state"] for t in child["transitions"]]
+        assert moves in (["created", "queued", "running", "succeeded"],
+                         ["created", "queued", "running", "failed"]), moves
+        if moves[-1] == "failed":  # it ran on the killed server (of this host: failed at once)
+            assert child["server_id"] == a_id
+            assert re.search(rf"server \(?{re.escape(a_id)}\)? .*resubmit the request",
+                             child["transition"]["reason"]), child["transition"]["reason"]
 
 
 def test_a_schedule_fires_once_per_due_time_with_two_servers(tmp_path: Path) -> None:
