@@ -19,7 +19,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from modelyard.errors import ConfigurationError
@@ -27,6 +27,7 @@ from modelyard.jobs.tables import ServerRow
 from modelyard.sql.base import table_of
 
 _SERVERS = table_of(ServerRow)
+FORGET_AFTER = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,12 @@ def end_lease(session: Session, server_id: str) -> None:
 def take_over_expired(session: Session, me: str) -> list[ServerRow]:
     """Mark the servers whose lease has run out, and that nobody took over yet, as taken over
     by ``me``; each such server goes to one caller only. Does not commit: the caller fails
-    their jobs in the same transaction. Returns their rows, oldest lease first."""
+    their jobs in the same transaction. Returns their rows, oldest lease first.
+
+    Rows of servers taken over more than :data:`FORGET_AFTER` ago go: their jobs keep their
+    ``server_id`` and their failures name them."""
     now = db_now(session)
+    session.execute(delete(_SERVERS).where(_SERVERS.c.taken_over_at < now - FORGET_AFTER))
     taken = session.scalars(update(_SERVERS).where(
         _SERVERS.c.lease_expires_at <= now, _SERVERS.c.taken_over_by.is_(None),
         _SERVERS.c.id != me,
