@@ -60,21 +60,23 @@ def _active(client: Client) -> int:
 
 def test_a_killed_server_s_jobs_end_once_and_the_survivor_runs_the_queue(tmp_path: Path
                                                                         ) -> None:
-    a, b = _pair(tmp_path, "--concurrency", "2")
+    a, b = _pair(tmp_path, "--concurrency", "2", start_b=False)
     request = example_request("tiny.parquet")
     try:
-        with a.client() as on_a, b.client() as on_b:
-            a_id, b_id = on_a.health()["server_id"], on_b.health()["server_id"]
-            # Each server's slots filled by jobs submitted to it: long ones on the server to
-            # kill, short ones on the survivor.
+        # Each server's slots filled by jobs submitted to it: long ones on the server to kill
+        # (before the other starts, so they are its own), short ones on the survivor.
+        with a.client() as on_a:
             doomed = [on_a.train(with_workflow(request, "Sleeps", seconds=120))
                       for _ in range(2)]
             wait_until(lambda: _active(on_a) == 2, 60)
+        b.start()
+        with a.client() as on_a, b.client() as on_b:
+            a_id, b_id = on_a.health()["server_id"], on_b.health()["server_id"]
             slow = [on_b.train(with_workflow(request, "Sleeps", seconds=3)) for _ in range(2)]
             wait_until(lambda: _active(on_b) == 2, 60)
             # Then quick jobs, alternately to both, that wait in the one queue.
             quick = [(on_a if i % 2 == 0 else on_b).train(with_workflow(request, "Tiny"))
-                     for i in range(6)]
+                     for i in range(4)]
             assert {on_a.status(j)["transition"]["job_state"] for j in quick} == {"queued"}
             for job in doomed:
                 wait_until(lambda job=job: "worker pid" in on_a.logs(job)[0])
