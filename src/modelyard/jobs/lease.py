@@ -67,9 +67,14 @@ class Lease:
             self.on_failed(failed)
 
     def stop(self) -> None:
+        """Stop renewing and end the lease now; a database out of reach leaves it to run out."""
         self._ticker.stop()
-        with self.sessions() as session:
-            servers.end_lease(session, self.me.id)
+        try:
+            with self.sessions() as session:
+                servers.end_lease(session, self.me.id)
+        except Exception:  # the server stops anyway; its lease then simply runs out
+            log.exception("could not end this server's lease; it runs out in %g s",
+                          self.settings.lease_seconds)
 
     def _register_again(self, session: Session) -> None:
         old = self.me
