@@ -11,12 +11,19 @@ import uvicorn
 
 from modelyard.api.app import create_app
 from modelyard.errors import ConfigurationError
+from modelyard.jobs.lease import refuse_second_server
 from modelyard.settings import Settings
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8765,
           log_level: str = "info", *, run_jobs: bool = True) -> None:
-    """Run the server until interrupted (``run_jobs=False``: a serving replica)."""
+    """Run the server until interrupted (``run_jobs=False``: a serving replica).
+
+    Raises:
+        ConfigurationError: a training server on a SQLite file another server runs on.
+    """
+    if run_jobs:  # said plainly here, rather than as the app's failed start-up
+        refuse_second_server(settings)
     uvicorn.run(create_app(settings, run_jobs=run_jobs), host=host, port=port,
                 log_level=log_level, timeout_graceful_shutdown=5, access_log=False)
 

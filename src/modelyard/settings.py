@@ -31,6 +31,9 @@ DEFAULT_LOG_BUFFER_ROWS = 100_000
 DEFAULT_SCHEDULER_INTERVAL = 10.0
 DEFAULT_TRIGGER_CHECK_INTERVAL = 300.0
 DEFAULT_EXPERIMENT_INTERVAL = 5.0
+# A server renews its lease every third of this; another takes over its running jobs once it
+# has not for this long. Long enough for a busy database's pause, short for a crash's cost.
+DEFAULT_LEASE_SECONDS = 15.0
 
 
 def default_home() -> Path:
@@ -78,6 +81,8 @@ class Settings:
     trigger_check_interval: float = DEFAULT_TRIGGER_CHECK_INTERVAL
     # The experiment controller (beside the scheduler) looks at running experiments this often.
     experiment_interval: float = DEFAULT_EXPERIMENT_INTERVAL
+    # Seconds a server's lease on the job store runs (modelyard.jobs.lease).
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     @property
     def job_threads(self) -> int:
@@ -113,6 +118,7 @@ class Settings:
         step_commands: Sequence[str | Path] = (), step_images: Sequence[str] = (),
         scheduler: bool | None = None, scheduler_interval: float | None = None,
         trigger_check_interval: float | None = None, experiment_interval: float | None = None,
+        lease_seconds: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -169,7 +175,7 @@ class Settings:
                                          DEFAULT_MAX_PREDICT_VALUES, "value"),
             **_step_sources(step_commands, step_images),
             **_scheduling(scheduler, scheduler_interval, trigger_check_interval,
-                          experiment_interval),
+                          experiment_interval, lease_seconds),
         )
 
     def ensure_dirs(self) -> None:
@@ -232,8 +238,10 @@ def _normalise_root(root: str) -> str:
 
 
 def _scheduling(on: bool | None, interval: float | None, check_interval: float | None,
-                experiment_interval: float | None = None) -> dict[str, Any]:
-    """Whether the scheduler runs and how often it looks, from flags, else variables."""
+                experiment_interval: float | None = None,
+                lease_seconds: float | None = None) -> dict[str, Any]:
+    """Whether the scheduler runs, how often the loops look, and the server's lease, from
+    flags, else variables."""
     out: dict[str, Any] = {"scheduler": on if on is not None else not _env_flag(
         "MODELYARD_NO_SCHEDULER")}
     for key, given, name, default in (
@@ -242,7 +250,8 @@ def _scheduling(on: bool | None, interval: float | None, check_interval: float |
             ("trigger_check_interval", check_interval, "MODELYARD_TRIGGER_CHECK_INTERVAL",
              DEFAULT_TRIGGER_CHECK_INTERVAL),
             ("experiment_interval", experiment_interval, "MODELYARD_EXPERIMENT_INTERVAL",
-             DEFAULT_EXPERIMENT_INTERVAL)):
+             DEFAULT_EXPERIMENT_INTERVAL),
+            ("lease_seconds", lease_seconds, "MODELYARD_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)):
         value = given if given is not None else _env_float(name)
         value = default if value is None else value
         if value <= 0:

@@ -42,7 +42,9 @@ from modelyard.errors import ModelyardError
 from modelyard.executors import make_executor
 from modelyard.experiments.controller import Controller
 from modelyard.jobs.dispatcher import Dispatcher
+from modelyard.jobs.lease import Lease
 from modelyard.jobs.metrics import JobMetrics
+from modelyard.jobs.servers import ServerIdentity
 from modelyard.pipelines.runner import PipelineRunner
 from modelyard.request.loading import describe_errors, summarize_errors
 from modelyard.serving import routes as serving_routes
@@ -74,11 +76,11 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         notifier.bind(asyncio.get_running_loop())
         # Made at each start, so an app started again registers its metrics afresh.
         app.state.metrics = registry = make_registry(sessions, store=run_jobs)
-        dispatcher = runner = None
+        dispatcher = runner = lease = None
         loops: list[Scheduler | Controller] = []
         serving = ServingService(settings, sessions, registry)
         if run_jobs:
-            dispatcher, runner = _start_jobs(settings, sessions, notifier, registry)
+            dispatcher, runner, lease = _start_jobs(settings, sessions, notifier, registry)
             loops = _start_loops(settings, sessions, runner, serving)
         app.state.services = Services(settings, sessions, dispatcher, notifier, runner)
         serving.start()
@@ -98,6 +100,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
                 runner.stop()
             if dispatcher is not None:
                 dispatcher.stop()
+            if lease is not None:  # after its workers stopped: what it leaves is taken over
+                lease.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -144,9 +148,13 @@ def _include_routers(app: FastAPI, run_jobs: bool) -> None:
 
 
 def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: JobNotifier,
-                registry: CollectorRegistry) -> tuple[Dispatcher, PipelineRunner]:
-    """Start the executor, the dispatcher and the pipeline runner, which the dispatcher wakes
-    whenever a job ends (a pipeline step may be done)."""
+                registry: CollectorRegistry) -> tuple[Dispatcher, PipelineRunner, Lease]:
+    """Take this server's lease on the job store (SQLite: refused while another server runs
+    on it, before any worker starts), then start the executor, the dispatcher and the pipeline
+    runner, which the dispatcher wakes whenever a job ends (a pipeline step may be done)."""
+    me = ServerIdentity.new()
+    lease = Lease(settings, sessions, me)
+    lease.start()
     executor = make_executor(settings)
     executor.warm_up()
     runners: list[PipelineRunner] = []
@@ -157,12 +165,18 @@ def _start_jobs(settings: Settings, sessions: sessionmaker[Session], notifier: J
             runners[0].wake()
 
     dispatcher = Dispatcher(settings, sessions, executor, on_change=on_change,
-                            metrics=JobMetrics(registry))
+                            metrics=JobMetrics(registry), server_id=me.id)
     runner = PipelineRunner(settings, sessions, dispatcher.wake)
     runners.append(runner)
+    lease.on_failed = lambda jobs: on_change(dict.fromkeys(jobs, True))
+
+    def renamed(server_id: str) -> None:  # a new lease, after this server was taken over
+        dispatcher.server_id = server_id
+
+    lease.on_new_id = renamed
     dispatcher.start()
     runner.start()
-    return dispatcher, runner
+    return dispatcher, runner, lease
 
 
 def _start_loops(settings: Settings, sessions: sessionmaker[Session], runner: PipelineRunner,

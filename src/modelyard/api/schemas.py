@@ -53,6 +53,8 @@ class JobStatus(BaseModel):
     elapsed_s: float
     worker_host: str | None
     worker_pid: int | None
+    server_id: str | None = Field(None, description="the server that claimed and runs (or "
+                                  "ran) the job: host/pid/nonce")
     kind: str
     parent_id: str | None
     tenant: str | None
@@ -190,6 +192,8 @@ class Health(BaseModel):
     executor: str
     concurrency: int
     active_jobs: int
+    server_id: str | None = Field(None, description="this server's id (host/pid/nonce); none "
+                                  "for a serving replica")
     degraded: list[DegradedServing] = Field(
         default_factory=list, description="production versions serving cannot load")
 
@@ -223,6 +227,7 @@ def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow
         elapsed_s=round((end - job.created_at).total_seconds(), 3),
         worker_host=job.worker_host,
         worker_pid=job.worker_pid,
+        server_id=job.server_id,
         kind=job.kind,
         parent_id=job.parent_id,
         tenant=job.tenant,

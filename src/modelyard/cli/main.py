@@ -150,6 +150,10 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
 @click.option("--experiment-interval", type=float, default=None,
               help="Seconds between the experiment controller's looks: bandit weights, rollout "
                    "stages and guardrails, stopping rules (default 5).")
+@click.option("--lease-seconds", type=float, default=None,
+              help="Seconds this server's lease on the job store runs; it renews it every "
+                   "third of that, and once it has not for this long another server fails its "
+                   "running jobs (default 15; MODELYARD_LEASE_SECONDS).")
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
     """Run the training server (HTTP API, job store, workers, registry and serving)."""
     _run(host, port, log_level, True, options)

@@ -118,8 +118,10 @@ def set_weights(session: Session, row: ExperimentRow, weights: Sequence[float], 
     if stage is not None:
         values.update(stage=stage, stage_started_at=now(),
                       stage_start_requests=stage_start_requests or 0)
+    # A new stage moves from the one before it only, so two controllers advance it once.
+    same_stage = [] if stage is None else [ExperimentRow.stage == stage - 1]
     changed = session.execute(update(ExperimentRow).where(
-        ExperimentRow.id == row.id, ExperimentRow.state == RUNNING).values(**values)
+        ExperimentRow.id == row.id, ExperimentRow.state == RUNNING, *same_stage).values(**values)
         .execution_options(synchronize_session=False))
     session.commit()
     return bool(changed.rowcount)  # type: ignore[attr-defined]

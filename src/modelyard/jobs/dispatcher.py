@@ -64,13 +64,14 @@ class Dispatcher:
         executor: Executor,
         on_change: Callable[[Mapping[str, bool]], None] = lambda changes: None,
         metrics: JobMetrics | None = None,
+        server_id: str | None = None,  # the id its lease is held under (modelyard.jobs.lease)
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.executor = executor
         self.on_change = on_change
         self.host = socket.gethostname()
-        self.server_id = f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.server_id = server_id or f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self._artifacts = ArtifactStore(settings.artifact_root)  # for fleets' partition roots
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._running = Running(metrics=metrics or JobMetrics())

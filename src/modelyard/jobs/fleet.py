@@ -155,7 +155,9 @@ def advance(session: Session, parent_id: str) -> bool:
     """
     if store.count_unfinished_children(session, parent_id):
         return False  # the common case: one COUNT answers it without loading every child
-    parent = store.read_job(session, parent_id, fresh=True)
+    # Locked: two servers that see the last children end at once finish the fleet in turn, and
+    # the second finds every child judged and the parent ended.
+    parent = store.read_job(session, parent_id, fresh=True, lock=True)
     plan = plan_of(parent)
     if plan is None:
         return False

@@ -131,9 +131,12 @@ def transition_fields(session: Session, job_id: str, **fields: Any) -> None:
                     .execution_options(synchronize_session=False))
 
 
-def read_job(session: Session, job_id: str, *, fresh: bool = False) -> JobRow:
-    """The job row; ``fresh`` reloads it even if this session has it already."""
-    job = session.get(JobRow, job_id, populate_existing=fresh)
+def read_job(session: Session, job_id: str, *, fresh: bool = False,
+             lock: bool = False) -> JobRow:
+    """The job row; ``fresh`` reloads it even if this session has it already, ``lock`` also
+    locks it until the transaction ends (``FOR UPDATE``; SQLite has one writer anyway)."""
+    job = session.get(JobRow, job_id, populate_existing=fresh or lock,
+                      with_for_update=lock or None)
     if job is None:
         raise NotFound(f"no job {job_id!r}; list jobs with GET /jobs or `modelyard jobs list`")
     return job

@@ -77,3 +77,20 @@ class StepRow(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class ServerRow(Base):
+    """A ``modelyard server`` on the job store, and its lease (:mod:`modelyard.jobs.servers`)."""
+
+    __tablename__ = "servers"
+
+    id: Mapped[str] = mapped_column(String(300), primary_key=True)  # host/pid/nonce
+    host: Mapped[str] = mapped_column(String(300))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The live server that failed its running jobs once its lease ran out; set once.
+    taken_over_by: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    taken_over_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

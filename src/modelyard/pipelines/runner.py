@@ -9,8 +9,10 @@ started or cancelled, or a job changed (the dispatcher's notices).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import update
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from modelyard.pipelines.advance import advance_run
 from modelyard.pipelines.cache import UNCACHED
 from modelyard.pipelines.store import active_run_ids
+from modelyard.pipelines.store import now as store_now
 from modelyard.pipelines.tables import PipelineRunStepRow
 from modelyard.settings import Settings
 
@@ -42,6 +45,7 @@ class PipelineRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._recovered_at = 0.0
 
     def start(self) -> None:
         self.recover()
@@ -60,11 +64,19 @@ class PipelineRunner:
 
     def recover(self) -> None:
         """Steps the server runs itself that were under way when a server stopped start over:
-        they have no job to wait for, and deciding or moving a version again is harmless."""
+        they have no job to wait for, and deciding or moving a version again is harmless.
+
+        Such a step runs within one pass of a runner, well within a lease; one running longer
+        than ``--lease-seconds`` was left by a server that is gone, while a younger one may be
+        another live server's, under way. Looked at at start and every lease from then on.
+        """
+        self._recovered_at = time.monotonic()
+        left_before = store_now() - dt.timedelta(seconds=self.settings.lease_seconds)
         with self.sessions() as session:
             session.execute(update(PipelineRunStepRow).where(
                 PipelineRunStepRow.state == "running", PipelineRunStepRow.job_id.is_(None),
-                PipelineRunStepRow.type.in_(sorted(UNCACHED))).values(state="pending"))
+                PipelineRunStepRow.type.in_(sorted(UNCACHED)),
+                PipelineRunStepRow.started_at < left_before).values(state="pending"))
             session.commit()
 
     def tick(self) -> None:
@@ -89,6 +101,8 @@ class PipelineRunner:
             if self._stopping.is_set():
                 return
             try:
+                if time.monotonic() - self._recovered_at > self.settings.lease_seconds:
+                    self.recover()
                 self.tick()
             except Exception:
                 log.exception("pipeline runner pass failed; continuing")

@@ -23,5 +23,6 @@ def healthz(svc: Annotated[Services, Depends(services)], request: Request) -> He
         executor=svc.settings.executor if svc.dispatcher else "none (serving only)",
         concurrency=svc.settings.concurrency,
         active_jobs=len(svc.dispatcher.active_jobs) if svc.dispatcher else 0,
+        server_id=svc.dispatcher.server_id if svc.dispatcher else None,
         degraded=[DegradedServing.model_validate(d.public()) for d in degraded],
     )
