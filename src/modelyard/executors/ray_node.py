@@ -1,15 +1,20 @@
 """The node side of the Ray executor: the code that runs inside the Ray cluster, not the server.
 
-:mod:`modelyard.executors.ray` (the server side) submits :func:`run_task` as each job's task and
-creates one :class:`Mailbox` actor. Ray pickles both by reference (module and name), so every
-node imports this module from its own installed modelyard; it imports nothing of the server.
+:mod:`modelyard.executors.ray` (the server side) submits :func:`run_task` as each job's task,
+starts a :class:`PackWorker` actor for each pack of a fleet's small tenants, and creates one
+:class:`Mailbox` actor. Ray pickles them by reference (module and name), so every node imports
+this module from its own installed modelyard; it imports nothing of the server.
 
 * :func:`run_task` runs :func:`modelyard.runtime.training.execute` unchanged. What the job
   writes to file descriptors 1 and 2 (so its subprocesses' output too) and its log records become
   :class:`LogLines`; its events and those lines go through an outbox to the mailbox.
-* :class:`_Outbox` batches one task's events, and flushes a last time, synchronously, before the
-  task returns its terminal event: the server then never sees the terminal event before the
-  job's other events.
+* :class:`PackWorker` runs the tenants it is fed one after another in one warm process, and asks
+  for more (:class:`PackIdle`) as the last one starts, as the local executor's refillable packs
+  do. Each tenant reads its own partition from the fleet's folder in the shared artefact store.
+* :class:`_Outbox` batches events, and flushes synchronously where the order must hold: before
+  a task returns its terminal event (the server then never sees the terminal event before the
+  job's other events), and as a packed job starts (so if the actor dies, the server knows which
+  job it was running and that every earlier one ended).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
     LogLines,
+    PackIdle,
     WorkerEvent,
     WorkerSpec,
     WorkerStarted,
@@ -62,10 +68,11 @@ class Mailbox:
 
 
 class _Outbox:
-    """Batches one job's events for the mailbox: every 0.2 s, and a last time, synchronously."""
+    """Batches the events of one task or pack (``key``, the mailbox's key) for the mailbox:
+    every 0.2 s, when asked, and a last time, synchronously."""
 
-    def __init__(self, job_id: str, mailbox: Any) -> None:
-        self.job_id = job_id
+    def __init__(self, key: str, mailbox: Any) -> None:
+        self.key = key
         self.mailbox = mailbox
         self._pending: list[WorkerEvent] = []
         self._lock = threading.Lock()
@@ -76,8 +83,9 @@ class _Outbox:
     def add(self, event: WorkerEvent) -> None:
         with self._lock:
             last = self._pending[-1] if self._pending else None
-            if isinstance(event, LogLines) and isinstance(last, LogLines):
-                self._pending[-1] = LogLines(self.job_id, last.text + event.text)
+            if (isinstance(event, LogLines) and isinstance(last, LogLines)
+                    and last.job_id == event.job_id):
+                self._pending[-1] = LogLines(event.job_id, last.text + event.text)
             else:
                 self._pending.append(event)
 
@@ -91,7 +99,7 @@ class _Outbox:
             if not batch:
                 return
             try:
-                ref = self.mailbox.push.remote(self.job_id, batch)
+                ref = self.mailbox.push.remote(self.key, batch)
                 if wait:
                     ray.get(ref, timeout=60)
             except Exception:
@@ -168,10 +176,33 @@ def _pump(fd: int, sink: Callable[[str], None], done: threading.Event) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _job_output(sink: Callable[[str], None]) -> Iterator[None]:
+    """fds 1 and 2, and log records at INFO, to ``sink`` by lines (see :func:`_captured_output`)."""
+    root = logging.getLogger()
+    level = root.level
+    with _captured_output(sink):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+
+
+def _where() -> tuple[str, str]:
+    """This worker's Ray node id, and its ``worker_host``: ``<host> (ray node <id>)``."""
+    node_id = ray.get_runtime_context().get_node_id()
+    return node_id, f"{socket.gethostname()} (ray node {node_id})"
+
+
 def run_task(spec: WorkerSpec, mailbox: Any) -> WorkerEvent:
     """The body of a job's Ray task: run the job, stream its events, return the terminal one."""
-    node_id = ray.get_runtime_context().get_node_id()
-    host = f"{socket.gethostname()} (ray node {node_id})"
+    node_id, host = _where()
     outbox = _Outbox(spec.job_id, mailbox)
     terminal: list[WorkerEvent] = []
 
@@ -183,23 +214,108 @@ def run_task(spec: WorkerSpec, mailbox: Any) -> WorkerEvent:
         else:
             outbox.add(event)
 
-    root = logging.getLogger()
-    level = root.level
     try:
-        with _captured_output(lambda text: outbox.add(LogLines(spec.job_id, text))):
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            root.addHandler(handler)
-            root.setLevel(logging.INFO)
-            try:
-                log.info("running on Ray node %s, host %s, worker pid %d", node_id,
-                         socket.gethostname(), os.getpid())
-                # The server's log file is not ours to write: output travels as LogLines.
-                execute(dataclasses.replace(spec, log_path=None, memory_limit=None), report)
-            finally:
-                root.removeHandler(handler)
-                root.setLevel(level)
+        with _job_output(lambda text: outbox.add(LogLines(spec.job_id, text))):
+            log.info("running on Ray node %s, host %s, worker pid %d", node_id,
+                     socket.gethostname(), os.getpid())
+            # The server's log file is not ours to write: output travels as LogLines.
+            execute(dataclasses.replace(spec, log_path=None, memory_limit=None), report)
     finally:
         outbox.close()
     return terminal[0]
+
+
+class _Router:
+    """Sends a pack's captured output to the job it belongs to, as :class:`LogLines`.
+
+    The pack's process writes a marker line between jobs, after its streams are flushed. Output
+    reaches the pipe in the order it was written, so every line before a job's end marker is
+    that job's, and the job's terminal event waits until the reader has passed the marker.
+    """
+
+    MARK = "\x00modelyard-pack-job "
+
+    def __init__(self, outbox: _Outbox) -> None:
+        self.outbox = outbox
+        self.job_id: str | None = None
+        self._passed = threading.Event()
+
+    def switch(self, job_id: str | None) -> None:
+        """Route what is written from now on to ``job_id`` (None: between jobs, dropped)."""
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(ValueError, OSError):  # a job may have closed it
+                stream.flush()
+        self._passed.clear()
+        os.write(2, f"{self.MARK}{job_id or ''}\n".encode())
+        self._passed.wait(1.0)  # a reader stuck past that: the lines may go to the next job
+
+    def write(self, text: str) -> None:
+        """The pump's whole lines."""
+        lines: list[str] = []
+        # Not splitlines(): it also splits at characters a job's output may hold.
+        *whole, tail = text.split("\n")
+        for line in [f"{w}\n" for w in whole] + ([tail] if tail else []):
+            if not line.startswith(self.MARK):
+                lines.append(line)
+                continue
+            self._send(lines)
+            lines = []
+            self.job_id = line[len(self.MARK):].strip() or None
+            self._passed.set()
+        self._send(lines)
+
+    def _send(self, lines: list[str]) -> None:
+        if lines and self.job_id is not None:
+            self.outbox.add(LogLines(self.job_id, "".join(lines)))
+
+
+class PackWorker:
+    """A Ray actor that runs a fleet's small tenants one after another in one warm process.
+
+    The server calls :meth:`run` once per batch of tenants; Ray runs the calls in order. As a
+    batch's last tenant starts, the actor says :class:`PackIdle` so that the next batch (or
+    none: the server then ends the actor) is queued before that tenant ends. Events of every
+    job go through one outbox under the pack's id.
+    """
+
+    def __init__(self, pack_id: str, mailbox: Any) -> None:
+        self.pack_id = pack_id
+        self.node_id, self.host = _where()
+        self.outbox = _Outbox(pack_id, mailbox)
+        self.router = _Router(self.outbox)
+        # For the actor's life: its output between jobs is nobody's (the router drops it).
+        self._output = contextlib.ExitStack()
+        self._output.enter_context(_job_output(self.router.write))
+
+    def run(self, specs: list[WorkerSpec]) -> None:
+        """Run ``specs`` in turn; return once their events have reached the mailbox."""
+        for i, spec in enumerate(specs):
+            if i == len(specs) - 1:
+                self.outbox.add(PackIdle(self.pack_id))
+            self._run_one(spec)
+        self.outbox.flush(wait=True)
+
+    def _run_one(self, spec: WorkerSpec) -> None:
+        terminal: list[WorkerEvent] = []
+
+        def report(event: WorkerEvent) -> None:
+            if isinstance(event, JobFinished | JobErrored):
+                terminal.append(event)  # after the job's output: see _Router
+                return
+            if isinstance(event, WorkerStarted):
+                self.outbox.add(dataclasses.replace(event, host=self.host))
+                # Should this process die, the server knows which job it ran, and that every
+                # earlier one ended.
+                self.outbox.flush(wait=True)
+                return
+            self.outbox.add(event)
+
+        self.router.switch(spec.job_id)
+        try:
+            log.info("running on Ray node %s, host %s, worker pid %d, packed", self.node_id,
+                     socket.gethostname(), os.getpid())
+            execute(dataclasses.replace(spec, log_path=None, memory_limit=None), report)
+        finally:
+            self.router.switch(None)
+            for event in terminal:
+                self.outbox.add(event)
