@@ -141,7 +141,7 @@ def ray_fleet(fraud_request: dict[str, object], min_rows: int, workflow: str | N
     return request
 
 
-def test_a_fleets_tenants_run_packed_in_one_ray_actor(
+def test_a_fleets_tenants_run_packed_in_warm_ray_workers(
     client: Client, ray_cluster: RayCluster, fraud_request: dict[str, object]
 ) -> None:
     parent = client.train(ray_fleet(fraud_request, 500))
@@ -162,7 +162,7 @@ def test_a_fleets_tenants_run_packed_in_one_ray_actor(
     assert len(pids) < len(jobs)
 
 
-def test_a_tenant_that_kills_its_pack_actor_fails_alone_naming_the_node(
+def test_a_tenant_that_kills_its_pack_worker_fails_alone_naming_the_node(
     client: Client, ray_cluster: RayCluster, fraud_request: dict[str, object], tmp_path: Path
 ) -> None:
     marker = tmp_path / "kill"
@@ -176,7 +176,7 @@ def test_a_tenant_that_kills_its_pack_actor_fails_alone_naming_the_node(
     assert [t["tenant"] for t in failed] == ["m00003"], failed
     assert "the Ray worker running the job's pack on " in failed[0]["reason"]
     assert f"(ray node {ray_cluster.worker_id}) died" in failed[0]["reason"]
-    # Its pack-mates not yet run were queued again once, and succeeded in a new actor.
+    # Its pack-mates not yet run were queued again once, and succeeded in a new pack.
     children = client.jobs(parent_id=parent, limit=1000)["jobs"]
     lost = [c for c in children if c["state"] == "failed" and c["tenant"] != "m00003"]
     assert lost, "the kill should have stranded at least one pack-mate"

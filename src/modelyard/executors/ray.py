@@ -46,7 +46,7 @@ import ray.exceptions
 
 from modelyard.errors import ConfigurationError
 from modelyard.executors.base import OnEvent
-from modelyard.executors.ray_node import Mailbox, PackWorker, run_task
+from modelyard.executors.ray_node import Mailbox, run_pack, run_task, warm
 from modelyard.executors.ray_packs import RayPack, RayRun, for_the_cluster
 from modelyard.executors.ray_resources import RayOptions, infeasibility, task_resources
 from modelyard.protocol.events import WorkerEvent, WorkerSpec
@@ -62,8 +62,7 @@ _NEXT_STEP = (
 
 class RayExecutor:
     name = "ray"
-    # A fleet's small tenants run in packs, each one long-lived actor (ray_packs.py); any
-    # other job is one task in a fresh worker process (max_calls=1).
+    # A fleet's small tenants run in packs, each one long-running task (ray_packs.py).
     packs = refills = True
 
     def __init__(self, settings: Settings) -> None:
@@ -75,6 +74,7 @@ class RayExecutor:
         self._mailbox: Any = None
         self._task: Any = None
         self._pack: Any = None
+        self._warm: list[Any] = []
         self._we_connected = False
         self._relay: threading.Thread | None = None
         self._closing = threading.Event()
@@ -95,8 +95,12 @@ class RayExecutor:
                 self._init()
                 self._we_connected = True
             self._mailbox = ray.remote(Mailbox).options(num_cpus=0, max_restarts=-1).remote()
-            self._task = ray.remote(max_calls=1)(run_task)
-            self._pack = ray.remote(PackWorker)
+            self._task = ray.remote(run_task)
+            self._pack = ray.remote(run_pack)
+            # Ray reuses a task's worker process for the next tasks: one per slot that has
+            # imported the training runtime is ready before the first job.
+            self._warm = [ray.remote(warm).options(num_cpus=self.options.num_cpus).remote()
+                          for _ in range(self.settings.concurrency)]
             self._relay = threading.Thread(target=self._relay_loop, name="modelyard-ray-relay",
                                            daemon=True)
             self._relay.start()
@@ -164,16 +168,17 @@ class RayExecutor:
 
     def _start_pack(self, spec: WorkerSpec, on_event: OnEvent,
                     options: dict[str, Any]) -> RayPack:
-        # Never restarted, its calls never retried: a job runs at most once.
-        actor = self._pack.options(
-            **options, max_restarts=0, max_task_retries=0, name=f"modelyard-{spec.job_id}",
-        ).remote(spec.job_id, self._mailbox)
-        pack = RayPack(spec.job_id, actor, on_event, wake=self._wake.set)
-        with self._lock:
+        specs = [for_the_cluster(s) for s in spec.pack]
+        with self._lock:  # registered before the relay can see the pack's first events
+            ref = self._pack.options(
+                **options, max_retries=0, name=f"modelyard-{spec.job_id}",
+            ).remote(spec.job_id, specs, self._mailbox)
+            pack = RayPack(spec.job_id, ref, self._mailbox, on_event,
+                           pending={s.job_id for s in specs})
             self._runs[spec.job_id] = pack
-        pack.feed(list(spec.pack))
         if not spec.refill:
-            pack.feed([])
+            pack.feed([])  # it says PackIdle all the same
+        self._wake.set()
         return pack
 
     def _resources(self, spec: WorkerSpec) -> dict[str, float]:

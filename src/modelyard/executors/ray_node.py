@@ -1,19 +1,20 @@
 """The node side of the Ray executor: the code that runs inside the Ray cluster, not the server.
 
-:mod:`modelyard.executors.ray` (the server side) submits :func:`run_task` as each job's task,
-starts a :class:`PackWorker` actor for each pack of a fleet's small tenants, and creates one
-:class:`Mailbox` actor. Ray pickles them by reference (module and name), so every node imports
-this module from its own installed modelyard; it imports nothing of the server.
+:mod:`modelyard.executors.ray` (the server side) submits :func:`run_task` as each job's task and
+:func:`run_pack` as each pack of a fleet's small tenants, and creates one :class:`Mailbox` actor.
+Ray pickles them by reference (module and name), so every node imports this module from its own
+installed modelyard; it imports nothing of the server.
 
 * :func:`run_task` runs :func:`modelyard.runtime.training.execute` unchanged. What the job
   writes to file descriptors 1 and 2 (so its subprocesses' output too) and its log records become
   :class:`LogLines`; its events and those lines go through an outbox to the mailbox.
-* :class:`PackWorker` runs the tenants it is fed one after another in one warm process, and asks
+* :func:`run_pack` runs a fleet's small tenants one after another in one warm process, and asks
   for more (:class:`PackIdle`) as the last one starts, as the local executor's refillable packs
-  do. Each tenant reads its own partition from the fleet's folder in the shared artefact store.
+  do; the server's answer waits in the mailbox. Each tenant reads its own partition from the
+  fleet's folder in the shared artefact store.
 * :class:`_Outbox` batches events, and flushes synchronously where the order must hold: before
   a task returns its terminal event (the server then never sees the terminal event before the
-  job's other events), and as a packed job starts (so if the actor dies, the server knows which
+  job's other events), and as a packed job starts (so if the process dies, the server knows which
   job it was running and that every earlier one ended).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import logging
 import os
 import select
@@ -33,6 +35,7 @@ from typing import Any
 
 import ray
 
+from modelyard.executors import forkserver
 from modelyard.protocol.events import (
     JobErrored,
     JobFinished,
@@ -58,13 +61,23 @@ class Mailbox:
 
     def __init__(self) -> None:
         self._events: dict[str, list[WorkerEvent]] = {}
+        self._feeds: dict[str, list[WorkerSpec]] = {}
 
-    def push(self, job_id: str, events: list[WorkerEvent]) -> None:
-        self._events.setdefault(job_id, []).extend(events)
+    def push(self, key: str, events: list[WorkerEvent]) -> None:
+        """Events of a task (``key``: its job id) or of a pack (its pack id)."""
+        self._events.setdefault(key, []).extend(events)
 
     def take(self) -> dict[str, list[WorkerEvent]]:
         out, self._events = self._events, {}
         return out
+
+    def feed(self, pack_id: str, specs: list[WorkerSpec]) -> None:
+        """The server's answer to a pack's :class:`PackIdle` (none: the pack ends)."""
+        self._feeds[pack_id] = specs
+
+    def next_jobs(self, pack_id: str) -> list[WorkerSpec] | None:
+        """The pack's answer, once; None while there is none yet."""
+        return self._feeds.pop(pack_id, None)
 
 
 class _Outbox:
@@ -269,53 +282,73 @@ class _Router:
             self.outbox.add(LogLines(self.job_id, "".join(lines)))
 
 
-class PackWorker:
-    """A Ray actor that runs a fleet's small tenants one after another in one warm process.
+def run_pack(pack_id: str, specs: list[WorkerSpec], mailbox: Any) -> None:
+    """The body of a pack's Ray task: run ``specs`` in turn, then the batches the server feeds
+    through the mailbox, until it feeds none.
 
-    The server calls :meth:`run` once per batch of tenants; Ray runs the calls in order. As a
-    batch's last tenant starts, the actor says :class:`PackIdle` so that the next batch (or
-    none: the server then ends the actor) is queued before that tenant ends. Events of every
-    job go through one outbox under the pack's id.
+    As a batch's last job starts, the pack says :class:`PackIdle`, so the next batch is waiting
+    in the mailbox when that job ends. Every job's events go through one outbox, under the
+    pack's id.
     """
+    node_id, host = _where()
+    outbox = _Outbox(pack_id, mailbox)
+    router = _Router(outbox)
+    try:
+        with _job_output(router.write):
+            while specs:
+                for i, spec in enumerate(specs):
+                    if i == len(specs) - 1:
+                        outbox.add(PackIdle(pack_id))
+                    _run_packed(spec, outbox, router, node_id, host)
+                outbox.flush()
+                specs = _next_jobs(pack_id, mailbox)
+    finally:
+        outbox.close()
 
-    def __init__(self, pack_id: str, mailbox: Any) -> None:
-        self.pack_id = pack_id
-        self.node_id, self.host = _where()
-        self.outbox = _Outbox(pack_id, mailbox)
-        self.router = _Router(self.outbox)
-        # For the actor's life: its output between jobs is nobody's (the router drops it).
-        self._output = contextlib.ExitStack()
-        self._output.enter_context(_job_output(self.router.write))
 
-    def run(self, specs: list[WorkerSpec]) -> None:
-        """Run ``specs`` in turn; return once their events have reached the mailbox."""
-        for i, spec in enumerate(specs):
-            if i == len(specs) - 1:
-                self.outbox.add(PackIdle(self.pack_id))
-            self._run_one(spec)
-        self.outbox.flush(wait=True)
+def _next_jobs(pack_id: str, mailbox: Any) -> list[WorkerSpec]:
+    """The server's answer to the pack's :class:`PackIdle`: the next batch, or none."""
+    wait = 0.005
+    while True:
+        answer: list[WorkerSpec] | None = ray.get(mailbox.next_jobs.remote(pack_id), timeout=60)
+        if answer is not None:
+            return answer
+        time.sleep(wait)
+        wait = min(wait * 2, 0.1)
 
-    def _run_one(self, spec: WorkerSpec) -> None:
-        terminal: list[WorkerEvent] = []
 
-        def report(event: WorkerEvent) -> None:
-            if isinstance(event, JobFinished | JobErrored):
-                terminal.append(event)  # after the job's output: see _Router
-                return
-            if isinstance(event, WorkerStarted):
-                self.outbox.add(dataclasses.replace(event, host=self.host))
-                # Should this process die, the server knows which job it ran, and that every
-                # earlier one ended.
-                self.outbox.flush(wait=True)
-                return
-            self.outbox.add(event)
+def _run_packed(spec: WorkerSpec, outbox: _Outbox, router: _Router, node_id: str,
+                host: str) -> None:
+    terminal: list[WorkerEvent] = []
 
-        self.router.switch(spec.job_id)
-        try:
-            log.info("running on Ray node %s, host %s, worker pid %d, packed", self.node_id,
-                     socket.gethostname(), os.getpid())
-            execute(dataclasses.replace(spec, log_path=None, memory_limit=None), report)
-        finally:
-            self.router.switch(None)
-            for event in terminal:
-                self.outbox.add(event)
+    def report(event: WorkerEvent) -> None:
+        if isinstance(event, JobFinished | JobErrored):
+            terminal.append(event)  # after the job's output: see _Router
+            return
+        if isinstance(event, WorkerStarted):
+            outbox.add(dataclasses.replace(event, host=host))
+            # Should this process die, the server knows which job it ran, and that every
+            # earlier one ended.
+            outbox.flush(wait=True)
+            return
+        outbox.add(event)
+
+    router.switch(spec.job_id)
+    try:
+        log.info("running on Ray node %s, host %s, worker pid %d, packed", node_id,
+                 socket.gethostname(), os.getpid())
+        execute(dataclasses.replace(spec, log_path=None, memory_limit=None), report)
+    finally:
+        router.switch(None)
+        for event in terminal:
+            outbox.add(event)
+
+
+def warm() -> int:
+    """A task that leaves its worker process as warm as the local executor's fork server: the
+    training libraries imported and one tiny job run. Ray reuses the process for the next
+    tasks. Returns its pid."""
+    for module in forkserver.PRELOAD:
+        importlib.import_module(module)
+    forkserver.warm_up()
+    return os.getpid()
