@@ -1,7 +1,10 @@
-"""Ray executor: each job is one Ray task on an existing Ray cluster (``--executor ray``).
+"""Ray executor: each job is one Ray task on an existing Ray cluster (``--executor ray``), and a
+fleet's small tenants run in packs, one long-running task each.
 
-This module is the server side; what runs inside the cluster (the task's body and the mailbox
-actor) is :mod:`modelyard.executors.ray_node`. docs/ray.md is the operator's guide.
+This module is the server side: the connection and the relay. What the relay follows (a job's
+task, a pack) is :mod:`modelyard.executors.ray_packs`; what runs inside the cluster (the tasks'
+bodies and the mailbox actor) is :mod:`modelyard.executors.ray_node`. docs/ray.md is the
+operator's guide.
 
 ``--ray-address`` is ``auto`` (the cluster this machine belongs to), ``HOST:PORT`` of the head
 node's GCS, or ``ray://HOST:10001`` (Ray Client; ``modelyard[ray]`` installs its grpcio).
@@ -11,15 +14,19 @@ How a job runs:
 * :meth:`RayExecutor.start` turns ``compute_resource`` and the request's ``resources`` block into
   Ray task options (:func:`task_resources`), fails the job at once if no node of the cluster
   could ever run it (Ray would leave it pending forever), and submits
-  :func:`~modelyard.executors.ray_node.run_task`. Tasks never retry (a job never runs twice) and
-  get a fresh worker process each (``max_calls=1``), as with the local executor.
+  :func:`~modelyard.executors.ray_node.run_task`. Tasks never retry (a job never runs twice).
+  Ray reuses worker processes; one warm-up task per slot at connect leaves them with the
+  training libraries imported, as the local executor's fork server has them.
+* A pack (a spec with ``pack``) is :func:`~modelyard.executors.ray_node.run_pack`, refilled
+  through the mailbox: :class:`~modelyard.executors.ray_packs.RayPack`.
 * Inside the task, :func:`modelyard.runtime.training.execute` runs unchanged. Its events, and
   everything the job writes to stdout/stderr (subprocesses included) or logs, go in small batches
   to a :class:`~modelyard.executors.ray_node.Mailbox` actor that this executor owns; the terminal
   event is the task's return value, sent after a last synchronous flush so that it comes after
   the job's other events.
 * One relay thread on the server drains the mailbox, watches the task references, and reports a
-  task that died (worker crashed or OOM-killed, node lost, cancelled) as :class:`JobErrored`.
+  task that died (worker crashed or OOM-killed, node lost, cancelled) as :class:`JobErrored`,
+  for each job a dead pack left without an end.
 
 Every node reads the data and writes the artefacts itself, so ``--artifacts`` must be a URL or
 path that every node reaches (``s3://...``, ``gs://...``, a shared filesystem), as must the data

@@ -1,4 +1,4 @@
-"""What a job's ``exception_info`` says when its Ray task or pack actor ended without reporting
+"""What a job's ``exception_info`` says when its Ray task or pack ended without reporting
 the job's end: Ray's exceptions translated, each with the next step."""
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def lost_record(exc: BaseException) -> ExceptionInfo:
 
 
 def pack_lost_record(exc: BaseException, host: str | None) -> ExceptionInfo:
-    """``exception_info`` for the job a pack's actor was running when it died (``host``: the
+    """``exception_info`` for the job a pack's task was running when its worker died (``host``: the
     ``worker_host`` its last job reported; None if it never started one)."""
     said = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, ray.exceptions.TaskCancelledError):
-        return failure(FailureKind.cancelled, "the Ray actor of the job's pack was cancelled")
+        return failure(FailureKind.cancelled, "the Ray task of the job's pack was cancelled")
     where = f"on {host}" if host else "before it started a job"
     if isinstance(exc, ray.exceptions.OutOfMemoryError):
         kind = FailureKind.out_of_memory

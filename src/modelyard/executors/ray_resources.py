@@ -2,7 +2,7 @@
 and whether any node could ever give them.
 
 ``compute_resource`` and the request's ``resources`` block are plain data (docs/ray.md's table);
-this module turns them into Ray's ``CPU``/``GPU``/``memory`` for a task or an actor.
+this module turns them into Ray's ``CPU``/``GPU``/``memory`` for a job's or a pack's task.
 """
 
 from __future__ import annotations
