@@ -104,13 +104,19 @@ class RayExecutor:
             self._mailbox = ray.remote(Mailbox).options(num_cpus=0, max_restarts=-1).remote()
             self._task = ray.remote(run_task)
             self._pack = ray.remote(run_pack)
-            # Ray reuses a task's worker process for the next tasks: one per slot that has
-            # imported the training runtime is ready before the first job.
-            self._warm = [ray.remote(warm).options(num_cpus=self.options.num_cpus).remote()
-                          for _ in range(self.settings.concurrency)]
+            self._warm_workers()
             self._relay = threading.Thread(target=self._relay_loop, name="modelyard-ray-relay",
                                            daemon=True)
             self._relay.start()
+
+    def _warm_workers(self) -> None:
+        """Ray reuses a task's worker process for the next tasks: one per slot that has imported
+        the training runtime is ready before the first job. Not where no node has the CPUs:
+        Ray would hold such tasks, and warn about them, forever."""
+        need = {"CPU": self.options.num_cpus}
+        if infeasibility(need, ray.nodes()) is None:  # type: ignore[no-untyped-call]
+            self._warm = [ray.remote(warm).options(num_cpus=need["CPU"]).remote()
+                          for _ in range(self.settings.concurrency)]
 
     def _check_reachable(self) -> None:
         # ray.init retries an unreachable address for minutes, then exits the process.
