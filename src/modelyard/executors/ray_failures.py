@@ -37,15 +37,15 @@ def lost_record(exc: BaseException) -> ExceptionInfo:
 
 
 def pack_lost_record(exc: BaseException, host: str | None) -> ExceptionInfo:
-    """``exception_info`` for the job a pack's task was running when its worker died (``host``: the
-    ``worker_host`` its last job reported; None if it never started one)."""
+    """``exception_info`` for the job a pack's task was running when its worker died
+    (``host``: the ``worker_host`` its last job reported; None if it never started one)."""
     said = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, ray.exceptions.TaskCancelledError):
         return failure(FailureKind.cancelled, "the Ray task of the job's pack was cancelled")
     where = f"on {host}" if host else "before it started a job"
     if isinstance(exc, ray.exceptions.OutOfMemoryError):
         kind = FailureKind.out_of_memory
-    elif isinstance(exc, ray.exceptions.ActorUnavailableError | ray.exceptions.NodeDiedError):
+    elif isinstance(exc, ray.exceptions.NodeDiedError | ray.exceptions.LocalRayletDiedError):
         kind = FailureKind.worker_lost
     else:
         kind = FailureKind.worker_crashed

@@ -14,6 +14,7 @@ with a reason naming the node, and the jobs it was fed but never started are rep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -142,6 +143,8 @@ class RayPack:
             self.closed = True
             lost, self.pending = sorted(self.pending), set()
         if crash is not None:
+            with contextlib.suppress(Exception):  # else an answer it never took stays there
+                self.mailbox.next_jobs.remote(self.pack_id)
             record = pack_lost_record(crash, self.host)
         else:
             record = failure(FailureKind.protocol_error,
