@@ -12,6 +12,7 @@ Synthetic payments from 1,000 merchants with skewed sizes; every merchant with a
 
     python benchmarks/fleet.py                 # 1,000,000 rows
     python benchmarks/fleet.py --rows 200000 --rounds 1   # quicker
+    python benchmarks/fleet.py --executor ray  # on a local Ray cluster, beside the local executor
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ def main() -> None:
                              "on a shared VM single rounds vary by +-15%%)")
     parser.add_argument("--mlflow-models", type=int, default=20,
                         help="tenants in the MLflow-tracked loop (a few seconds each)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="ray: the fleet on a local Ray cluster of as many CPUs as cores, "
+                             "beside the local executor, in alternating rounds")
     args = parser.parse_args()
     PARAMS.clear()
     PARAMS.update(MODELS[args.model])
@@ -169,6 +173,11 @@ def main() -> None:
     print(f"data: {args.rows:,} rows from {frame['merchant_id'].nunique():,} merchants; "
           f"{len(tenants)} with >= {args.min_rows} training rows (largest "
           f"{int(train_rows.max()):,}, median {int(train_rows.median()):,}); {cores} cores")
+    if args.executor == "ray":
+        from _ray_fleet import compare
+
+        compare(home, cores, args.rounds, args.min_rows, fleet_run)
+        return
 
     bare = Bare(frame, tenants, cores)
     # Memory: this process (it hosts the server, and holds the bare loop's frames too) and the

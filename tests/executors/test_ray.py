@@ -129,29 +129,62 @@ def client(ray_server: ServerProcess) -> Iterator[Client]:
         yield c
 
 
-# Tenants run one after another on the worker node's single CPU, each in a fresh worker
-# process: the suite's 120 s per test is too short for that on a loaded machine.
-@pytest.mark.timeout(330)
-def test_a_fleet_runs_each_tenant_as_its_own_ray_task(
+def ray_fleet(fraud_request: dict[str, object], min_rows: int, workflow: str | None = None,
+              **params: object) -> dict[str, object]:
+    request = copy.deepcopy(fraud_request)
+    if workflow is not None:
+        request = with_workflow(request, workflow, **params)
+    request["metadata"]["model_name"] = f"ray-fleet-{min_rows}"  # type: ignore[index]
+    request["data"]["features"]["names"].append("merchant_id")  # type: ignore[index]
+    request["tenants"] = {"column": "merchant_id", "min_training_rows": min_rows,
+                          "global_model": False}
+    return request
+
+
+def test_a_fleets_tenants_run_packed_in_warm_ray_workers(
     client: Client, ray_cluster: RayCluster, fraud_request: dict[str, object]
 ) -> None:
-    # Tenants are not packed on Ray: one task, and worker process, per tenant.
-    request = copy.deepcopy(fraud_request)
-    request["metadata"]["model_name"] = "ray-fleet"  # type: ignore[index]
-    request["data"]["features"]["names"].append("merchant_id")  # type: ignore[index]
-    # The few tenants with 500 training rows show one task each as well as all of them would,
-    # in fewer one-after-another fits on the worker node's single CPU.
-    request["tenants"] = {"column": "merchant_id", "min_training_rows": 500,
-                          "global_model": False}
-    parent = client.train(request)
-    assert client.wait(parent, timeout=300)["status"]["transition"]["job_state"] == "succeeded"
+    parent = client.train(ray_fleet(fraud_request, 500))
+    assert client.wait(parent, timeout=120)["status"]["transition"]["job_state"] == "succeeded"
     fleet = client.fleet(parent)
     jobs = [t["job_id"] for t in fleet["tenants"] if t["job_id"]]
     assert len(jobs) >= 3 and fleet["counts"]["succeeded"] == len(jobs)
+    pids = set()
     for job_id in jobs:
-        status = client.status(job_id)
-        assert status["worker_host"].endswith(f"(ray node {ray_cluster.worker_id})")
-        assert "packed with" not in client.logs(job_id)[0]
+        assert client.status(job_id)["worker_host"].endswith(
+            f"(ray node {ray_cluster.worker_id})")
+        text = client.logs(job_id)[0]
+        found = re.findall(rf"running on Ray node {ray_cluster.worker_id}, .* worker pid "
+                           r"(\d+), packed$", text, re.M)
+        assert len(found) == 1, text  # its own output only, not its pack-mates'
+        pids.add(found[0])
+    # Warm processes ran several each: no task, and no worker start-up, per tenant.
+    assert len(pids) < len(jobs)
+
+
+def test_a_tenant_that_kills_its_pack_worker_fails_alone_naming_the_node(
+    client: Client, ray_cluster: RayCluster, fraud_request: dict[str, object], tmp_path: Path
+) -> None:
+    marker = tmp_path / "kill"
+    marker.write_text("x")
+    request = ray_fleet(fraud_request, 200, "FailsForOne", how="kill",
+                        fail_marker=str(marker), fail_tenant="m00003")
+    parent = client.train(request)
+    client.wait(parent, timeout=120, raise_on_failure=False)
+    fleet = client.fleet(parent)
+    failed = [t for t in fleet["tenants"] if t["state"] == "failed"]
+    assert [t["tenant"] for t in failed] == ["m00003"], failed
+    assert "the Ray worker running the job's pack on " in failed[0]["reason"]
+    assert f"(ray node {ray_cluster.worker_id}) died" in failed[0]["reason"]
+    # Its pack-mates not yet run were queued again once, and succeeded in a new pack.
+    children = client.jobs(parent_id=parent, limit=1000)["jobs"]
+    lost = [c for c in children if c["state"] == "failed" and c["tenant"] != "m00003"]
+    assert lost, "the kill should have stranded at least one pack-mate"
+    for child in lost:
+        assert "not run: the worker it was packed into died while it ran job" in child["error"]
+        assert "queued again as job" in client.logs(child["job_id"])[0]
+        tenant = next(t for t in fleet["tenants"] if t["tenant"] == child["tenant"])
+        assert tenant["state"] == "succeeded" and tenant["job_id"] != child["job_id"]
 
 
 def test_job_runs_on_the_worker_node_with_logs_and_artefacts(
@@ -269,7 +302,7 @@ def test_a_gpu_job_on_a_cluster_without_gpus_fails_at_once(
 
 
 def test_resources_follow_compute_resource_then_the_request() -> None:
-    from modelyard.executors.ray import RayOptions, infeasibility, task_resources
+    from modelyard.executors.ray_resources import RayOptions, infeasibility, task_resources
     from modelyard.synthetic import example_request
 
     def need(compute: str, options: RayOptions | None = None, **resources: float

@@ -1,7 +1,10 @@
-"""Ray executor: each job is one Ray task on an existing Ray cluster (``--executor ray``).
+"""Ray executor: each job is one Ray task on an existing Ray cluster (``--executor ray``), and a
+fleet's small tenants run in packs, one long-running task each.
 
-This module is the server side; what runs inside the cluster (the task's body and the mailbox
-actor) is :mod:`modelyard.executors.ray_node`. docs/ray.md is the operator's guide.
+This module is the server side: the connection and the relay. What the relay follows (a job's
+task, a pack) is :mod:`modelyard.executors.ray_packs`; what runs inside the cluster (the tasks'
+bodies and the mailbox actor) is :mod:`modelyard.executors.ray_node`. docs/ray.md is the
+operator's guide.
 
 ``--ray-address`` is ``auto`` (the cluster this machine belongs to), ``HOST:PORT`` of the head
 node's GCS, or ``ray://HOST:10001`` (Ray Client; ``modelyard[ray]`` installs its grpcio).
@@ -11,15 +14,19 @@ How a job runs:
 * :meth:`RayExecutor.start` turns ``compute_resource`` and the request's ``resources`` block into
   Ray task options (:func:`task_resources`), fails the job at once if no node of the cluster
   could ever run it (Ray would leave it pending forever), and submits
-  :func:`~modelyard.executors.ray_node.run_task`. Tasks never retry (a job never runs twice) and
-  get a fresh worker process each (``max_calls=1``), as with the local executor.
+  :func:`~modelyard.executors.ray_node.run_task`. Tasks never retry (a job never runs twice).
+  Ray reuses worker processes; one warm-up task per slot at connect leaves them with the
+  training libraries imported, as the local executor's fork server has them.
+* A pack (a spec with ``pack``) is :func:`~modelyard.executors.ray_node.run_pack`, refilled
+  through the mailbox: :class:`~modelyard.executors.ray_packs.RayPack`.
 * Inside the task, :func:`modelyard.runtime.training.execute` runs unchanged. Its events, and
   everything the job writes to stdout/stderr (subprocesses included) or logs, go in small batches
   to a :class:`~modelyard.executors.ray_node.Mailbox` actor that this executor owns; the terminal
   event is the task's return value, sent after a last synchronous flush so that it comes after
   the job's other events.
 * One relay thread on the server drains the mailbox, watches the task references, and reports a
-  task that died (worker crashed or OOM-killed, node lost, cancelled) as :class:`JobErrored`.
+  task that died (worker crashed or OOM-killed, node lost, cancelled) as :class:`JobErrored`,
+  for each job a dead pack left without an end.
 
 Every node reads the data and writes the artefacts itself, so ``--artifacts`` must be a URL or
 path that every node reaches (``s3://...``, ``gs://...``, a shared filesystem), as must the data
@@ -35,9 +42,7 @@ that adds nodes on demand).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import signal
 import socket
 import threading
@@ -48,159 +53,35 @@ import ray.exceptions
 
 from modelyard.errors import ConfigurationError
 from modelyard.executors.base import OnEvent
-from modelyard.executors.ray_node import Mailbox, run_task
-from modelyard.protocol.events import JobErrored, JobFinished, WorkerEvent, WorkerSpec
-from modelyard.protocol.results import ExceptionInfo, FailureKind, failure
-from modelyard.request.loading import parse_request
+from modelyard.executors.ray_node import Mailbox, run_pack, run_task, warm
+from modelyard.executors.ray_packs import RayPack, RayRun, for_the_cluster
+from modelyard.executors.ray_resources import RayOptions, infeasibility, task_resources
+from modelyard.protocol.events import WorkerEvent, WorkerSpec
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.executors.ray")
 
-_GIB = 2**30
 _POLL_S = 0.1
 _NEXT_STEP = (
     "start a cluster with `ray start --head`, or pass --ray-address HOST:PORT of a running one"
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class RayOptions:
-    """The ``--executor-option`` values the Ray executor reads."""
-
-    num_cpus: float = 1.0
-    num_gpus: float = 1.0
-    high_memory_gb: float = 8.0
-    namespace: str = "modelyard"
-    infeasible: str = "fail"
-
-    @classmethod
-    def parse(cls, options: tuple[tuple[str, str], ...]) -> RayOptions:
-        """Read ``KEY=VALUE`` options; unknown keys and bad values raise ConfigurationError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, raw in options:
-            if key not in known:
-                raise ConfigurationError(
-                    f"executor option {key!r} is not one the ray executor reads; use "
-                    f"{', '.join(sorted(known))}"
-                )
-            if not isinstance(getattr(cls, key), float):
-                values[key] = raw
-                continue
-            try:
-                values[key] = float(raw)
-            except ValueError:
-                values[key] = None
-            if values[key] is None or values[key] < 0:
-                raise ConfigurationError(
-                    f"executor option {key} must be a number >= 0, got {raw!r} instead"
-                )
-        if values.get("infeasible", "fail") not in ("fail", "wait"):
-            raise ConfigurationError(
-                f"executor option infeasible must be fail or wait, got {values['infeasible']!r}"
-            )
-        return cls(**values)
-
-
-def task_resources(request: dict[str, Any], options: RayOptions) -> dict[str, float]:
-    """Ray's ``CPU``/``GPU``/``memory`` (bytes) for a request: its ``resources`` block first,
-    then the executor's defaults for its ``compute_resource``."""
-    parsed = parse_request(request)
-    wanted = parsed.resources
-    kind = parsed.compute_resource.value
-    need = {"CPU": wanted.num_cpus if wanted.num_cpus is not None else options.num_cpus}
-    gpus = wanted.num_gpus
-    if gpus is None and kind == "GPU":
-        gpus = options.num_gpus
-    if gpus:
-        need["GPU"] = gpus
-    memory_gb = wanted.memory_gb
-    if memory_gb is None and kind == "HIGH_MEMORY":
-        memory_gb = options.high_memory_gb
-    if memory_gb:
-        need["memory"] = float(int(memory_gb * _GIB))
-    return need
-
-
-def infeasibility(need: dict[str, float], nodes: list[dict[str, Any]]) -> str | None:
-    """Why no alive node in ``nodes`` (``ray.nodes()``) can ever run a task needing ``need``."""
-    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
-    if any(all(r.get(k, 0) >= v for k, v in need.items()) for r in alive):
-        return None
-    absent = [k for k, v in need.items() if v > 0 and not any(r.get(k, 0) > 0 for r in alive)]
-    if absent:
-        nouns = {"CPU": "a CPU", "GPU": "a GPU", "memory": "memory"}
-        what = f"no node in the Ray cluster has {' or '.join(nouns[k] for k in absent)}"
-    else:
-        what = "no single node in the Ray cluster is that large"
-    offered = "; ".join(_describe(r) for r in alive) or "none alive"
-    return f"{what}: the job needs {_describe(need)}, the nodes have {offered}"
-
-
-def _describe(resources: dict[str, float]) -> str:
-    parts = [f"{resources.get('CPU', 0):g} CPU", f"{resources.get('GPU', 0):g} GPU"]
-    if "memory" in resources:
-        parts.append(f"{resources['memory'] / _GIB:.3g} GiB memory")
-    return ", ".join(parts)
-
-
-def lost_record(exc: BaseException) -> ExceptionInfo:
-    """``exception_info`` for a task that ended without returning its terminal event."""
-    if isinstance(exc, ray.exceptions.TaskCancelledError):
-        kind, message = FailureKind.cancelled, "the Ray task was cancelled"
-    elif isinstance(exc, ray.exceptions.OutOfMemoryError):
-        kind, message = FailureKind.out_of_memory, (
-            "Ray's memory monitor killed the job's worker because its node ran out of memory; "
-            "use less data, or reserve more memory (compute_resource: HIGH_MEMORY or "
-            f"resources.memory_gb). Ray said: {exc}")
-    elif isinstance(exc, ray.exceptions.NodeDiedError | ray.exceptions.LocalRayletDiedError):
-        kind, message = FailureKind.worker_lost, (
-            f"the Ray node running the job died or became unreachable; resubmit the request. "
-            f"Ray said: {exc}")
-    elif isinstance(exc, ray.exceptions.WorkerCrashedError):
-        kind, message = FailureKind.worker_crashed, (
-            "the Ray worker process died before the job finished (killed by a signal, out of "
-            "memory, or a crash in native code); see the job's log and the node's Ray logs "
-            "(python-core-worker-*.log)")
-    elif isinstance(exc, ray.exceptions.RayTaskError):
-        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-        kind, message = FailureKind.protocol_error, (
-            f"the Ray task failed outside the job: {type(cause).__name__}: {cause}")
-    else:
-        kind, message = FailureKind.worker_lost, (
-            f"the Ray task failed: {type(exc).__name__}: {exc}")
-    return failure(kind, message)
-
-
-@dataclasses.dataclass
-class RayRun:
-    """One job's Ray task."""
-
-    job_id: str
-    ref: Any
-    on_event: OnEvent
-
-    def cancel(self) -> None:
-        try:
-            ray.cancel(self.ref, force=True)
-        except Exception as exc:  # already finished, or the cluster is gone
-            log.debug("cancel of job %s: %s", self.job_id, exc)
-
-
 class RayExecutor:
     name = "ray"
-    # One task per job, a fleet's tenants too, each in a fresh worker process (max_calls=1):
-    # no packing, so a tenant's failure stays its own.
-    packs = refills = False
+    # A fleet's small tenants run in packs, each one long-running task (ray_packs.py).
+    packs = refills = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.options = RayOptions.parse(settings.executor_options)
         self.address = settings.ray_address or "auto"
         self._lock = threading.Lock()
-        self._runs: dict[str, RayRun] = {}
+        self._runs: dict[str, RayRun | RayPack] = {}  # by mailbox key: job or pack id
         self._mailbox: Any = None
         self._task: Any = None
+        self._pack: Any = None
+        self._warm: list[Any] = []
         self._we_connected = False
         self._relay: threading.Thread | None = None
         self._closing = threading.Event()
@@ -221,10 +102,21 @@ class RayExecutor:
                 self._init()
                 self._we_connected = True
             self._mailbox = ray.remote(Mailbox).options(num_cpus=0, max_restarts=-1).remote()
-            self._task = ray.remote(max_calls=1)(run_task)
+            self._task = ray.remote(run_task)
+            self._pack = ray.remote(run_pack)
+            self._warm_workers()
             self._relay = threading.Thread(target=self._relay_loop, name="modelyard-ray-relay",
                                            daemon=True)
             self._relay.start()
+
+    def _warm_workers(self) -> None:
+        """Ray reuses a task's worker process for the next tasks: one per slot that has imported
+        the training runtime is ready before the first job. Not where no node has the CPUs:
+        Ray would hold such tasks, and warn about them, forever."""
+        need = {"CPU": self.options.num_cpus}
+        if infeasibility(need, ray.nodes()) is None:  # type: ignore[no-untyped-call]
+            self._warm = [ray.remote(warm).options(num_cpus=need["CPU"]).remote()
+                          for _ in range(self.settings.concurrency)]
 
     def _check_reachable(self) -> None:
         # ray.init retries an unreachable address for minutes, then exits the process.
@@ -270,11 +162,45 @@ class RayExecutor:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def start(self, spec: WorkerSpec, on_event: OnEvent) -> RayRun:
+    def start(self, spec: WorkerSpec, on_event: OnEvent) -> RayRun | RayPack:
         self._connect()
+        need = self._resources(spec)
+        options: dict[str, Any] = {"num_cpus": need["CPU"], "num_gpus": need.get("GPU", 0)}
+        if "memory" in need:
+            options["memory"] = int(need["memory"])
+        if spec.pack:
+            return self._start_pack(spec, on_event, options)
+        with self._lock:  # registered before the relay can see the task's first events
+            ref = self._task.options(
+                **options, max_retries=0, name=f"modelyard-job-{spec.job_id}",
+            ).remote(for_the_cluster(spec), self._mailbox)
+            run = RayRun(spec.job_id, ref, on_event)
+            self._runs[spec.job_id] = run
+        self._wake.set()
+        return run
+
+    def _start_pack(self, spec: WorkerSpec, on_event: OnEvent,
+                    options: dict[str, Any]) -> RayPack:
+        specs = [for_the_cluster(s) for s in spec.pack]
+        with self._lock:  # registered before the relay can see the pack's first events
+            ref = self._pack.options(
+                **options, max_retries=0, name=f"modelyard-{spec.job_id}",
+            ).remote(spec.job_id, specs, self._mailbox)
+            pack = RayPack(spec.job_id, ref, self._mailbox, on_event,
+                           pending={s.job_id for s in specs})
+            self._runs[spec.job_id] = pack
+        if not spec.refill:
+            pack.feed([])  # it says PackIdle all the same
+        self._wake.set()
+        return pack
+
+    def _resources(self, spec: WorkerSpec) -> dict[str, float]:
+        """What ``spec`` asks of the cluster; ConfigurationError if no node could ever give it."""
         # A pipeline step's job carries its StepJob, not a train request: the executor's CPUs.
-        need = ({"CPU": self.options.num_cpus} if spec.step is not None
-                else task_resources(spec.request, self.options))
+        # A pack's tenants share their fleet's request.
+        first = spec.pack[0] if spec.pack else spec
+        need = ({"CPU": self.options.num_cpus} if first.step is not None
+                else task_resources(first.request, self.options))
         if self.options.infeasible == "fail":
             nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
             why = infeasibility(need, nodes)
@@ -284,34 +210,21 @@ class RayExecutor:
                     "compute_resource (on an autoscaling cluster, start the server with "
                     "--executor-option infeasible=wait)"
                 )
-        root = spec.artifact_root
-        if "://" not in root:
-            root = os.path.abspath(root)  # a worker's working directory is not the server's
-        spec = dataclasses.replace(spec, artifact_root=root)
-        options: dict[str, Any] = {
-            "num_cpus": need["CPU"], "num_gpus": need.get("GPU", 0), "max_retries": 0,
-            "name": f"modelyard-job-{spec.job_id}",
-        }
-        if "memory" in need:
-            options["memory"] = int(need["memory"])
-        with self._lock:  # registered before the relay can see the task's first events
-            ref = self._task.options(**options).remote(spec, self._mailbox)
-            run = RayRun(spec.job_id, ref, on_event)
-            self._runs[spec.job_id] = run
-        self._wake.set()
-        return run
+        return need
 
     def _relay_loop(self) -> None:
         while not self._closing.is_set():
             self._wake.clear()  # before the snapshot: a start after it sets the flag again
             with self._lock:
-                runs = list(self._runs.values())
+                runs = list(self._runs.items())
             if not runs:
                 self._wake.wait(1.0)
                 continue
+            refs = [ref for _, run in runs for ref in run.refs()]
             try:
-                # Done first, then the mailbox: a finished task flushed its last events already.
-                done, _ = ray.wait([r.ref for r in runs], num_returns=len(runs), timeout=0)
+                # Done first, then the mailbox: a finished call flushed its last events already.
+                done, _ = (ray.wait(refs, num_returns=len(refs), timeout=0) if refs
+                           else ([], []))
                 batches: dict[str, list[WorkerEvent]] = ray.get(self._mailbox.take.remote(),
                                                                 timeout=60)
             except Exception as exc:
@@ -319,30 +232,18 @@ class RayExecutor:
                     log.warning("cannot reach the Ray cluster (%s); retrying", exc)
                     self._closing.wait(1.0)
                 continue
-            for job_id, events in batches.items():
+            for key, events in batches.items():
                 with self._lock:
-                    run = self._runs.get(job_id)
-                for event in events:
-                    if run is not None:  # else cancelled by close(): nobody listens
-                        run.on_event(event)
+                    run = self._runs.get(key)
+                if run is not None:  # else cancelled by close(): nobody listens
+                    run.deliver(events)
             finished = set(done)
-            for run in runs:
-                if run.ref in finished:
+            for key, run in runs:
+                if run.settle(finished):
                     with self._lock:
-                        self._runs.pop(run.job_id, None)
-                    run.on_event(self._outcome(run))
+                        self._runs.pop(key, None)
             if not done:
                 self._closing.wait(_POLL_S)
-
-    def _outcome(self, run: RayRun) -> WorkerEvent:
-        try:
-            event = ray.get(run.ref, timeout=60)
-        except Exception as exc:
-            return JobErrored(run.job_id, lost_record(exc))
-        if isinstance(event, JobFinished | JobErrored):
-            return event
-        return JobErrored(run.job_id, failure(FailureKind.protocol_error,
-                                              f"bad result from the Ray task: {event!r:.200}"))
 
     def close(self) -> None:
         """Cancel running tasks and disconnect; a cluster is never shut down from here."""
