@@ -31,6 +31,7 @@ DEFAULT_LOG_BUFFER_ROWS = 100_000
 DEFAULT_SCHEDULER_INTERVAL = 10.0
 DEFAULT_TRIGGER_CHECK_INTERVAL = 300.0
 DEFAULT_EXPERIMENT_INTERVAL = 5.0
+DEFAULT_EXPERIMENT_RETENTION_DAYS = 90.0
 
 
 def default_home() -> Path:
@@ -78,6 +79,8 @@ class Settings:
     trigger_check_interval: float = DEFAULT_TRIGGER_CHECK_INTERVAL
     # The experiment controller (beside the scheduler) looks at running experiments this often.
     experiment_interval: float = DEFAULT_EXPERIMENT_INTERVAL
+    # A finished experiment's assignments and outcomes are pruned this long after it ended.
+    experiment_retention_days: float = DEFAULT_EXPERIMENT_RETENTION_DAYS
 
     @property
     def job_threads(self) -> int:
@@ -113,6 +116,7 @@ class Settings:
         step_commands: Sequence[str | Path] = (), step_images: Sequence[str] = (),
         scheduler: bool | None = None, scheduler_interval: float | None = None,
         trigger_check_interval: float | None = None, experiment_interval: float | None = None,
+        experiment_retention_days: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -170,6 +174,7 @@ class Settings:
             **_step_sources(step_commands, step_images),
             **_scheduling(scheduler, scheduler_interval, trigger_check_interval,
                           experiment_interval),
+            experiment_retention_days=_retention_days(experiment_retention_days),
         )
 
     def ensure_dirs(self) -> None:
@@ -251,6 +256,15 @@ def _scheduling(on: bool | None, interval: float | None, check_interval: float |
                                      f"got {value}")
         out[key] = value
     return out
+
+
+def _retention_days(given: float | None) -> float:
+    value = given if given is not None else _env_float("MODELYARD_EXPERIMENT_RETENTION_DAYS")
+    value = DEFAULT_EXPERIMENT_RETENTION_DAYS if value is None else value
+    if not value > 0:
+        raise ConfigurationError("--experiment-retention-days (MODELYARD_EXPERIMENT_RETENTION_"
+                                 f"DAYS) must be a positive number of days, got {value}")
+    return value
 
 
 def _step_sources(commands: Sequence[str | Path], images: Sequence[str]

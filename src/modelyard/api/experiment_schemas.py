@@ -120,6 +120,9 @@ class Experiment(BaseModel):
     created_by: str
     created_at: dt.datetime
     ended_at: dt.datetime | None
+    pruned_at: dt.datetime | None = Field(
+        default=None, description="when its assignments and outcomes were pruned (retention); "
+        "its scorecard is the one it ended with")
     duplicate_outcomes: int
     unknown_outcomes: int
     late_outcomes: int | None = None
@@ -139,7 +142,7 @@ def experiment_of(row: ExperimentRow, card: Scorecard | None = None) -> Experime
         id=row.id, model_name=row.model_name, tenant=row.tenant, type=row.type,
         state=row.state, spec=ExperimentSpec.model_validate(row.spec), weights=row.weights,
         stage=row.stage, reason=row.reason, winner=row.winner, created_by=row.created_by,
-        created_at=row.created_at, ended_at=row.ended_at,
+        created_at=row.created_at, ended_at=row.ended_at, pruned_at=row.pruned_at,
         duplicate_outcomes=row.duplicate_outcomes, unknown_outcomes=row.unknown_outcomes)
     if card is not None:
         out.late_outcomes = card.late_outcomes

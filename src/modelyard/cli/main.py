@@ -150,6 +150,9 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
 @click.option("--experiment-interval", type=float, default=None,
               help="Seconds between the experiment controller's looks: bandit weights, rollout "
                    "stages and guardrails, stopping rules (default 5).")
+@click.option("--experiment-retention-days", type=float, default=None,
+              help="Days a finished experiment's assignments and outcomes are kept before the "
+                   "controller prunes them; its final scorecard stays (default 90).")
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
     """Run the training server (HTTP API, job store, workers, registry and serving)."""
     _run(host, port, log_level, True, options)

@@ -21,6 +21,9 @@ from modelyard.registry.stages import Stage
 
 
 def scorecard_of(session: Session, row: ExperimentRow) -> cards.Scorecard:
+    """The experiment's scorecard now (a pruned one's: the card it ended with)."""
+    if row.final_card is not None:
+        return cards.from_json(row.final_card)
     rewards: dict[str, list[float]] = {}
     for arm, reward in session.execute(select(OutcomeRow.arm, OutcomeRow.reward).where(
             OutcomeRow.experiment_id == row.id, OutcomeRow.late.is_(False))):

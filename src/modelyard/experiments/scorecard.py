@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -97,6 +98,22 @@ def build(row: ExperimentRow, spec: ExperimentSpec, arm_rows: Sequence[ArmStatsR
     guardrails = _guardrails(spec, cards)
     return Scorecard(cards, guardrails, recommend(row, spec, cards, guardrails, at), late,
                      method(spec))
+
+
+def to_json(card: Scorecard) -> dict[str, Any]:
+    """The card as JSON, as a pruned experiment keeps it (:func:`from_json` reads it back)."""
+    return dataclasses.asdict(card)
+
+
+def from_json(data: dict[str, Any]) -> Scorecard:
+    def pair(x: Sequence[float] | None) -> tuple[float, float] | None:
+        return None if x is None else (float(x[0]), float(x[1]))
+
+    arms = [ArmCard(**{**a, "interval": pair(a["interval"]),
+                       "lift_interval": pair(a["lift_interval"])}) for a in data["arms"]]
+    return Scorecard(arms, [Guardrail(**g) for g in data["guardrails"]],
+                     Recommendation(**data["recommendation"]), int(data["late_outcomes"]),
+                     str(data["method"]))
 
 
 def _alpha(spec: ExperimentSpec) -> float:
