@@ -131,7 +131,7 @@ def test_a_unit_column_assigns_and_outcomes_by_unit_reach_its_arm(fast: Client,
     assert arms == {arm: list(by_unit.values()).count(arm) for arm in ("control", "new")}
 
 
-def test_a_continuous_reward_gets_t_intervals_and_welch_lift_as_scipy_computes(
+def test_a_continuous_reward_gets_t_intervals_and_the_sequential_lift(
         fast: Client, model: str) -> None:
     experiment = fast.create_experiment({
         "model_name": model, "type": "ab", "hypothesis": "v2 raises basket value",
