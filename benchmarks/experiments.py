@@ -10,8 +10,9 @@ rates) and posted back through ``POST /outcomes``, in rounds of ``--round`` requ
    its pseudo-regret (the best rate minus the served arm's, summed) against a uniform A/B
    split's expected regret and the oracle's (0). Target: <= 30% of uniform A/B's.
 2. Detection: an A/B split 50/50 between arms whose rates differ by a 10% lift
-   (``AB_RATES``); the samples (outcomes) the scorecard needs before its test is significant
-   at 95% and the controller concludes with the treatment as the winner.
+   (``AB_RATES``); the samples (outcomes) the scorecard needs before its sequential test
+   (valid however often it is read) decides at 95% and the controller concludes with the
+   treatment as the winner.
 3. Added latency: p50 of single-row predicts of a model with a running A/B experiment, against
    an identical model without one, interleaved request by request on one connection.
    Target: <= 0.2 ms.
@@ -212,7 +213,7 @@ def report(url: str, args: argparse.Namespace) -> None:
         print(f"A/B, {lift:.0%} lift on {AB_RATES['control']:.0%}: detected at 95% after "
               f"{n:,} samples ({card['state']}, winner {card['winner']}; measured lift "
               f"{arm['lift']:+.1%}, interval [{arm['lift_interval'][0]:+.1%}, "
-              f"{arm['lift_interval'][1]:+.1%}], p {arm['p_value']:.4f})")
+              f"{arm['lift_interval'][1]:+.1%}], sequential p {arm['p_value']:.4f})")
     plain, split = latency(url, 2_000 if not args.quick else 500)
     added = split - plain
     print(f"added latency p50: {added:+.3f} ms (with an experiment {split:.3f} ms, without "

@@ -125,3 +125,30 @@ class Unseeded(Workflow):
         seed = int.from_bytes(os.urandom(4), "little")
         forest = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=seed)
         return make_pipeline(numeric, forest).fit(train_df[self.features], train_df[self.label])
+
+
+class Unseen(Workflow):
+    """Trains well, then fails in serving on a ``charge_country`` its training rows never had:
+    a per-country lookup without a fallback, the bug a live experiment should catch."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        model = Tiny(self.request).train(train_df, holdout_df)
+        model.countries_ = set(train_df["charge_country"])
+        return model
+
+    def predict(self, model: Any, df: pd.DataFrame) -> np.ndarray[Any, Any]:
+        unseen = sorted(set(df["charge_country"]) - model.countries_)
+        if unseen:
+            raise KeyError(f"charge_country {unseen[0]!r} was not in the training rows")
+        return super().predict(model, df)
+
+
+class Slow(Workflow):
+    """Scores well but slowly: ``custom_params["ms"]`` (default 120) per predict call."""
+
+    def train(self, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> Any:
+        return Tiny(self.request).train(train_df, holdout_df)
+
+    def predict(self, model: Any, df: pd.DataFrame) -> np.ndarray[Any, Any]:
+        time.sleep(float(self.custom_params.get("ms", 120)) / 1000)
+        return super().predict(model, df)

@@ -34,6 +34,7 @@ DEFAULT_EXPERIMENT_INTERVAL = 5.0
 # A server renews its lease every third of this; another takes over its running jobs once it
 # has not for this long. Long enough for a busy database's pause, short for a crash's cost.
 DEFAULT_LEASE_SECONDS = 15.0
+DEFAULT_EXPERIMENT_RETENTION_DAYS = 90.0
 
 
 def default_home() -> Path:
@@ -83,6 +84,8 @@ class Settings:
     experiment_interval: float = DEFAULT_EXPERIMENT_INTERVAL
     # Seconds a server's lease on the job store runs (modelyard.jobs.lease).
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # A finished experiment's assignments and outcomes are pruned this long after it ended.
+    experiment_retention_days: float = DEFAULT_EXPERIMENT_RETENTION_DAYS
 
     @property
     def job_threads(self) -> int:
@@ -119,6 +122,7 @@ class Settings:
         scheduler: bool | None = None, scheduler_interval: float | None = None,
         trigger_check_interval: float | None = None, experiment_interval: float | None = None,
         lease_seconds: float | None = None,
+        experiment_retention_days: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -176,6 +180,7 @@ class Settings:
             **_step_sources(step_commands, step_images),
             **_scheduling(scheduler, scheduler_interval, trigger_check_interval,
                           experiment_interval, lease_seconds),
+            experiment_retention_days=_retention_days(experiment_retention_days),
         )
 
     def ensure_dirs(self) -> None:
@@ -260,6 +265,15 @@ def _scheduling(on: bool | None, interval: float | None, check_interval: float |
                                      f"got {value}")
         out[key] = value
     return out
+
+
+def _retention_days(given: float | None) -> float:
+    value = given if given is not None else _env_float("MODELYARD_EXPERIMENT_RETENTION_DAYS")
+    value = DEFAULT_EXPERIMENT_RETENTION_DAYS if value is None else value
+    if not value > 0:
+        raise ConfigurationError("--experiment-retention-days (MODELYARD_EXPERIMENT_RETENTION_"
+                                 f"DAYS) must be a positive number of days, got {value}")
+    return value
 
 
 def _step_sources(commands: Sequence[str | Path], images: Sequence[str]

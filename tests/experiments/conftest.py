@@ -37,9 +37,11 @@ def fast(fast_server: ServerProcess) -> Iterator[Client]:
 @pytest.fixture(scope="session")
 def fast_model(fast_server: ServerProcess) -> str:
     """A model on the fast server: v1 (production) and v2 the same small model, v3 one whose
-    scores are the complement of theirs (its score distribution is far from theirs)."""
+    scores are the complement of theirs (its score distribution is far from theirs), v4 one
+    that fails on a country its training rows lacked (:data:`UNSEEN`), v5 a slow one (120 ms
+    a call)."""
     with fast_server.client() as client:
-        return train_versions(client, ["Tiny", "Tiny", "Complement"])
+        return train_versions(client, ["Tiny", "Tiny", "Complement", "Unseen", "Slow"])
 
 
 @pytest.fixture
@@ -63,6 +65,9 @@ def train_versions(client: Client, workflows: list[str], name: str | None = None
     return name
 
 
-def rows(n: int = 1) -> list[dict[str, Any]]:
-    return [{"charge_type": "card", "charge_amount": 10.0 + i, "charge_country": "US",
+UNSEEN = "JP"  # a country the training rows' filter leaves out
+
+
+def rows(n: int = 1, country: str = "US") -> list[dict[str, Any]]:
+    return [{"charge_type": "card", "charge_amount": 10.0 + i, "charge_country": country,
              "card_age_days": 30 + i, "hour_of_day": i % 24} for i in range(n)]

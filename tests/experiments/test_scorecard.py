@@ -1,11 +1,13 @@
 """The scorecard through the real server, checked against scipy computed here on the same
-outcomes; duplicate and late outcomes are counted and not used; shipping the winner goes
+outcomes (the lift's always-valid p-value and interval against the mixture integrated by
+scipy); duplicate and late outcomes are counted and not used; shipping the winner goes
 through the registry's approval gate."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -18,6 +20,20 @@ from modelyard.errors import Conflict, RequestError
 from tests.cli.test_cli import modelyard
 from tests.conftest import ServerProcess
 from tests.experiments.conftest import rows
+from tests.experiments.test_sequential import _mixture
+
+
+def _sequential(arm: dict[str, Any], xs: list[float], control: list[float],
+                expected_lift: float) -> None:
+    """The arm's p-value is 1 / the mixture likelihood ratio and its lift interval's edges
+    are where that ratio reaches 1 / alpha (0.05), the mixture integrated by scipy."""
+    d = float(np.mean(xs) - np.mean(control))
+    v = float(np.var(xs, ddof=1) / len(xs) + np.var(control, ddof=1) / len(control))
+    base = float(np.mean(control))
+    tau2 = (expected_lift * base) ** 2
+    assert arm["p_value"] == pytest.approx(min(1.0, 1 / _mixture(d, v, tau2)), rel=1e-5)
+    for edge in arm["lift_interval"]:
+        assert _mixture(d - edge * base, v, tau2) == pytest.approx(20, rel=1e-5)
 
 
 def _served(client: Client, model: str, arm: str, n: int) -> list[str]:
@@ -37,7 +53,7 @@ def test_scorecard_numbers_match_scipy_and_the_winner_ships_through_the_gate(
     (tmp_path / "ab.yaml").write_text(yaml.safe_dump({
         "model_name": model, "type": "ab", "hypothesis": "v2 converts more",
         "arms": [{"name": "control", "version": 1}, {"name": "new", "version": 2}],
-        "stopping": {"alpha": 0.05, "min_outcomes": 50}}))
+        "stopping": {"alpha": 0.05, "min_outcomes": 50, "expected_lift": 1.0}}))
     created = modelyard("experiments", "create", str(tmp_path / "ab.yaml"), url=fast_server.url)
     assert created.returncode == 0, created.stdout + created.stderr
     (experiment,) = fast.experiments(model, state="running")
@@ -57,12 +73,10 @@ def test_scorecard_numbers_match_scipy_and_the_winner_ships_through_the_gate(
         ci = stats.binomtest(int(sum(xs)), len(xs)).proportion_ci(0.95, method="wilson")
         assert arms[arm]["outcomes"] == 60 and arms[arm]["mean"] == pytest.approx(sum(xs) / 60)
         assert arms[arm]["interval"] == pytest.approx([ci.low, ci.high])
-    rr = stats.contingency.relative_risk(33, 60, 15, 60)
-    lo, hi = rr.confidence_interval(0.95)
     assert arms["new"]["lift"] == pytest.approx(33 / 15 - 1)
-    assert arms["new"]["lift_interval"] == pytest.approx([lo - 1, hi - 1])
-    p = stats.fisher_exact([[33, 27], [15, 45]]).pvalue
-    assert arms["new"]["p_value"] == pytest.approx(p)
+    _sequential(arms["new"], rewards["new"], rewards["control"], expected_lift=1.0)
+    assert arms["new"]["p_value"] < 0.05
+    assert "always-valid sequential test (mSPRT, tuned to a 100% lift)" in card["method"]
     assert card["recommendation"]["action"] == "ship"
     assert card["recommendation"]["arm"] == "new"
 
@@ -117,7 +131,7 @@ def test_a_unit_column_assigns_and_outcomes_by_unit_reach_its_arm(fast: Client,
     assert arms == {arm: list(by_unit.values()).count(arm) for arm in ("control", "new")}
 
 
-def test_a_continuous_reward_gets_t_intervals_and_welch_lift_as_scipy_computes(
+def test_a_continuous_reward_gets_t_intervals_and_the_sequential_lift(
         fast: Client, model: str) -> None:
     experiment = fast.create_experiment({
         "model_name": model, "type": "ab", "hypothesis": "v2 raises basket value",
@@ -139,9 +153,6 @@ def test_a_continuous_reward_gets_t_intervals_and_welch_lift_as_scipy_computes(
         low, high = stats.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=stats.sem(xs))
         assert arms[arm]["mean"] == pytest.approx(np.mean(xs))
         assert arms[arm]["interval"] == pytest.approx([low, high])
-    welch = stats.ttest_ind(rewards["new"], rewards["control"], equal_var=False)
     base = np.mean(rewards["control"])
     assert arms["new"]["lift"] == pytest.approx(np.mean(rewards["new"]) / base - 1)
-    ci = welch.confidence_interval(0.95)
-    assert arms["new"]["lift_interval"] == pytest.approx([ci.low / base, ci.high / base])
-    assert arms["new"]["p_value"] == pytest.approx(welch.pvalue)
+    _sequential(arms["new"], rewards["new"], rewards["control"], expected_lift=0.1)

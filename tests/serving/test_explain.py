@@ -21,11 +21,11 @@ SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def _production(client: Client, fraud_request: dict[str, Any], workflow: str,
-                features: list[str], **params: Any) -> str:
+                features: list[str], path: str = "tiny.parquet", **params: Any) -> str:
     request = copy.deepcopy(with_workflow(fraud_request, workflow, **params))
     name = f"explain-{uuid.uuid4().hex[:8]}"
     request["metadata"]["model_name"] = name
-    request["data"]["features"]["path"] = "tiny.parquet"
+    request["data"]["features"]["path"] = path
     request["train"]["classifier_features"] = features
     client.wait(client.train(request), 120)
     client.approve(name, 1, user="kelley", comment="explain me")
@@ -112,3 +112,26 @@ def test_one_hot_model_explained_by_kernel_shap_on_the_request_columns(
     bad_top = httpx.post(f"{server.url}/predict/{name}", timeout=30, json={
         "rows": _rows(server, FEATURES, 1), "explain": True, "explain_top": 0})
     assert bad_top.status_code == 422 and "explain_top" in bad_top.text
+
+
+@SQLITE
+def test_a_multiclass_version_is_a_422_that_says_why(
+        server: ServerProcess, client: Client, fraud_request: dict[str, Any]) -> None:
+    table = pd.read_parquet(server.home / "data" / "tiny.parquet")
+    table["amount_band"] = pd.cut(table["charge_amount"], [-np.inf, 20, 80, np.inf],
+                                  labels=["low", "mid", "high"]).astype(str)
+    table.to_parquet(server.home / "data" / "bands-explain.parquet")
+    request = copy.deepcopy(fraud_request)
+    request["data"]["features"]["names"] = ["created_at", "charge_amount", "hour_of_day",
+                                            "amount_band"]
+    request["filters"] = []
+    request["train"] |= {"label": "amount_band"}
+    name = _production(client, request, "Tiny", ["charge_amount", "hour_of_day"],
+                       path="bands-explain.parquet")
+    rows = _rows(server, ["charge_amount", "hour_of_day"], 2)
+    assert httpx.post(f"{server.url}/predict/{name}", json={"rows": rows}).status_code == 200
+    refused = httpx.post(f"{server.url}/predict/{name}", timeout=60,
+                         json={"rows": rows, "explain": True})
+    assert refused.status_code == 422
+    assert refused.json()["message"].startswith(
+        f"explain: not available for version 1 of {name!r}: it is a classifier of 3 classes")

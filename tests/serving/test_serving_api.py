@@ -374,6 +374,7 @@ def test_a_serving_replica_serves_what_the_training_server_promotes(
         metrics = scrape(url)
         assert metrics.value("modelyard_predict_latency_seconds_count", model=model["name"]) == 1
         assert not [s for s in metrics.samples if s.name == "modelyard_jobs"]
+        _replica_splits(url, client, model["name"], rows)
 
         def serves(version: int | None) -> None:
             def served() -> int | None:
@@ -393,6 +394,24 @@ def test_a_serving_replica_serves_what_the_training_server_promotes(
     finally:
         os.killpg(replica.pid, signal.SIGTERM)
         replica.wait(timeout=20)
+
+
+def _replica_splits(url: str, client: Client, name: str, rows: list[dict[str, Any]]) -> None:
+    """An experiment started on the training server splits a replica's traffic too (the
+    replica reads the shared experiment tables; the server's controller alone moves it), and
+    what the replica served counts in the server's scorecard."""
+    experiment = client.create_experiment({"model_name": name, "type": "ab", "arms": [
+        {"name": "one", "version": 1}, {"name": "two", "version": 2}]})
+
+    def arms() -> set[str | None]:
+        return {httpx.post(f"{url}/predict/{name}", json={"rows": rows, "unit": f"u{i}"},
+                           timeout=30).json()["arm"] for i in range(20)}
+
+    wait_until(lambda: arms() == {"one", "two"}, timeout=10)  # the replica polls
+    wait_until(lambda: sum(a["requests"] for a in client.experiment(experiment["id"])["arms"])
+               >= 20)
+    client.stop_experiment(experiment["id"], actor="kelley", reason="the replica split")
+    wait_until(lambda: _predict(url, name, rows).json()["experiment"] is None, timeout=10)
 
 
 @SQLITE

@@ -27,6 +27,8 @@ PEOPLE = {"ann": "trainer", "bob": "approver", "vera": "viewer"}
 APPROVAL_COMMENT = "checked ROC and calibration on the Q4 holdout"
 FAILING_TENANT = "m00001"
 SHADOW_ROWS = 300
+HYPOTHESIS = "v2 converts more <b>visitors</b>"
+EXPERIMENT_REQUESTS = 60
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class Seeded:
             exists: delete the file, then retry, to see it succeed).
         approvable_model: v1 a candidate, nothing else: the one model a test may approve,
             stage or roll back.
+        experiment_model: ``ui-experiment``: v1 production, v2 a candidate.
+        experiment_id: a running A/B experiment between its v1 and v2 (hypothesis
+            :data:`HYPOTHESIS`), with :data:`EXPERIMENT_REQUESTS` requests served and their
+            outcomes; a test may stop it.
         tokens: each seeded person's token (``ann`` trainer, ``bob`` approver, ``vera``
             viewer), to log in as someone other than the admin.
     """
@@ -70,6 +76,8 @@ class Seeded:
     failing_tenant: str
     fleet_marker: Path
     approvable_model: str
+    experiment_model: str
+    experiment_id: str
     tokens: dict[str, str]
 
 
@@ -131,6 +139,26 @@ def _shadow_traffic(server: ServerProcess, ann: Client, model: str) -> None:
                            f"labelled rows, not {SHADOW_ROWS}: {shadow}")
 
 
+def _experiment(ann: Client, bob: Client, model: str) -> str:
+    """A second version of ``model``, v1 approved, an A/B between them with requests and
+    outcomes (v2's rewards twice as often); the experiment's id."""
+    ann.wait(ann.train(_request(model, "tiny.parquet", "Tiny", seed=1)), timeout=120)
+    bob.approve(model, 1, comment="first")
+    experiment = bob.create_experiment({
+        "model_name": model, "type": "ab", "hypothesis": HYPOTHESIS,
+        "arms": [{"name": "control", "version": 1}, {"name": "new", "version": 2}],
+        "guardrails": {"max_error_rate": 0.05, "min_traffic": 10},
+        "stopping": {"min_outcomes": 1000}})
+    answers = [ann.predict(model, [{"charge_type": "card", "charge_amount": 10.0 + i,
+                                    "charge_country": "US", "card_age_days": 30,
+                                    "hour_of_day": i % 24}], unit=f"visitor-{i}")
+               for i in range(EXPERIMENT_REQUESTS)]
+    ann.add_outcomes([{"request_id": a["request_id"],
+                       "reward": float(i % (2 if a["arm"] == "new" else 4) == 0)}
+                      for i, a in enumerate(answers)])
+    return str(experiment["id"])
+
+
 def seed(server: ServerProcess, admin: Client) -> Seeded:
     """Fill ``server`` (auth on, ``admin`` holding its ``MODELYARD_TOKEN``) with the jobs,
     versions, fleet, shadow and approval of :class:`Seeded`."""
@@ -145,7 +173,8 @@ def seed(server: ServerProcess, admin: Client) -> Seeded:
                   "multiclass": ann.train(_multiclass(server.home)),
                   "failed": ann.train(failing),
                   "fleet": ann.train(_fleet(marker)),
-                  "approvable": ann.train(_request("ui-approvable", "tiny.parquet", "Tiny"))}
+                  "approvable": ann.train(_request("ui-approvable", "tiny.parquet", "Tiny")),
+                  "experiment": ann.train(_request("ui-experiment", "tiny.parquet", "Tiny"))}
         ann.wait(first, timeout=120)
         bob.approve("ui-fraud", 1, comment=APPROVAL_COMMENT)
         second = ann.train(_request("ui-fraud", max_iter=40))
@@ -154,10 +183,12 @@ def seed(server: ServerProcess, admin: Client) -> Seeded:
         _shadow_traffic(server, ann, "ui-fraud")
         for kind, job_id in others.items():
             ann.wait(job_id, timeout=120, raise_on_failure=kind != "failed")
+        experiment = _experiment(ann, bob, "ui-experiment")
     return Seeded(
         binary_model="ui-fraud", binary_jobs=(first, second), approval_comment=APPROVAL_COMMENT,
         regression_job=others["regression"], regression_model="ui-amount",
         multiclass_job=others["multiclass"], multiclass_model="ui-bands",
         failed_job=others["failed"], failed_reason="is not readable as parquet",
         fleet_job=others["fleet"], fleet_model="ui-fleet", failing_tenant=FAILING_TENANT,
-        fleet_marker=marker, approvable_model="ui-approvable", tokens=tokens)
+        fleet_marker=marker, approvable_model="ui-approvable",
+        experiment_model="ui-experiment", experiment_id=experiment, tokens=tokens)

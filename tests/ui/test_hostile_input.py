@@ -30,6 +30,8 @@ PAGES: dict[str, list[str]] = {
     "/ui/models/{x}/monitoring": ["tenant", "days"],
     "/ui/pipelines": [],
     "/ui/pipelines/{x}": [],
+    "/ui/experiments": ["model", "state"],
+    "/ui/experiments/{x}": [],
     "/ui/login": ["next"],
 }
 ACTIONS: dict[str, list[str]] = {
@@ -39,6 +41,8 @@ ACTIONS: dict[str, list[str]] = {
     "/ui/models/{x}/policy": ["metric", "min_improvement", "auto_promote", "four_eyes"],
     "/ui/fleets/{x}/retry": ["tenants"],
     "/ui/pipelines/{x}/runs": [],
+    "/ui/experiments/{x}/stop": ["reason", "actor"],
+    "/ui/experiments/{x}/ship": ["arm", "comment", "user"],
 }
 
 

@@ -187,7 +187,8 @@ def _start_loops(settings: Settings, sessions: sessionmaker[Session], runner: Pi
     if settings.scheduler:
         loops.append(Scheduler(settings, sessions, on_run_started=runner.wake))
     loops.append(Controller(sessions, settings.experiment_interval,
-                            on_change=serving.experiments.refresh))
+                            on_change=serving.experiments.refresh,
+                            retention_days=settings.experiment_retention_days))
     for loop in loops:
         loop.start()
     return loops

@@ -76,6 +76,7 @@ RULES: tuple[tuple[str, Role, Role], ...] = (
     ("/serving/", Role.viewer, Role.trainer),
     ("/models", Role.viewer, Role.approver),  # approve, stages, rollback, policy
     ("/ui/models", Role.viewer, Role.approver),  # the UI's buttons call the same functions
+    ("/ui/experiments", Role.viewer, Role.approver),  # Stop and Ship, as /experiments
     ("/ui/jobs", Role.viewer, Role.trainer),
     ("/ui", Role.viewer, Role.trainer),
     ("/metrics", Role.viewer, Role.viewer),  # Prometheus scrapes with a viewer's token

@@ -84,8 +84,10 @@ class ArmOut(BaseModel):
         description="95% interval of the mean: Wilson (binary), t (continuous), or the Beta "
         "posterior's credible interval (bandit)")
     lift: float | None = Field(description="mean / control's mean - 1")
-    lift_interval: tuple[float, float] | None
-    p_value: float | None
+    lift_interval: tuple[float, float] | None = Field(
+        description="the lift's always-valid interval (the sequential test's confidence "
+        "sequence at the stopping rule's alpha)")
+    p_value: float | None = Field(description="the sequential test's always-valid p-value")
     prob_best: float | None = Field(description="probability to be the best arm (Beta "
                                     "posteriors)")
 
@@ -118,9 +120,14 @@ class Experiment(BaseModel):
     created_by: str
     created_at: dt.datetime
     ended_at: dt.datetime | None
+    pruned_at: dt.datetime | None = Field(
+        default=None, description="when its assignments and outcomes were pruned (retention); "
+        "its scorecard is the one it ended with")
     duplicate_outcomes: int
     unknown_outcomes: int
     late_outcomes: int | None = None
+    method: str | None = Field(default=None, description="what computed the intervals and "
+                               "what decides, in words")
     arms: list[ArmOut] | None = None
     guardrails: list[GuardrailOut] | None = None
     recommendation: RecommendationOut | None = None
@@ -135,10 +142,11 @@ def experiment_of(row: ExperimentRow, card: Scorecard | None = None) -> Experime
         id=row.id, model_name=row.model_name, tenant=row.tenant, type=row.type,
         state=row.state, spec=ExperimentSpec.model_validate(row.spec), weights=row.weights,
         stage=row.stage, reason=row.reason, winner=row.winner, created_by=row.created_by,
-        created_at=row.created_at, ended_at=row.ended_at,
+        created_at=row.created_at, ended_at=row.ended_at, pruned_at=row.pruned_at,
         duplicate_outcomes=row.duplicate_outcomes, unknown_outcomes=row.unknown_outcomes)
     if card is not None:
         out.late_outcomes = card.late_outcomes
+        out.method = card.method
         out.arms = [ArmOut.model_validate(_fields(a)) for a in card.arms]
         out.guardrails = [GuardrailOut.model_validate(_fields(g)) for g in card.guardrails]
         out.recommendation = RecommendationOut.model_validate(_fields(card.recommendation))

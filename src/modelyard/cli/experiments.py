@@ -87,7 +87,7 @@ def _print_card(card: dict[str, Any]) -> None:
         console.print(f"hypothesis: {escape(card['spec']['hypothesis'])}", highlight=False)
     table = Table("arm", "version", "share", "requests", "errors", "outcomes",
                   card["spec"]["primary_metric"], "95% interval", "lift", "lift interval",
-                  "p", "P(best)")
+                  "sequential p", "P(best)")
     for a in card["arms"]:
         table.add_row(escape(a["name"]) + (" (control)" if a["control"] else ""),
                       str(a["version"]), f"{a['weight']:.1%}", f"{a['requests']:,}",
@@ -104,6 +104,7 @@ def _print_card(card: dict[str, Any]) -> None:
     console.print(f"recommendation: [bold]{rec['action']}[/]"
                   + (f" {escape(rec['arm'])}" if rec["arm"] else "")
                   + f": {escape(rec['reason'])}", highlight=False)
+    console.print(f"method: {card['method']}", highlight=False)
     console.print(f"outcomes late: {card['late_outcomes']}, duplicate: "
                   f"{card['duplicate_outcomes']}, unknown: {card['unknown_outcomes']}")
     if card["reason"]:

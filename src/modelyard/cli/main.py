@@ -154,6 +154,9 @@ def _run(host: str, port: int, log_level: str, run_jobs: bool, options: dict[str
               help="Seconds this server's lease on the job store runs; it renews it every "
                    "third of that, and once it has not for this long another server fails its "
                    "running jobs (default 15; MODELYARD_LEASE_SECONDS).")
+@click.option("--experiment-retention-days", type=float, default=None,
+              help="Days a finished experiment's assignments and outcomes are kept before the "
+                   "controller prunes them; its final scorecard stays (default 90).")
 def server(host: str, port: int, log_level: str, **options: Any) -> None:
     """Run the training server (HTTP API, job store, workers, registry and serving)."""
     _run(host, port, log_level, True, options)

@@ -10,6 +10,9 @@ For each running experiment it reads the scorecard and:
 - a verdict of the stopping rule ends it: ``ship`` goes through the approval gate
   (:func:`~modelyard.experiments.finish.auto_ship`), ``stop`` stops it, with the reason.
 
+Then it prunes the assignments and outcomes of experiments that ended longer ago than the
+retention (:mod:`~modelyard.experiments.retention`).
+
 Serving never waits for it: it reads the weights the controller wrote with its own refresh.
 Every write is conditional on the experiment still running, so two controllers (two servers
 on one PostgreSQL) cannot both end one.
@@ -17,13 +20,14 @@ on one PostgreSQL) cannot both end one.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelyard.errors import Conflict
-from modelyard.experiments import finish
+from modelyard.experiments import finish, retention
 from modelyard.experiments.scorecard import Scorecard, stage_held
 from modelyard.experiments.store import end_experiment, list_experiments, now, parsed, set_weights
 from modelyard.experiments.tables import RUNNING, ExperimentRow
@@ -35,9 +39,11 @@ log = logging.getLogger("modelyard.experiments")
 
 class Controller:
     def __init__(self, sessions: sessionmaker[Session], interval_s: float,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 retention_days: float = 90.0) -> None:
         self.sessions = sessions
         self.interval_s = interval_s
+        self.retention = dt.timedelta(days=retention_days)
         self.on_change = on_change  # serving in this process splits by the change at once
         self._ticker = Ticker("modelyard-experiments", interval_s, self.tick, log,
                               "the experiment controller's tick failed")  # next tick looks again
@@ -58,6 +64,7 @@ class Controller:
                 except Conflict as exc:  # a person or another server moved it first
                     session.rollback()
                     log.info("experiment %s: %s", row.id, exc)
+            retention.prune_finished(session, self.retention)
         if changed and self.on_change is not None:
             self.on_change()
 

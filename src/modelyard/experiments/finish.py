@@ -2,9 +2,8 @@
 registry's approval gate.
 
 Shipping by a person is their approval (``registry.approve_version``: four eyes and the
-guard rails apply); shipping by the controller is a stage move that the approval gate decides
-(``registry.set_stage``), so without a policy that allows automatic promotion a person still
-decides production.
+guard rails apply). The controller ships only under a model policy with ``auto_promote``, by
+the same approval in its own name; without that policy a person still decides production.
 """
 
 from __future__ import annotations
@@ -22,6 +21,9 @@ from modelyard.registry.stages import Stage
 
 
 def scorecard_of(session: Session, row: ExperimentRow) -> cards.Scorecard:
+    """The experiment's scorecard now (a pruned one's: the card it ended with)."""
+    if row.final_card is not None:
+        return cards.from_json(row.final_card)
     rewards: dict[str, list[float]] = {}
     for arm, reward in session.execute(select(OutcomeRow.arm, OutcomeRow.reward).where(
             OutcomeRow.experiment_id == row.id, OutcomeRow.late.is_(False))):
@@ -77,23 +79,26 @@ def ship_experiment(session: Session, row: ExperimentRow, *, actor: str, arm: st
 
 
 def auto_ship(session: Session, row: ExperimentRow, winner: str, reason: str) -> ExperimentRow:
-    """The controller's ship: through the approval gate as a stage move. When the model's
-    policy does not allow it, the experiment ends concluded, waiting for a person's ship."""
+    """The controller's ship. Under a policy with ``auto_promote`` the controller approves
+    the winner as a person's ship does (``registry.approve_version``, the guard rails and the
+    audit the same, the approver ``modelyard``): the experiment's live result is the evidence,
+    so the offline metric's margin is not asked again. Without that policy, or when the guard
+    rails refuse, the experiment ends concluded, waiting for a person's ship."""
     spec = parsed(row)
     version = next(a.version for a in spec.arms if a.name == winner)
     policy = registry.read_policy(session, row.model_name)
-    if policy.auto_promote:
-        try:
-            registry.set_stage(session, row.model_name, version, Stage.production,
-                               actor=SYSTEM_ACTOR, reason=f"experiment {row.id}: {reason}",
-                               tenant=row.tenant)
-        except Conflict as refused:
-            session.rollback()
-            return end_experiment(session, row, "concluded", actor=SYSTEM_ACTOR, winner=winner,
-                                  reason=f"{reason}; the approval gate refused it ({refused}):"
-                                  f" a person may ship it with POST /experiments/{row.id}/ship")
-        return end_experiment(session, row, "shipped", actor=SYSTEM_ACTOR, reason=reason,
-                              winner=winner)
-    return end_experiment(session, row, "concluded", actor=SYSTEM_ACTOR, winner=winner,
-                          reason=f"{reason}; the model's policy needs a person to ship it: "
-                          f"POST /experiments/{row.id}/ship")
+    if not policy.auto_promote:
+        return end_experiment(session, row, "concluded", actor=SYSTEM_ACTOR, winner=winner,
+                              reason=f"{reason}; the model's policy needs a person to ship it:"
+                              f" POST /experiments/{row.id}/ship")
+    try:
+        registry.approve_version(session, row.model_name, version, approver=SYSTEM_ACTOR,
+                                 comment=f"experiment {row.id}: {reason} (policy auto_promote)",
+                                 tenant=row.tenant)
+    except Conflict as refused:
+        session.rollback()
+        return end_experiment(session, row, "concluded", actor=SYSTEM_ACTOR, winner=winner,
+                              reason=f"{reason}; the approval gate refused it ({refused}): a "
+                              f"person may ship it with POST /experiments/{row.id}/ship")
+    return end_experiment(session, row, "shipped", actor=SYSTEM_ACTOR, reason=reason,
+                          winner=winner)

@@ -1,12 +1,12 @@
 """The scorecard: per arm traffic, outcomes, the primary metric with its interval, lift against
 control, guardrails, and the recommendation (ship, stop, or keep running) with its reason.
 
-Intervals and tests come from scipy: a Wilson interval for a rate
+An arm's interval comes from scipy: a Wilson interval for a rate
 (``binomtest(...).proportion_ci``), a t interval for a mean, a Beta credible interval for a
-bandit's arm (``beta.interval``), the relative risk's interval for a rate's lift
-(``contingency.relative_risk``) with Fisher's exact test, and Welch's t test (its
-``confidence_interval``) for a mean's lift. Probability to be best is read from draws of the
-same Beta posteriors a bandit samples from.
+bandit's arm (``beta.interval``). A treatment's lift, its interval and its p-value come from
+the stopping rule's own sequential test (:mod:`~modelyard.experiments.sequential`), valid at
+every look, so the interval shown excludes no lift exactly when the rule may decide.
+Probability to be best is read from draws of the same Beta posteriors a bandit samples from.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from modelyard.experiments import metrics
-from modelyard.experiments.spec import ExperimentSpec, Reward
+from modelyard.experiments import metrics, sequential
+from modelyard.experiments.spec import ExperimentSpec, Reward, Stopping
 from modelyard.experiments.tables import ArmStatsRow, ExperimentRow
 
 LEVEL = 0.95
@@ -67,6 +68,7 @@ class Scorecard:
     guardrails: list[Guardrail]
     recommendation: Recommendation
     late_outcomes: int
+    method: str  # what computed the intervals and decides, in words
 
 
 def build(row: ExperimentRow, spec: ExperimentSpec, arm_rows: Sequence[ArmStatsRow],
@@ -80,18 +82,57 @@ def build(row: ExperimentRow, spec: ExperimentSpec, arm_rows: Sequence[ArmStatsR
     for arm, weight in zip(spec.arms, row.weights, strict=True):
         requests, errors, latency, scores = served[arm.name]
         xs = rewards.get(arm.name, [])
-        lift = _lift(spec.reward, xs, rewards.get(control, [])) if arm.name != control else None
+        lift = (sequential.compare(sequential.Sample.of(xs), sequential.Sample.of(
+            rewards.get(control, [])), spec.stopping.expected_lift, _alpha(spec))
+            if arm.name != control else None)
         cards.append(ArmCard(
             name=arm.name, version=arm.version, control=arm.name == control, weight=weight,
             requests=requests, errors=errors, latency_p99_ms=metrics.p99_ms(latency),
             score_psi=(metrics.score_psi(served[control][3], scores)
                        if arm.name != control else None),
             outcomes=len(xs), mean=means[arm.name],
-            interval=_interval(spec, xs), lift=lift[0] if lift else None,
-            lift_interval=lift[1] if lift else None, p_value=lift[2] if lift else None,
+            interval=_interval(spec, xs), lift=lift.lift if lift else None,
+            lift_interval=lift.lift_interval if lift else None,
+            p_value=lift.p_value if lift else None,
             prob_best=best.get(arm.name)))
     guardrails = _guardrails(spec, cards)
-    return Scorecard(cards, guardrails, recommend(row, spec, cards, guardrails, at), late)
+    return Scorecard(cards, guardrails, recommend(row, spec, cards, guardrails, at), late,
+                     method(spec))
+
+
+def to_json(card: Scorecard) -> dict[str, Any]:
+    """The card as JSON, as a pruned experiment keeps it (:func:`from_json` reads it back)."""
+    return dataclasses.asdict(card)
+
+
+def from_json(data: dict[str, Any]) -> Scorecard:
+    def pair(x: Sequence[float] | None) -> tuple[float, float] | None:
+        return None if x is None else (float(x[0]), float(x[1]))
+
+    arms = [ArmCard(**{**a, "interval": pair(a["interval"]),
+                       "lift_interval": pair(a["lift_interval"])}) for a in data["arms"]]
+    return Scorecard(arms, [Guardrail(**g) for g in data["guardrails"]],
+                     Recommendation(**data["recommendation"]), int(data["late_outcomes"]),
+                     str(data["method"]))
+
+
+def _alpha(spec: ExperimentSpec) -> float:
+    return spec.stopping.alpha or 1 - LEVEL
+
+
+def method(spec: ExperimentSpec) -> str:
+    """The scorecard's methods in words: what its intervals are and what decides."""
+    arm = ("95% Beta credible intervals" if spec.type == "bandit" else
+           "95% Wilson intervals" if spec.reward.kind == "binary" else "95% t intervals")
+    lift = (f"lift intervals and p-values from an always-valid sequential test (mSPRT, tuned "
+            f"to a {spec.stopping.expected_lift:.0%} lift) at {1 - _alpha(spec):.0%}, valid at "
+            "every look")
+    decides = {"ab": "the sequential test decides" + (
+                   f" once each arm has {spec.stopping.min_outcomes:,} outcomes"
+                   if spec.stopping.alpha is not None else ": off (no alpha)"),
+               "bandit": "the probability to be best decides",
+               "rollout": "the ramp and the guardrails decide"}[spec.type]
+    return f"arms: {arm}; {lift}; {decides}"
 
 
 Served = tuple[int, int, list[int], list[int]]
@@ -140,32 +181,6 @@ def _interval(spec: ExperimentSpec, xs: Sequence[float]) -> tuple[float, float] 
     return (float(lo), float(hi))
 
 
-def _lift(reward: Reward, xs: Sequence[float], control: Sequence[float]
-          ) -> tuple[float, tuple[float, float] | None, float | None] | None:
-    """(lift, its interval, the test's p-value) against control; None without data."""
-    if not xs or not control:
-        return None
-    mean_t, mean_c = float(np.mean(xs)), float(np.mean(control))
-    if mean_c == 0:
-        return None
-    lift = mean_t / mean_c - 1
-    if reward.kind == "binary":
-        k_t, k_c = int(sum(xs)), int(sum(control))
-        p = float(stats.fisher_exact([[k_t, len(xs) - k_t], [k_c, len(control) - k_c]]).pvalue)
-        if k_t == 0:
-            return lift, None, p
-        ci = stats.contingency.relative_risk(k_t, len(xs), k_c, len(control)
-                                             ).confidence_interval(LEVEL)
-        return lift, (float(ci.low) - 1, float(ci.high) - 1), p
-    if len(xs) < 2 or len(control) < 2:
-        return lift, None, None
-    test = stats.ttest_ind(xs, control, equal_var=False)
-    if not np.isfinite(test.pvalue):  # both arms constant
-        return lift, None, None
-    ci = test.confidence_interval(LEVEL)
-    return lift, (float(ci.low) / mean_c, float(ci.high) / mean_c), float(test.pvalue)
-
-
 def prob_best(reward: Reward, rewards: dict[str, list[float]], arms: Sequence[str],
               seed: int = 0) -> dict[str, float]:
     """Each arm's probability to have the highest mean under its Beta posterior."""
@@ -205,7 +220,8 @@ def recommend(row: ExperimentRow, spec: ExperimentSpec, cards: Sequence[ArmCard]
         return Recommendation("stop", "guardrail broken: " + "; ".join(
             f"{g.arm} {g.name} {g.value:.4g} > {g.bound:g}" for g in broken if g.value is not None))
     verdict = (_rollout(row, spec, cards, at) if spec.type == "rollout"
-               else _bandit(spec, cards) if spec.type == "bandit" else _ab(spec, cards))
+               else _bandit(spec, cards) if spec.type == "bandit"
+               else ab_verdict(spec.stopping, cards))
     if verdict is not None:
         return verdict
     outcomes = sum(c.outcomes for c in cards)
@@ -252,9 +268,12 @@ def _bandit(spec: ExperimentSpec, cards: Sequence[ArmCard]) -> Recommendation | 
             else Recommendation("ship", why, best.name))
 
 
-def _ab(spec: ExperimentSpec, cards: Sequence[ArmCard]) -> Recommendation | None:
-    alpha = spec.stopping.alpha
-    if alpha is None or min(c.outcomes for c in cards) < spec.stopping.min_outcomes:
+def ab_verdict(stopping: Stopping, cards: Sequence[ArmCard]) -> Recommendation | None:
+    """The A/B stopping rule on the cards' always-valid p-values: ship the best treatment
+    whose lift is significantly positive, stop when every treatment is significantly worse,
+    else no verdict (None). Valid however often it is asked."""
+    alpha = stopping.alpha
+    if alpha is None or min(c.outcomes for c in cards) < stopping.min_outcomes:
         return None
     treatments = [c for c in cards if not c.control and c.lift is not None]
     winners = [c for c in treatments if c.p_value is not None and c.p_value < alpha
@@ -262,9 +281,9 @@ def _ab(spec: ExperimentSpec, cards: Sequence[ArmCard]) -> Recommendation | None
     if winners:
         best = max(winners, key=lambda c: c.lift or 0.0)
         return Recommendation("ship", f"{best.name}'s lift {best.lift:+.2%} is significant "
-                              f"(p = {best.p_value:.4f} < {alpha:g})", best.name)
+                              f"(sequential p = {best.p_value:.3g} < {alpha:g})", best.name)
     if treatments and all(c.p_value is not None and c.p_value < alpha and (c.lift or 0) < 0
                           for c in treatments):
         return Recommendation("stop", f"every treatment is significantly worse than control "
-                              f"(p < {alpha:g})")
+                              f"(sequential p < {alpha:g})")
     return None

@@ -61,8 +61,11 @@ class Stopping(BaseModel):
     prob_best: float | None = Field(None, gt=0.5, lt=1,
                                     description="bandit: ship the arm this likely the best")
     alpha: float | None = Field(0.05, gt=0, lt=0.5,
-                                description="ab: ship (or stop) when the test's p-value is "
-                                "below it")
+                                description="ab: ship (or stop) when the sequential test's "
+                                "always-valid p-value is below it")
+    expected_lift: float = Field(0.1, gt=0, le=100, allow_inf_nan=False,
+                                 description="ab: the relative lift the sequential test finds "
+                                 "soonest (larger ones sooner, smaller ones later)")
     min_outcomes: int = Field(100, ge=1, le=2**31 - 1,
                               description="outcomes per arm before any verdict")
 

@@ -216,3 +216,13 @@ def arm_stats(session: Session, experiment_id: str) -> list[ArmStatsRow]:
 def assignments_count(session: Session, experiment_id: str) -> int:
     return int(session.scalar(select(func.count()).select_from(AssignmentRow).where(
         AssignmentRow.experiment_id == experiment_id)) or 0)
+
+
+def served_times(session: Session, experiment_id: str, limit: int
+                 ) -> list[tuple[dt.datetime, str]]:
+    """The newest ``limit`` assignments' times and arms, oldest first: what the arms served
+    over time."""
+    rows = session.execute(select(AssignmentRow.at, AssignmentRow.arm).where(
+        AssignmentRow.experiment_id == experiment_id).order_by(AssignmentRow.at.desc())
+        .limit(limit)).all()
+    return [(at, arm) for at, arm in reversed(rows)]

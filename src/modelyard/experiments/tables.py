@@ -44,6 +44,9 @@ class ExperimentRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Once its assignments and outcomes are pruned (retention), the scorecard it ended with.
+    final_card: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    pruned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ArmStatsRow(Base):

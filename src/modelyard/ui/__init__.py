@@ -13,7 +13,18 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from modelyard.api.browser import STATIC_PREFIX
-from modelyard.ui import compare, fleets, job, jobs, login, models, monitoring, pipelines, shadow
+from modelyard.ui import (
+    compare,
+    experiments,
+    fleets,
+    job,
+    jobs,
+    login,
+    models,
+    monitoring,
+    pipelines,
+    shadow,
+)
 from modelyard.ui.render import STATIC_DIR
 
 HOME = "/ui/jobs"
@@ -31,6 +42,7 @@ def add_ui(app: FastAPI) -> None:
     app.include_router(shadow.router)
     app.include_router(monitoring.router)
     app.include_router(fleets.router)
+    app.include_router(experiments.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

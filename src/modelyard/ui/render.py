@@ -33,6 +33,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("Jobs", "/ui/jobs"),
     ("Models", "/ui/models"),
     ("Pipelines", "/ui/pipelines"),
+    ("Experiments", "/ui/experiments"),
 )
 
 
