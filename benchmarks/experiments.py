@@ -32,16 +32,15 @@ import asyncio
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _server import launch
 
 from modelyard.client import Client
-from modelyard.server import free_port
 from modelyard.synthetic import example_request, write_payments
 
 RATES = {"a": 0.05, "b": 0.07, "c": 0.10}
@@ -55,21 +54,8 @@ ROW = {"charge_type": "card", "charge_amount": 12.5, "charge_country": "US",
 def start_server(home: Path, interval: float) -> tuple[subprocess.Popen[bytes], str]:
     (home / "data").mkdir(parents=True)
     write_payments(home / "data" / "payments.parquet", rows=3_000, merchants=20)
-    port = free_port()
-    log = open(home / "server.log", "wb")  # noqa: SIM115 (the server keeps it)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard", "server", "--port", str(port), "--home", str(home),
-         "--data-root", str(home / "data"), "--concurrency", "2", "--log-level", "warning",
-         "--experiment-interval", str(interval)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError((home / "server.log").read_text())
+    return launch(home, "--data-root", str(home / "data"), "--concurrency", "2",
+                  "--log-level", "warning", "--experiment-interval", str(interval))
 
 
 def train(url: str, name: str, versions: int) -> None:

@@ -33,10 +33,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+from _server import launch
 
 from modelyard.client import Client
-from modelyard.server import free_port
 from modelyard.synthetic import example_request, write_payments
 
 WORKFLOW = '''
@@ -63,24 +62,10 @@ def fresh_database(admin: str) -> str:
 
 
 def start(home: Path, db: str, lease: float, shared: Path) -> tuple[subprocess.Popen[bytes], str]:
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    with open(home / "server.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelyard", "server", "--port", str(port), "--home",
-             str(home), "--db", db, "--artifacts", str(shared / "artifacts"), "--data-root",
-             str(shared / "data"), "--workflows", str(shared / "sleepy.py"), "--concurrency",
-             "2", "--lease-seconds", str(lease), "--no-scheduler", "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not start: {(home / 'server.log').read_text()[-2000:]}")
+    return launch(home, "--db", db, "--artifacts", str(shared / "artifacts"), "--data-root",
+                  str(shared / "data"), "--workflows", str(shared / "sleepy.py"),
+                  "--concurrency", "2", "--lease-seconds", str(lease), "--no-scheduler",
+                  "--log-level", "warning", new_session=True)
 
 
 def at(client: Client, job: str, state: str) -> dt.datetime:
