@@ -13,7 +13,6 @@ from modelyard.jobs.packing import (
     pack_size,
     packable,
     rows_left,
-    rows_share,
     siblings_to_claim,
     within_budget,
 )
@@ -80,13 +79,6 @@ def test_siblings_to_claim_counts_what_the_pack_holds() -> None:
     assert siblings_to_claim(0, 0, 2, 1) == 1  # the claim then finds none
     assert siblings_to_claim(0, 3, 2, 1) == 0  # never negative
     assert siblings_to_claim(10_000, 1, 2, PACK_MIN_JOBS) == PACK_MAX_JOBS - 1
-
-
-def test_rows_share_is_an_even_share_of_the_waiting_rows_per_slot() -> None:
-    assert rows_share(25_000, 2) == 12_500
-    assert rows_share(25_001, 2) == 12_501  # rounded up
-    assert rows_share(0, 2) == 0  # within_budget still takes the first job
-    assert rows_share(7, 1) == 7
 
 
 def test_within_budget_takes_the_leading_jobs_that_fit() -> None:

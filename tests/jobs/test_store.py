@@ -177,8 +177,8 @@ def test_small_siblings_are_counted_and_claimed_within_rows(session: Session,
     queue_jobs(session, 1, tmp_path, kind="global", parent_id=parent, rows=[10],
                tenants=["*"])
     big, a, b, tiny, c, d = ids
-    assert claims.count_small_siblings(session, parent, 200_000) == (5, 51_000)
-    assert claims.count_small_siblings(session, parent, 12_000) == (3, 16_000)
+    assert claims.count_small_siblings(session, parent, 200_000) == 5
+    assert claims.count_small_siblings(session, parent, 12_000) == 3
 
     # Oldest first while the rows fit: 15k + 10k + 1k = 26k; with 20k more they would not.
     taken = claims.claim_small_siblings(session, parent, 10, 200_000, server_id="s",
@@ -193,7 +193,7 @@ def test_small_siblings_are_counted_and_claimed_within_rows(session: Session,
                                        rows_budget=100) == []
     assert [j.id for j in claims.claim_small_siblings(
         session, parent, 5, 200_000, server_id="s", rows_budget=100_000)] == [d]
-    assert claims.count_small_siblings(session, parent, 200_000) == (0, 0)
+    assert claims.count_small_siblings(session, parent, 200_000) == 0
     assert _states(session)[big] == "queued"
 
 

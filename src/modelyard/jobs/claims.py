@@ -61,27 +61,21 @@ def claim_groups(session: Session, free: int, *, server_id: str, slots: int,
 
 
 def claim_pack_mates(session: Session, parent_id: str, *, have: int, at_least: int,
-                     rows_budget: int, slots: int, server_id: str,
-                     refill: bool = False) -> list[JobRow]:
+                     rows_budget: int, slots: int, server_id: str) -> list[JobRow]:
     """Claim queued small tenants of a fleet for a pack that holds ``have`` jobs already, as
     many as :func:`~modelyard.jobs.packing.siblings_to_claim` says for ``slots`` worker slots,
-    within ``rows_budget`` rows; for a live pack asking for more (``refill``), also within
-    its slot's share of the waiting rows (:func:`~modelyard.jobs.packing.rows_share`).
-    Commits."""
-    waiting, waiting_rows = count_small_siblings(session, parent_id, packing.PACK_MAX_ROWS)
+    within ``rows_budget`` rows. Commits."""
+    waiting = count_small_siblings(session, parent_id, packing.PACK_MAX_ROWS)
     wanted = packing.siblings_to_claim(waiting, have, slots, at_least)
-    if refill:
-        rows_budget = min(rows_budget, packing.rows_share(waiting_rows, slots))
     return claim_small_siblings(session, parent_id, wanted, packing.PACK_MAX_ROWS,
                                 server_id=server_id, rows_budget=rows_budget)
 
 
-def count_small_siblings(session: Session, parent_id: str, max_rows: int) -> tuple[int, int]:
-    """How many of the fleet's tenants of at most ``max_rows`` rows are queued, and their rows."""
-    count, rows = session.execute(
-        select(func.count(), func.coalesce(func.sum(JobRow.rows), 0)).select_from(JobRow)
-        .where(_small_siblings(parent_id, max_rows))).one()
-    return int(count or 0), int(rows or 0)
+def count_small_siblings(session: Session, parent_id: str, max_rows: int) -> int:
+    """How many of the fleet's tenants of at most ``max_rows`` rows are queued."""
+    return int(session.scalar(
+        select(func.count()).select_from(JobRow).where(_small_siblings(parent_id, max_rows))
+    ) or 0)
 
 
 def claim_small_siblings(session: Session, parent_id: str, limit: int, max_rows: int, *,

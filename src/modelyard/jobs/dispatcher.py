@@ -342,7 +342,7 @@ class Dispatcher:
                 jobs = claims.claim_pack_mates(
                     session, pack.parent_id, have=0, at_least=1,
                     rows_budget=packing.PACK_ROWS_BUDGET, slots=self.settings.concurrency,
-                    server_id=self.server_id, refill=True)
+                    server_id=self.server_id)
                 found = champions(session, jobs)
                 if not jobs and fleet.planning(session, pack.parent_id):
                     return

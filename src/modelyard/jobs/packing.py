@@ -9,11 +9,8 @@ tenants run one after another in a shared worker, a *pack*. Where the executor c
 plan and fallback models start packs too, so a fleet starts one worker per slot. Packs are
 balanced two ways:
 
-- by rows: a pack takes tenants while their rows add up to :data:`PACK_ROWS_BUDGET`, and a
-  refill no more than its slot's share of the rows still waiting (:func:`rows_share`), so
-  packs take similar time and the slots end together: a fleet's largest tenants come first,
-  and a pack that took half of a small fleet's tenants at once would still run them while the
-  other slot has none left;
+- by rows: a pack takes tenants while their rows add up to :data:`PACK_ROWS_BUDGET`, so packs
+  take similar time and the slots end together;
 - by count: the waiting tenants are shared out over the slots (fewer per pack as the queue
   drains), never more than :data:`PACK_MAX_JOBS` and, while that many wait, no fewer than
   :data:`PACK_MIN_JOBS`.
@@ -86,12 +83,6 @@ def siblings_to_claim(waiting: int, have: int, slots: int, at_least: int) -> int
     """How many more queued small tenants of its fleet a pack holding ``have`` jobs claims,
     with ``waiting`` more of them queued (never negative)."""
     return max(0, pack_size(waiting + have, slots, at_least) - have)
-
-
-def rows_share(waiting_rows: int, slots: int) -> int:
-    """One slot's even share of ``waiting_rows`` rows (rounded up): as the queue drains each
-    pack takes less, so the last ones end together."""
-    return -(-max(waiting_rows, 0) // max(slots, 1))
 
 
 def within_budget(candidates: Iterable[tuple[str, int | None]], rows_budget: int) -> list[str]:
