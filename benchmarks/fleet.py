@@ -10,9 +10,14 @@ Synthetic payments from 1,000 merchants with skewed sizes; every merchant with a
   pipeline the built-in workflow builds) on data partitioned in advance, nothing else.
 * MLflow: the same fits in a loop, each logged and registered, when mlflow is installed.
 
-    python benchmarks/fleet.py                 # 1,000,000 rows
-    python benchmarks/fleet.py --rows 200000 --rounds 1   # quicker
-    python benchmarks/fleet.py --executor ray  # on a local Ray cluster, beside the local executor
+Two fleets by default, each against its own bare loop in the same run: 25 merchants (every one
+with a model: the fleet's fixed costs show most) and 1,000 merchants (those with 500 training
+rows; the fixed costs spread over 164 models). Each has 1,000 rows per merchant on average.
+
+    python benchmarks/fleet.py                      # --tenants 25,1000
+    python benchmarks/fleet.py --tenants 25         # the small fleet alone
+    python benchmarks/fleet.py --tenants 1000 --rows 200000 --rounds 1   # quicker
+    python benchmarks/fleet.py --tenants 1000 --executor ray   # on a local Ray cluster, beside the local executor
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,34 +156,81 @@ def mlflow_loop(frame: pd.DataFrame, tenants: list[str]) -> tuple[float, int] | 
     return time.perf_counter() - started, len(tenants)
 
 
+# The issue's targets for the bare/fleet ratio, by fleet size in merchants.
+TARGETS = {25: 0.85, 1000: 0.95}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One fleet size's medians, for the closing summary."""
+
+    merchants: int
+    models: int
+    seconds: float
+    bare_seconds: float
+    ratio: float
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--merchants", type=int, default=1_000)
-    parser.add_argument("--min-rows", type=int, default=500)
+    parser.add_argument("--tenants", default="25,1000",
+                        help="the fleets to run, each a number of merchants, comma-separated; "
+                             "each is timed against its own bare loop")
+    parser.add_argument("--min-rows", type=int, default=None,
+                        help="training rows a merchant needs for a model of its own (default: "
+                             "50 in fleets under 1,000 merchants, so each has one; 500 from "
+                             "1,000)")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="rows of each fleet's data (default: 1,000 per merchant)")
     parser.add_argument("--model", choices=sorted(MODELS), default="hgb")
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternating rounds of bare and Modelyard (the median is reported; "
                              "on a shared VM single rounds vary by +-15%%)")
     parser.add_argument("--mlflow-models", type=int, default=20,
-                        help="tenants in the MLflow-tracked loop (a few seconds each)")
+                        help="tenants in the MLflow-tracked loop, on the last fleet's data (a "
+                             "few seconds each)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
                         help="ray: the fleet on a local Ray cluster of as many CPUs as cores, "
                              "beside the local executor, in alternating rounds")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.tenants.split(",")]
     PARAMS.clear()
     PARAMS.update(MODELS[args.model])
-    cores = os.cpu_count() or 1
     home = Path(tempfile.mkdtemp(prefix="modelyard-fleet-"))
-    data, frame, train_rows, tenants = fleet_data(home, args.rows, args.merchants, args.min_rows)
-    print(f"data: {args.rows:,} rows from {frame['merchant_id'].nunique():,} merchants; "
-          f"{len(tenants)} with >= {args.min_rows} training rows (largest "
+    outcomes = []
+    for i, merchants in enumerate(sizes):
+        min_rows = args.min_rows or (500 if merchants >= 1_000 else 50)
+        outcome = run_fleet(home / f"fleet-{merchants}", args, merchants, min_rows,
+                            tracked=i == len(sizes) - 1)
+        if outcome is not None:
+            outcomes.append(outcome)
+    if not outcomes:
+        return
+    print(f"\nmodelyard / bare throughput, median of {args.rounds} rounds; model {args.model}: "
+          f"{PARAMS}")
+    for o in outcomes:
+        target = TARGETS.get(o.merchants)
+        verdict = (f"  (target >= {target:.2f}: {'PASS' if o.ratio >= target else 'MISS'})"
+                   if target else "")
+        print(f"  {o.merchants:>5,} merchants, {o.models:>4} models: modelyard {o.seconds:.2f} s, "
+              f"bare {o.bare_seconds:.2f} s, ratio {o.ratio:.2f}{verdict}")
+
+
+def run_fleet(home: Path, args: argparse.Namespace, merchants: int, min_rows: int, *,
+              tracked: bool) -> Outcome | None:
+    """One fleet size: its data, its bare loop and a server of its own, in alternating rounds
+    (with ``--executor ray``: the local executor and Ray in alternating rounds, no outcome)."""
+    cores = os.cpu_count() or 1
+    rows = args.rows or 1_000 * merchants
+    data, frame, train_rows, tenants = fleet_data(home, rows, merchants, min_rows)
+    print(f"\ndata: {rows:,} rows from {frame['merchant_id'].nunique():,} merchants; "
+          f"{len(tenants)} with >= {min_rows} training rows (largest "
           f"{int(train_rows.max()):,}, median {int(train_rows.median()):,}); {cores} cores")
     if args.executor == "ray":
         from _ray_fleet import compare
 
-        compare(home, cores, args.rounds, args.min_rows, fleet_run)
-        return
+        compare(home, cores, args.rounds, min_rows, fleet_run)
+        return None
 
     bare = Bare(frame, tenants, cores)
     # Memory: this process (it hosts the server, and holds the bare loop's frames too) and the
@@ -190,7 +243,7 @@ def main() -> None:
         client.wait(client.train(example_request("payments.parquet")), timeout=600)  # warm up
         for i in range(args.rounds):
             seconds = bare.run()
-            elapsed, answer, fleet = fleet_run(client, args.min_rows)
+            elapsed, answer, fleet = fleet_run(client, min_rows)
             models, bare_models = fleet["counts"]["succeeded"], len(bare.parts)
             ratios.append((models / elapsed) / (bare_models / seconds))
             mine.append(elapsed)
@@ -201,7 +254,7 @@ def main() -> None:
         # Memory in a run of its own: sampling six processes' PSS every 50 ms costs ~15% of
         # a core, which the timed rounds should not pay.
         with PeakMemory(os.getpid(), pool) as memory:
-            fleet_run(client, args.min_rows)
+            fleet_run(client, min_rows)
     steps = {s["name"]: round(s["duration_s"], 2) for s in answer["status"]["steps"]}
     counts = fleet["counts"]
     registered = sum(1 for t in fleet["tenants"] if t["job_id"]) + len(fleet["fallbacks"])
@@ -212,26 +265,32 @@ def main() -> None:
     print(f"  plan job (one scan + partition): {sum(steps.values()):.2f} s {steps}")
     print(f"  peak memory (PSS) of the server process tree: {memory.peak / 2**20:.0f} MiB, of "
           f"which {(memory.peak - before) / 2**20:.0f} MiB since the server started (data file "
-          f"{data.stat().st_size / 2**20:.1f} MiB, {args.rows:,} rows in pandas "
+          f"{data.stat().st_size / 2**20:.1f} MiB, {rows:,} rows in pandas "
           f"~{frame.memory_usage(deep=True).sum() / 2**20:.0f} MiB; this process held "
           f"{before / 2**20:.0f} MiB before, the bare loop's frames included)")
     print(f"bare joblib (n_jobs={cores}, fits only, data partitioned in advance): "
           f"{bare_models} models in {seconds:.2f} s (median) = {bare_models / seconds:.1f} "
           "models/s")
     ratio = statistics.median(ratios)
-    print(f"modelyard / bare throughput, median of {args.rounds} rounds: {ratio:.2f}  "
-          f"(target >= 0.90: {'PASS' if ratio >= 0.9 else 'MISS'}); model {args.model}: "
-          f"{PARAMS}")
+    print(f"modelyard / bare throughput, median of {args.rounds} rounds: {ratio:.2f}")
     overhead = (elapsed - seconds) * cores / models * 1000
     print("  fixed cost per model beyond the fit (read, split, evaluate, store, register): "
           + (f"~{overhead:.0f} ms of a core" if overhead > 0 else
              "below the noise of this run (Modelyard's median was the shorter)"))
-    tracked = mlflow_loop(frame, tenants[:args.mlflow_models])
-    if tracked is None:
+    if tracked:
+        mlflow_report(frame, tenants[:args.mlflow_models])
+    return Outcome(merchants, models, elapsed, seconds, ratio)
+
+
+def mlflow_report(frame: pd.DataFrame, tenants: list[str]) -> None:
+    if not tenants:
+        return
+    result = mlflow_loop(frame, tenants)
+    if result is None:
         print("mlflow-tracked loop: skipped (mlflow not installed)")
     else:
-        print(f"mlflow-tracked loop (first {tracked[1]} merchants): {tracked[1]} models in "
-              f"{tracked[0]:.1f} s = {tracked[1] / tracked[0]:.2f} models/s")
+        print(f"mlflow-tracked loop (first {result[1]} merchants): {result[1]} models in "
+              f"{result[0]:.1f} s = {result[1] / result[0]:.2f} models/s")
 
 
 if __name__ == "__main__":

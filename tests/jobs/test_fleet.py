@@ -10,6 +10,7 @@ claim order, packing, graduation against production, routing and a retry run on 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import time
 import uuid
@@ -117,6 +118,24 @@ def test_small_tenants_are_packed_into_shared_workers(
             assert t["graduation"] is not None, (t["state"], t["reason"])
     assert all(t["graduation"]["graduated"] and t["graduation"]["fallback_level"] is None
                and t["level"] == "tenant" for t in fleet["tenants"] if t["job_id"])
+
+
+@SQLITE
+def test_the_plans_worker_runs_tenants_as_soon_as_the_plan_has_ended(
+    client: Client, fraud_request: dict[str, Any]
+) -> None:
+    parent, fleet = run_fleet(client, fleet_request(fraud_request, min_training_rows=50))
+    plan = client.status(parent)
+    tenants = [client.status(t["job_id"]) for t in fleet["tenants"] if t["job_id"]]
+    # The plan's worker, warm, takes tenants rather than exit while a fresh one is forked.
+    after_plan = [t for t in tenants if t["worker_pid"] == plan["worker_pid"]]
+    assert after_plan, (plan["worker_pid"], [t["worker_pid"] for t in tenants])
+    last = plan["steps"][-1]
+    plan_end = (dt.datetime.fromisoformat(last["started_at"])
+                + dt.timedelta(seconds=last["duration_s"]))
+    for tenant in after_plan:
+        assert dt.datetime.fromisoformat(tenant["steps"][0]["started_at"]) >= plan_end
+    assert fleet["counts"]["succeeded"] == len(tenants) + 1  # and the global model
 
 
 def test_a_fleet_trained_again_replaces_only_the_production_models_it_beats(

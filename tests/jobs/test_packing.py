@@ -9,6 +9,7 @@ from modelyard.jobs.packing import (
     PACK_MAX_ROWS,
     PACK_MIN_JOBS,
     PACK_ROWS_BUDGET,
+    opens_pack,
     pack_size,
     packable,
     rows_left,
@@ -25,6 +26,16 @@ def test_only_a_fleets_small_tenants_pack() -> None:
     assert not packable("tenant", None, 10)
     for kind in ("train", "fleet", "global", "segment"):
         assert not packable(kind, "fleet-1", 10), kind
+
+
+def test_a_fleets_plan_and_fallbacks_open_packs_only_where_packs_are_refilled() -> None:
+    for kind in ("fleet", "global", "segment"):  # their worker goes on with the tenants
+        assert opens_pack(kind, None, 10**9, packs=True, refills=True), kind
+        assert not opens_pack(kind, None, 10**9, packs=True, refills=False), kind
+    assert opens_pack("tenant", "fleet-1", 10, packs=True, refills=False)
+    assert not opens_pack("tenant", "fleet-1", PACK_MAX_ROWS + 1, packs=True, refills=True)
+    assert not opens_pack("tenant", "fleet-1", 10, packs=False, refills=False)
+    assert not opens_pack("train", None, 10, packs=True, refills=True)
 
 
 def test_rows_left_after_the_first_job() -> None:

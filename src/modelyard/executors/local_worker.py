@@ -63,6 +63,8 @@ def process_main(spec: WorkerSpec, conn: Any) -> None:
                 execute(one, report)
             if not spec.refill:
                 break
+            if batched is not None:
+                batched.flush()  # the server may wait for this job's end to answer
             jobs = _next_jobs(conn)
     finally:
         if batched is not None:

@@ -178,15 +178,17 @@ class Dispatcher:
     def _apply(self, events: list[WorkerEvent]) -> None:
         """Apply a batch of worker events in one transaction (:mod:`modelyard.jobs.recording`
         keeps it to a few statements), then answer the packs that asked for more."""
-        idle = [e.job_id for e in events if isinstance(e, PackIdle)]
         for event in events:
             if isinstance(event, PackEnded):
                 self._running.packs.pop(event.job_id, None)
+            elif isinstance(event, PackIdle) and event.job_id in self._running.packs:
+                self._running.packs[event.job_id].asked = True
         events = [e for e in events if not isinstance(e, PackIdle | PackEnded)]
         if events:
             self._apply_batch(events)
-        for pack_id in idle:  # after the batch: what it finished is recorded first
-            self._refill(pack_id)
+        for pack_id, pack in list(self._running.packs.items()):
+            if self._running.ready_to_fill(pack):  # after the batch: it is recorded first
+                self._refill(pack_id, pack)
 
     def _apply_batch(self, events: list[WorkerEvent]) -> None:
         touched: set[str] = {e.job_id for e in events}
@@ -327,15 +329,13 @@ class Dispatcher:
                                          packs=self.executor.packs)
             found = champions(session, [job for group in groups for job in group])
         for group in groups:
-            job = group[0]
-            self._launch(group, found, pack=self.executor.packs and packing.packable(
-                job.kind, job.parent_id, job.rows))
+            self._launch(group, found, pack=packing.opens_pack(
+                group[0].kind, group[0].parent_id, group[0].rows, packs=self.executor.packs,
+                refills=self.executor.refills))
 
-    def _refill(self, pack_id: str) -> None:
-        """An idle pack asks for more: its fleet's next small tenants, or none (it ends)."""
-        pack = self._running.packs.get(pack_id)
-        if pack is None:
-            return
+    def _refill(self, pack_id: str, pack: LivePack) -> None:
+        """A pack asked for more: its fleet's next small tenants, or none (it ends). While
+        its fleet is being planned it waits, asking still: the plan's tenants come soon."""
         jobs: list[JobRow] = []
         found: dict[str, Champion] = {}
         if not self._stopping.is_set():
@@ -345,6 +345,9 @@ class Dispatcher:
                     rows_budget=packing.PACK_ROWS_BUDGET, slots=self.settings.concurrency,
                     server_id=self.server_id)
                 found = champions(session, jobs)
+                if not jobs and fleet.planning(session, pack.parent_id):
+                    return
+        pack.asked = False
         if jobs and pack.handle.feed(self._specs(jobs, found)):
             self._track(jobs, pack.handle)
             return
@@ -363,7 +366,8 @@ class Dispatcher:
                 pack: bool = False) -> None:
         specs = self._specs(jobs, found)
         spec = specs[0]
-        parent_id = jobs[0].parent_id  # a pack's fleet: packs hold one fleet's tenants
+        # A pack's fleet: packs hold one fleet's jobs (its plan is the fleet's own job).
+        parent_id = jobs[0].parent_id or (jobs[0].id if jobs[0].kind == "fleet" else None)
         if pack and parent_id is not None and (len(specs) > 1 or self.executor.refills):
             spec = pack_spec(specs, refill=self.executor.refills)
         try:

@@ -82,6 +82,12 @@ def advance_parents(session: Session, parents: Iterable[str]) -> set[str]:
     return finished
 
 
+def planning(session: Session, parent_id: str) -> bool:
+    """Whether the fleet runs and its plan has not ended: its tenants are still to come."""
+    parent = store.read_job(session, parent_id)
+    return parent.state == JobState.running.value and parent.fleet is None
+
+
 def on_failed(session: Session, job_id: str, reason: str) -> list[str]:
     """A job failed: if it was a fleet's plan, cancel the children queued beside it (the
     global model has nothing to fall back for). Returns the children cancelled."""

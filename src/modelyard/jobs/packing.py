@@ -5,8 +5,9 @@ Pure arithmetic, no database: the dispatcher counts and claims, these functions 
 A small tenant's fit takes a few milliseconds, so a worker of its own would spend more on
 starting (a fork, then the page faults of a fresh process's first job) than on training. Such
 tenants run one after another in a shared worker, a *pack*. Where the executor can refill a pack
-(the local one), an idle pack takes its fleet's next tenants instead of exiting, so a fleet starts
-about one worker per slot. Packs are balanced two ways:
+(the local one), an idle pack takes its fleet's next tenants instead of exiting, and the fleet's
+plan and fallback models start packs too, so a fleet starts one worker per slot. Packs are
+balanced two ways:
 
 - by rows: a pack takes tenants while their rows add up to :data:`PACK_ROWS_BUDGET`, so packs
   take similar time and the slots end together;
@@ -41,6 +42,17 @@ def packable(kind: str, parent_id: str | None, rows: int | None) -> bool:
     The executor must also run packs (``Executor.packs``); that is the caller's to check.
     """
     return kind == "tenant" and parent_id is not None and (rows or 0) <= PACK_MAX_ROWS
+
+
+def opens_pack(kind: str, parent_id: str | None, rows: int | None, *, packs: bool,
+               refills: bool) -> bool:
+    """Whether a claimed job starts a pack: a small tenant where the executor runs packs
+    (``packs``), and where it refills them (``refills``) a fleet's plan and fallback models
+    too, whose worker then takes the fleet's tenants instead of exiting: a fleet runs on one
+    warm worker per slot, none forked or faulting its pages in between."""
+    if refills and kind in ("fleet", "global", "segment"):
+        return True
+    return packs and packable(kind, parent_id, rows)
 
 
 def rows_left(first_rows: int | None, budget: int = PACK_ROWS_BUDGET) -> int:

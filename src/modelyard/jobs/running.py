@@ -34,6 +34,7 @@ class LivePack:
 
     handle: Refillable
     parent_id: str  # the fleet whose tenants it takes
+    asked: bool = False  # it said PackIdle and has not been answered yet
 
 
 @dataclass
@@ -83,8 +84,18 @@ class Running:
 
     def frees_slot(self, job_id: str, ended: set[str]) -> bool:
         """Whether the worker that ran ``job_id`` has no job left once ``ended`` have ended, so
-        its slot is free. A refillable pack's never is: it asks for more or ends itself."""
+        its slot is free, or is a refillable pack now waiting for its next jobs."""
         run = self.runs.get(job_id)
-        if run is None or any(p.handle is run.handle for p in self.packs.values()):
+        if run is None:
             return False
+        pack = next((p for p in self.packs.values() if p.handle is run.handle), None)
+        if pack is not None and not pack.asked:
+            return False  # it asks for more before its last job ends, or ends itself
         return all(j in ended for j, r in self.runs.items() if r.handle is run.handle)
+
+    def ready_to_fill(self, pack: LivePack) -> bool:
+        """Whether a pack that asked for more is answered now: once it runs only tenants, or
+        nothing. A fleet's plan or fallback model may run for seconds after it asks; tenants
+        claimed for it then would wait while the other slots run dry."""
+        return pack.asked and all(r.kind == "tenant" for r in self.runs.values()
+                                  if r.handle is pack.handle)
