@@ -17,7 +17,7 @@ rows; the fixed costs spread over 164 models). Each has 1,000 rows per merchant 
     python benchmarks/fleet.py                      # --tenants 25,1000
     python benchmarks/fleet.py --tenants 25         # the small fleet alone
     python benchmarks/fleet.py --tenants 1000 --rows 200000 --rounds 1   # quicker
-    python benchmarks/fleet.py --tenants 1000 --executor ray   # on a local Ray cluster, beside the local executor
+    python benchmarks/fleet.py --tenants 1000 --executor ray   # on Ray and locally, in turn
 """
 
 from __future__ import annotations
