@@ -31,6 +31,9 @@ DEFAULT_LOG_BUFFER_ROWS = 100_000
 DEFAULT_SCHEDULER_INTERVAL = 10.0
 DEFAULT_TRIGGER_CHECK_INTERVAL = 300.0
 DEFAULT_EXPERIMENT_INTERVAL = 5.0
+# Seconds a server answers /readyz with 503, still serving, between SIGTERM and closing its
+# listener: none by default, since a balancer that retries on another replica needs none.
+DEFAULT_DRAIN_SECONDS = 0.0
 
 
 def default_home() -> Path:
@@ -78,6 +81,10 @@ class Settings:
     trigger_check_interval: float = DEFAULT_TRIGGER_CHECK_INTERVAL
     # The experiment controller (beside the scheduler) looks at running experiments this often.
     experiment_interval: float = DEFAULT_EXPERIMENT_INTERVAL
+    # After SIGTERM: readiness (/readyz) fails this long while requests are still served, so
+    # a load balancer's health check or Kubernetes' readiness probe stops sending new ones
+    # before the listener closes (then in-flight requests finish; see modelyard.server).
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
     @property
     def job_threads(self) -> int:
@@ -113,6 +120,7 @@ class Settings:
         step_commands: Sequence[str | Path] = (), step_images: Sequence[str] = (),
         scheduler: bool | None = None, scheduler_interval: float | None = None,
         trigger_check_interval: float | None = None, experiment_interval: float | None = None,
+        drain_seconds: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
@@ -170,6 +178,7 @@ class Settings:
             **_step_sources(step_commands, step_images),
             **_scheduling(scheduler, scheduler_interval, trigger_check_interval,
                           experiment_interval),
+            drain_seconds=_drain_seconds(drain_seconds),
         )
 
     def ensure_dirs(self) -> None:
@@ -251,6 +260,16 @@ def _scheduling(on: bool | None, interval: float | None, check_interval: float |
                                      f"got {value}")
         out[key] = value
     return out
+
+
+def _drain_seconds(given: float | None) -> float:
+    """``--drain-seconds``, else ``MODELYARD_DRAIN_SECONDS``, else none; 0 or more."""
+    value = given if given is not None else _env_float("MODELYARD_DRAIN_SECONDS")
+    value = DEFAULT_DRAIN_SECONDS if value is None else value
+    if value < 0:
+        raise ConfigurationError(f"--drain-seconds (MODELYARD_DRAIN_SECONDS) must be 0 or more "
+                                 f"seconds, got {value}")
+    return value
 
 
 def _step_sources(commands: Sequence[str | Path], images: Sequence[str]
