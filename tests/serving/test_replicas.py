@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from modelyard.errors import ConfigurationError
 from modelyard.server import free_port
+from modelyard.settings import Settings
 from tests.conftest import ServerProcess, wait_until
 from tests.serving.test_serving_api import _rows, model
 from tests.test_readme import readme_block
@@ -166,3 +168,14 @@ def _status(url: str, rows: list[dict[str, Any]]) -> int | None:
         return httpx.post(url, json={"rows": rows}, timeout=5).status_code
     except httpx.TransportError:
         return None
+
+
+def test_drain_seconds_come_from_the_flag_else_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load(home=tmp_path).drain_seconds == 0.0
+    monkeypatch.setenv("MODELYARD_DRAIN_SECONDS", "4.5")
+    assert Settings.load(home=tmp_path).drain_seconds == 4.5
+    assert Settings.load(home=tmp_path, drain_seconds=0).drain_seconds == 0.0
+    with pytest.raises(ConfigurationError, match=r"^--drain-seconds \(MODELYARD_DRAIN_SECONDS\) "
+                                                 r"must be 0 or more seconds, got -1$"):
+        Settings.load(home=tmp_path, drain_seconds=-1)
