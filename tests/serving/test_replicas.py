@@ -43,7 +43,8 @@ def haproxy_config(port: int, replicas: list[Replica]) -> str:
     """The README's HAProxy configuration, on loopback ports, checking every 200 ms."""
     text = readme_block(SECTION, "haproxy")
     text = re.sub(r"^    server .*\n", "", text, flags=re.M)
-    text = text.replace("bind :8080", f"bind 127.0.0.1:{port}").replace("inter 1s", "inter 200ms")
+    text = text.replace("bind :8080", f"bind 127.0.0.1:{port}").replace("inter 500ms",
+                                                                        "inter 200ms")
     return text + "".join(f"    server {name} 127.0.0.1:{r.port} check\n"
                           for name, r in zip("ab", replicas, strict=True))
 

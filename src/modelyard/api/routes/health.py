@@ -37,8 +37,10 @@ def healthz(svc: Annotated[Services, Depends(services)], request: Request) -> He
 
 @router.get("/readyz", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "starting or draining"}})
-def readyz(request: Request) -> JSONResponse:
-    """Whether to send this server requests: 503 while it starts or drains after SIGTERM."""
+async def readyz(request: Request) -> JSONResponse:
+    """Whether to send this server requests: 503 while it starts or drains after SIGTERM.
+    On the event loop, not a worker thread: a balancer's check under load waits only for the
+    loop."""
     state = request.app.state
     if getattr(state, "draining", False):
         status = "draining"
