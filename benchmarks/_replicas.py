@@ -20,7 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving import HEADER, MODEL_NAME, LoadGen, Server, Target, prime, run_cell, verdict
+from serving import (
+    HEADER,
+    MODEL_NAME,
+    LoadGen,
+    Server,
+    Target,
+    prime,
+    run_cell,
+    stats,
+    verdict,
+)
 
 HAPROXY_CFG = """\
 global
@@ -54,6 +64,11 @@ class Balancer(Server):
 
     def cpu_s(self) -> float:
         return super().cpu_s() + sum(r.cpu_s() for r in self.replicas if r.process)
+
+
+def served(server: Server) -> int:
+    """Rows the replica has scored since it started."""
+    return int(stats(server)["predicted_rows"])
 
 
 def replica(home: Path, name: str, env: dict[str, str]) -> Server:
@@ -128,20 +143,27 @@ def run_replicas(home: Path, args: argparse.Namespace, gen: LoadGen, env: dict[s
         prime(target, [samples[1][0], samples[100][0]])
         print(f"\n2 replicas behind HAProxy, 16 clients per replica\n  {HEADER}", flush=True)
         for rows, batch in samples.items():
+            before = [served(r) for r in pair]
             got = run_cell(gen, target, "2 replicas", batch, 16 * len(pair), args)
+            share = [served(r) - b for r, b in zip(pair, before, strict=True)]
             lines.append(f"2 replicas behind HAProxy, {rows} row{'s' if rows > 1 else ''}, "
                          f"{got.clients} clients: {got.rows_s:.0f} rows/s, p50 "
-                         f"{got.p50_ms:.1f} ms, p99 {got.p99_ms:.1f} ms, {got.errors} errors")
+                         f"{got.p50_ms:.1f} ms, p99 {got.p99_ms:.1f} ms, {got.errors} errors; "
+                         f"rows scored by a, b: {share[0]:,}, {share[1]:,}")
+        # Long enough for the drain, the shutdown, the start and some traffic after it.
         restart = Restart(pair[0], after_s=args.warmup + 1.0)
         got = run_cell(gen, target, "2 replicas, a restarted", samples[100], 16 * len(pair),
-                       args, on_poll=restart, duration=max(args.duration, 8.0))
+                       args, on_poll=restart, duration=max(args.duration, 25.0))
         failed = got.errors + (0 if not got.note else 1)
+        after = served(pair[0]) if restart.restarted else 0
         lines.append(
-            f"replica a restarted under load (100 rows, {got.clients} clients): "
+            f"replica a restarted under load (100 rows, {got.clients} clients, "
+            f"{got.rps * max(args.duration, 25.0):,.0f} requests): "
             f"{'restarted' if restart.restarted else 'NOT restarted'} after "
-            f"{restart.down_s:.1f} s down (drain {DRAIN_S:g} s + shutdown + start), "
-            f"{got.errors} failed requests{(' (' + got.note + ')') if got.note else ''}, "
-            f"p99 {got.p99_ms:.1f} ms: {verdict(restart.restarted and failed == 0)}")
+            f"{restart.down_s:.1f} s down (drain {DRAIN_S:g} s + shutdown + start), then scored "
+            f"{after:,} rows; {got.errors} failed requests"
+            f"{(' (' + got.note + ')') if got.note else ''}, p99 {got.p99_ms:.1f} ms: "
+            f"{verdict(restart.restarted and failed == 0)}")
     finally:
         front.stop()
         for r in pair:
