@@ -648,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy --gil (where the interpreter's time goes) the server in "
                              "the 1-row modelyard cells and the tenants cell; raw stacks here")
+    parser.add_argument("--replicas", action="store_true",
+                        help="also serve through 2 `modelyard serve` replicas behind HAProxy "
+                             "(Debian's haproxy), and restart one of them under load")
     parser.add_argument("--home", type=Path, default=None, help="default: a temporary folder")
     args = parser.parse_args(argv)
     if args.quick:
@@ -771,10 +774,14 @@ def run(home: Path, args: argparse.Namespace, gen: LoadGen) -> None:
     finally:
         server.stop()
 
+    if args.replicas:
+        from _replicas import run_replicas
+
+        replica_report = run_replicas(home, args, gen, env, {1: one, 100: hundred})
     tenant_report: list[str] = []
     if args.tenants > 0:
         tenant_report = run_tenants(home, args, gen, v1)
-    report(results, tenant_report)
+    report(results, (replica_report if args.replicas else []) + tenant_report)
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
 
 

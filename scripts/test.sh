@@ -16,10 +16,14 @@ FIND=()
 python3 -m uv pip sync -q --python "$VENV/bin/python" "${FIND[@]}" requirements/dev.lock
 python3 -m uv pip install -q --python "$VENV/bin/python" --no-deps -e .
 # The UI tests drive Debian's own Chromium through Playwright's driver: no browser download.
-if ! command -v chromium >/dev/null; then
+# The serving replicas' test runs Debian's HAProxy in front of them.
+DEBS=()
+command -v chromium >/dev/null || DEBS+=(chromium)
+command -v haproxy >/dev/null || DEBS+=(haproxy)
+if [ "${#DEBS[@]}" -gt 0 ]; then
   SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
   ("${SUDO[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium) >&2
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${DEBS[@]}") >&2
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"

@@ -35,6 +35,9 @@ DEFAULT_EXPERIMENT_INTERVAL = 5.0
 # has not for this long. Long enough for a busy database's pause, short for a crash's cost.
 DEFAULT_LEASE_SECONDS = 15.0
 DEFAULT_EXPERIMENT_RETENTION_DAYS = 90.0
+# Seconds a server answers /readyz with 503, still serving, between SIGTERM and closing its
+# listener: none by default, since a balancer that retries on another replica needs none.
+DEFAULT_DRAIN_SECONDS = 0.0
 
 
 def default_home() -> Path:
@@ -86,6 +89,10 @@ class Settings:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # A finished experiment's assignments and outcomes are pruned this long after it ended.
     experiment_retention_days: float = DEFAULT_EXPERIMENT_RETENTION_DAYS
+    # After SIGTERM: readiness (/readyz) fails this long while requests are still served, so
+    # a load balancer's health check or Kubernetes' readiness probe stops sending new ones
+    # before the listener closes (then in-flight requests finish; see modelyard.server).
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
     @property
     def job_threads(self) -> int:
@@ -121,13 +128,12 @@ class Settings:
         step_commands: Sequence[str | Path] = (), step_images: Sequence[str] = (),
         scheduler: bool | None = None, scheduler_interval: float | None = None,
         trigger_check_interval: float | None = None, experiment_interval: float | None = None,
-        lease_seconds: float | None = None,
-        experiment_retention_days: float | None = None,
+        lease_seconds: float | None = None, experiment_retention_days: float | None = None,
+        drain_seconds: float | None = None,
     ) -> Settings:
         """Resolve settings from arguments, then ``MODELYARD_*`` variables, then defaults."""
         env = os.environ
-        home_path = Path(home).expanduser() if home is not None else default_home()
-        home_path = home_path.resolve()
+        home_path = (Path(home).expanduser() if home is not None else default_home()).resolve()
         roots: list[str] = [str(r) for r in data_roots]
         if not roots and env.get("MODELYARD_DATA_ROOTS"):
             roots = [r for r in env["MODELYARD_DATA_ROOTS"].split(os.pathsep) if r]
@@ -146,8 +152,7 @@ class Settings:
         return cls(
             home=home_path,
             db_url=db_url or env.get("MODELYARD_DB") or f"sqlite:///{home_path / 'modelyard.db'}",
-            artifact_root=artifact_root
-            or env.get("MODELYARD_ARTIFACTS")
+            artifact_root=artifact_root or env.get("MODELYARD_ARTIFACTS")
             or str(home_path / "artifacts"),
             data_roots=tuple(_normalise_root(r) for r in roots),
             workflow_modules=tuple(modules),
@@ -181,6 +186,7 @@ class Settings:
             **_scheduling(scheduler, scheduler_interval, trigger_check_interval,
                           experiment_interval, lease_seconds),
             experiment_retention_days=_retention_days(experiment_retention_days),
+            drain_seconds=_drain_seconds(drain_seconds),
         )
 
     def ensure_dirs(self) -> None:
@@ -273,6 +279,16 @@ def _retention_days(given: float | None) -> float:
     if not value > 0:
         raise ConfigurationError("--experiment-retention-days (MODELYARD_EXPERIMENT_RETENTION_"
                                  f"DAYS) must be a positive number of days, got {value}")
+    return value
+
+
+def _drain_seconds(given: float | None) -> float:
+    """``--drain-seconds``, else ``MODELYARD_DRAIN_SECONDS``, else none; 0 or more."""
+    value = given if given is not None else _env_float("MODELYARD_DRAIN_SECONDS")
+    value = DEFAULT_DRAIN_SECONDS if value is None else value
+    if value < 0:
+        raise ConfigurationError(f"--drain-seconds (MODELYARD_DRAIN_SECONDS) must be 0 or more "
+                                 f"seconds, got {value}")
     return value
 
 

@@ -1,5 +1,5 @@
 """One shared token (``MODELYARD_TOKEN``, a laptop's auth): an admin named ``token`` on every
-route but /healthz, the docs included; and a server with no token at all is open."""
+route but /healthz and /readyz, the docs included; and a server with no token at all is open."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tests.conftest import ServerProcess, example_request, with_workflow
 def test_token_is_required_when_configured(token_env_server: ServerProcess) -> None:
     server = token_env_server
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+    # Readiness too: a load balancer's health check carries no token.
+    assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready"}
     # The docs' assets hold no data; the pages and the schema need the token.
     assert httpx.get(f"{server.url}/static/redoc/redoc.standalone.js").status_code == 200
     for page in ("/openapi.json", "/docs", "/redoc"):

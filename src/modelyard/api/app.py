@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -85,6 +86,11 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
         app.state.services = Services(settings, sessions, dispatcher, notifier, runner)
         serving.start()
         app.state.serving = serving
+        # What startup imported and built lives as long as the process: kept out of the
+        # collector's full passes, which would otherwise walk it all, holding the GIL, every
+        # time enough requests' objects outlived the young generations.
+        gc.collect()
+        gc.freeze()
         log.info("modelyard %s: home %s, db %s, %s%s", __version__, settings.home,
                  engine.url.render_as_string(hide_password=True),
                  f"executor {settings.executor} x{settings.concurrency}" if run_jobs

@@ -20,7 +20,7 @@ does, so that tokens stay out of URLs and logs. The web UI's pages (``/ui/...``)
 the session cookie a browser gets at ``/ui/login`` (no other route does: the API is never driven
 by a cookie), and a change through them needs its CSRF token
 (:mod:`modelyard.api.browser`); a browser without a session is sent to the login page.
-``/healthz``, ``/``, the login page and the static assets need no token.
+``/healthz``, ``/readyz``, ``/``, the login page and the static assets need no token.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from modelyard.errors import ConfigurationError, Forbidden, RequestError
 CACHE_SECONDS = 5.0
 IDENTITY = "modelyard.identity"  # the scope key the middleware puts the caller under
 # "/" only redirects to the UI; login and logout check their forms' CSRF token themselves.
-PUBLIC_PATHS = frozenset({"/healthz", "/", LOGIN_PATH, LOGOUT_PATH})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", LOGIN_PATH, LOGOUT_PATH})
 PUBLIC_PREFIXES = ("/static/", STATIC_PREFIX)  # the pages' scripts and styles: no data
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -280,7 +280,7 @@ async def _redirect(send: Send, location: str) -> None:
 def document_auth(app: FastAPI) -> None:
     """Declare the bearer scheme in ``app``'s OpenAPI document, and on each operation the role
     it needs (OpenAPI 3.1 lets a non-OAuth requirement list role names) and its 401 and 403
-    answers; ``/healthz`` needs nothing."""
+    answers; ``/healthz`` and ``/readyz`` need nothing."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -198,6 +198,10 @@ class Health(BaseModel):
         default_factory=list, description="production versions serving cannot load")
 
 
+class Readiness(BaseModel):
+    status: str = Field(description="ready (200), starting or draining (503)")
+
+
 def status_of(job: JobRow, transitions: list[TransitionRow], steps: list[StepRow], *,
               redact: Callable[[str], str]) -> JobStatus:
     """The job's status; ``redact`` rewrites the transitions' reasons (they quote errors) for

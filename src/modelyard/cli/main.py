@@ -89,6 +89,11 @@ def _server_options(func: Any) -> Any:
         click.option("--debug", is_flag=True, default=None,
                      help="Show tracebacks and the server's own paths in error answers "
                           "(default $MODELYARD_DEBUG; else they stay in the logs)."),
+        click.option("--drain-seconds", type=float, default=None,
+                     help="After SIGTERM, seconds /readyz answers 503 while requests are still "
+                          "served, before the listener closes and in-flight requests finish: "
+                          "at least the load balancer's (or readiness probe's) time to notice "
+                          "(default 0; MODELYARD_DRAIN_SECONDS)."),
         click.option("--log-level", default="info", show_default=True),
     ]
     for option in reversed(options):

@@ -4,9 +4,8 @@ It is the only writer of running jobs. Executor threads put worker events on a q
 applies them in batches, one transaction each (:mod:`~modelyard.jobs.recording`), claims queued
 jobs while slots are free (:mod:`~modelyard.jobs.claims`; small tenants of a fleet share a
 worker: :mod:`~modelyard.jobs.packing`), kills cancelled and timed-out jobs, and moves fleets on
-(:mod:`~modelyard.jobs.fleet`). At start-up it recovers from a crash of the previous server
-(:mod:`~modelyard.jobs.recovery`): queued jobs simply run, and jobs whose worker vanished end
-``failed`` with a reason that says so.
+(:mod:`~modelyard.jobs.fleet`). Jobs whose server died end ``failed``, saying so: at start-up
+(:mod:`~modelyard.jobs.recovery`) or when its lease runs out (:mod:`~modelyard.jobs.lease`).
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import random
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +73,7 @@ class ServingService:
         self.counters = {"predict_calls": 0, "predicted_rows": 0, "failed_batches": 0,
                          "production_sampled_out": 0, "cache_hits": 0}
         self._last_good: dict[tuple[str, str], VersionRef] = {}
+        self._modules = len(sys.modules)
         self.degraded = DegradedTracker(sessions, self.router, self.load_pool, {
             settings.artifact_root: "<artifacts>", str(settings.home): "<home>"})
         self.metrics = ServingMetrics(registry)
@@ -95,8 +98,12 @@ class ServingService:
         cached = self.cache.peek(ref)  # the fast path, no thread hop
         if cached is not None:
             return cached
-        return await asyncio.get_running_loop().run_in_executor(self.load_pool, self.cache.get,
-                                                                ref)
+        loaded = await asyncio.get_running_loop().run_in_executor(self.load_pool, self.cache.get,
+                                                                  ref)
+        if len(sys.modules) != self._modules:  # the model's unpickling imported libraries
+            self._modules = len(sys.modules)
+            gc.freeze()  # as startup's, kept out of the collector's full passes (api.app)
+        return loaded
 
     def _batcher(self, loaded: LoadedModel) -> Batcher:
         if loaded.batcher is None:
