@@ -171,6 +171,24 @@ def test_doc_command_lines_configure_the_executor(tmp_path: Path,
         [e["valueFrom"] for e in server["env"] if e["name"] == "MODELYARD_DB"]
 
 
+def test_a_stopping_replica_drains_within_its_grace_period(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """The drain outlasts the readiness probe's failures (the Service drops the replica while it
+    still serves) and ends, with the in-flight requests' time, within the grace period."""
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path))
+    from modelyard.server import GRACEFUL_S
+
+    deployment = _one("Deployment", "modelyard-serving")
+    (serve,) = _containers(deployment)
+    drain = _command_settings(serve["command"], "serve").drain_seconds
+    probe = serve["readinessProbe"]
+    assert probe["httpGet"]["path"] == "/readyz"
+    assert drain >= probe["periodSeconds"] * probe.get("failureThreshold", 3) + 5
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= drain + GRACEFUL_S + 5
+
+
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 def test_probe_paths_answer_on_a_real_server(server: ServerProcess) -> None:
     probes = {(c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"])
