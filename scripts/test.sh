@@ -19,7 +19,7 @@ python3 -m uv pip install -q --python "$VENV/bin/python" --no-deps -e .
 # The serving replicas' test runs Debian's HAProxy in front of them.
 DEBS=()
 command -v chromium >/dev/null || DEBS+=(chromium)
-command -v haproxy >/dev/null || DEBS+=(haproxy)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || DEBS+=(haproxy)
 if [ "${#DEBS[@]}" -gt 0 ]; then
   SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
   ("${SUDO[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
