@@ -15,37 +15,22 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _server import launch
 from fleet import Bare, fleet_data, fleet_run
 
 from modelyard.client import Client
-from modelyard.server import free_port
 from modelyard.synthetic import example_request
 
 
 def start(name: str, src: str, home: Path, data: Path,
           cores: int) -> tuple[subprocess.Popen[bytes], Client]:
     """A ``modelyard server`` of the build in ``src``, warmed up with one job."""
-    port = free_port("127.0.0.1")
-    env = {**os.environ, "PYTHONPATH": src}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard", "server", "--port", str(port), "--home",
-         str(home / name), "--data-root", str(data), "--concurrency", str(cores)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = Client(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            client.health()
-            break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"the {name} server did not start") from None
-            time.sleep(0.5)
+    proc, url = launch(home / name, "--data-root", str(data), "--concurrency", str(cores),
+                       src=src)
+    client = Client(url)
     client.wait(client.train(example_request("payments.parquet")), timeout=600)  # warm up
     return proc, client
 
