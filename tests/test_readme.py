@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -60,6 +61,60 @@ def readme_block(heading: str, lang: str, *, containing: str = "") -> str:
             f"{containing!r}; expected exactly 1"
         )
     return blocks[0]
+
+
+def shell_commands(block: str) -> list[str]:
+    """The commands of a shell block as bash reads them: a line that ends with ``\\`` goes on
+    on the next one, and so does an open quote; comment lines are left out."""
+    commands, pending = [], ""
+    for line in block.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending = f"{pending}\n{line}" if pending else line
+        if pending.endswith("\\"):
+            pending = pending[:-1]
+            continue
+        try:
+            shlex.split(pending, comments=True)
+        except ValueError:  # "No closing quotation": the quoted text goes on
+            continue
+        commands.append(pending)
+        pending = ""
+    if pending:
+        raise ValueError(f"README shell block ends inside a command: {pending!r}")
+    return commands
+
+
+@dataclass
+class Ran:
+    """What a README command did: its exit status and what it printed."""
+
+    command: str
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_modelyard(command: str, env: Mapping[str, str]) -> Ran:
+    """Run a README ``modelyard ...`` command line in this process, through the CLI's own
+    entry, its arguments split as bash splits them: the same parsing and code as the
+    ``modelyard`` script without an interpreter's start per line. An error of the command
+    exits 2 with its message, as ``modelyard.cli.main.main`` makes it."""
+    from click.testing import CliRunner
+
+    from modelyard.cli.main import cli
+    from modelyard.errors import ModelyardError
+
+    argv = shlex.split(command, comments=True)
+    if argv[0] != "modelyard":
+        raise ValueError(f"not a modelyard command: {command!r}")
+    result = CliRunner().invoke(cli, argv[1:], env=dict(env))
+    code, error = result.exit_code, ""
+    if isinstance(result.exception, ModelyardError):
+        code, error = 2, f"error: {result.exception}"
+    elif result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(command, code, result.stdout, result.stderr + error)
 
 
 def workflow_code() -> str:
