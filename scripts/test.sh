@@ -16,10 +16,12 @@ FIND=()
 python3 -m uv pip sync -q --python "$VENV/bin/python" "${FIND[@]}" requirements/dev.lock
 python3 -m uv pip install -q --python "$VENV/bin/python" --no-deps -e .
 # The UI tests drive Debian's own Chromium through Playwright's driver: no browser download.
-# The serving replicas' test runs Debian's HAProxy in front of them.
+# The serving replicas' test runs Debian's HAProxy in front of them; the README's curl
+# examples run with the real curl.
 DEBS=()
 command -v chromium >/dev/null || DEBS+=(chromium)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || DEBS+=(haproxy)
+command -v curl >/dev/null || DEBS+=(curl)
 if [ "${#DEBS[@]}" -gt 0 ]; then
   SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
   ("${SUDO[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
