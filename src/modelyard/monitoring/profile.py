@@ -93,7 +93,11 @@ class Profile:
         return next((f for f in self.features if f.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        """The profile as JSON values: ``dataclasses.asdict``'s dict, without its copy of
+        every list element one by one."""
+        out = _fields_json(self)
+        out["features"] = [_feature_json(f) for f in self.features]
+        out["score"] = _fields_json(self.score) if self.score is not None else None
         newest = self.newest_training_row
         out["newest_training_row"] = newest.isoformat() if newest is not None else None
         return out
@@ -111,6 +115,22 @@ class Profile:
             newest_training_row=dt.datetime.fromisoformat(newest) if newest else None,
             version=int(obj.get("version", PROFILE_VERSION)),
         )
+
+
+def _fields_json(record: Any) -> dict[str, Any]:
+    """A record's fields in order, its lists and dicts copied whole."""
+    out = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        out[field.name] = value.copy() if isinstance(value, list | dict) else value
+    return out
+
+
+def _feature_json(feature: FeatureProfile) -> dict[str, Any]:
+    out = _fields_json(feature)
+    for name, part in (("number", feature.number), ("category", feature.category)):
+        out[name] = _fields_json(part) if part is not None else None
+    return out
 
 
 def _number_from_json(obj: Mapping[str, Any] | None) -> NumberProfile | None:
@@ -243,7 +263,7 @@ def _category_counts(series: pd.Series) -> tuple[Any, np.ndarray[Any, np.dtype[n
     return counted.index, counted.to_numpy(dtype=np.int64)
 
 
-def _null_count(series: pd.Series) -> int:
+def null_count(series: pd.Series) -> int:
     """``series.isna().sum()``, without building a Series for numpy columns."""
     dtype = series.dtype
     if isinstance(dtype, np.dtype):
@@ -261,7 +281,7 @@ def _null_count(series: pd.Series) -> int:
 def feature_profile(name: str, series: pd.Series) -> FeatureProfile:
     kind = kind_of(series)
     rows = len(series)
-    null_rate = float(_null_count(series) / rows) if rows else 0.0
+    null_rate = float(null_count(series) / rows) if rows else 0.0
     if kind == "number":
         return FeatureProfile(name, kind, str(series.dtype), null_rate,
                               number=number_profile(series.to_numpy(dtype=float, na_value=np.nan)))
