@@ -240,7 +240,7 @@ def _category_counts(series: pd.Series) -> tuple[Any, np.ndarray[Any, np.dtype[n
     """A category column's distinct non-null values and their counts, in the order
     ``value_counts`` counts them, without building its Series; any other dtype through it."""
     dtype, array = series.dtype, series.array
-    if dtype == np.bool_:  # first appearance; both values counted, a missing one is 0
+    if isinstance(dtype, np.dtype) and dtype.kind == "b":  # counted in order of appearance
         flags = series.to_numpy()
         trues = int(np.count_nonzero(flags))
         first = bool(flags[0]) if len(flags) else True
