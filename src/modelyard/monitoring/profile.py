@@ -25,16 +25,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 GRID_LEVELS = 50  # quantile steps of a number's grid: KS is exact to 1/50 of the rows
 PSI_BINS = 10  # deciles
 TOP_CATEGORIES = 20
 PROFILE_VERSION = 1
+_LEVELS = np.linspace(0.0, 1.0, GRID_LEVELS + 1)
 
 Kind = Literal["number", "category", "other"]
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -89,7 +93,11 @@ class Profile:
         return next((f for f in self.features if f.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        """The profile as JSON values: ``dataclasses.asdict``'s dict, without its copy of
+        every list element one by one."""
+        out = _fields_json(self)
+        out["features"] = [_feature_json(f) for f in self.features]
+        out["score"] = _fields_json(self.score) if self.score is not None else None
         newest = self.newest_training_row
         out["newest_training_row"] = newest.isoformat() if newest is not None else None
         return out
@@ -107,6 +115,22 @@ class Profile:
             newest_training_row=dt.datetime.fromisoformat(newest) if newest else None,
             version=int(obj.get("version", PROFILE_VERSION)),
         )
+
+
+def _fields_json(record: Any) -> dict[str, Any]:
+    """A record's fields in order, its lists and dicts copied whole."""
+    out = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        out[field.name] = value.copy() if isinstance(value, list | dict) else value
+    return out
+
+
+def _feature_json(feature: FeatureProfile) -> dict[str, Any]:
+    out = _fields_json(feature)
+    for name, part in (("number", feature.number), ("category", feature.category)):
+        out[name] = _fields_json(part) if part is not None else None
+    return out
 
 
 def _number_from_json(obj: Mapping[str, Any] | None) -> NumberProfile | None:
@@ -127,7 +151,11 @@ def _feature_from_json(obj: Mapping[str, Any]) -> FeatureProfile:
 def kind_of(series: pd.Series) -> Kind:
     """How a column is profiled: numbers (not booleans), categories (text, categoricals,
     booleans), or other (dates, lists, ...: their null rate and type only)."""
-    dtype = series.dtype
+    return kind_of_dtype(series.dtype)
+
+
+def kind_of_dtype(dtype: Any) -> Kind:
+    """:func:`kind_of` a column of this pandas dtype."""
     if pd.api.types.is_bool_dtype(dtype):
         return "category"
     if pd.api.types.is_numeric_dtype(dtype):
@@ -135,6 +163,11 @@ def kind_of(series: pd.Series) -> Kind:
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
         return "category"
     return "other"
+
+
+def column_kinds(frame: pd.DataFrame) -> dict[str, Kind]:
+    """Every column's :func:`kind_of`, read from the frame's dtypes (no column is built)."""
+    return {str(c): kind_of_dtype(d) for c, d in frame.dtypes.items()}
 
 
 def as_text(series: pd.Series) -> pd.Series:
@@ -147,22 +180,33 @@ def as_text(series: pd.Series) -> pd.Series:
 def number_profile(values: Any) -> NumberProfile:
     """The grid, exact CDF, PSI bins and moments of the finite values of ``values``."""
     x = np.asarray(values, dtype=float)
-    x = np.sort(x[np.isfinite(x)])
+    x = x[np.isfinite(x)]  # a copy: sorted in place
+    x.sort()
     if len(x) == 0:
         return NumberProfile([], [], [], [], None, None, None)
-    levels = _sorted_quantiles(x, np.linspace(0.0, 1.0, GRID_LEVELS + 1))
-    grid = np.unique(levels)
+    levels = _sorted_quantiles(x, _LEVELS)
+    grid = _distinct(levels)
     cdf = np.searchsorted(x, grid, side="right") / len(x)
     # The deciles are grid values (every fifth level), so the drift computation can map each
     # grid cell to its PSI bin.
     step = GRID_LEVELS // PSI_BINS
-    edges = np.unique(levels[step:-1:step])
+    edges = _distinct(levels[step:-1:step])
     edges = edges[edges < grid[-1]]  # a last bin (max, inf] would always be empty
-    counts = np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1)
+    # Each bin's count from where its edges fall in the sorted values, not each value's bin.
+    bounds = [0, *np.searchsorted(x, edges, side="right").tolist(), len(x)]
     return NumberProfile(
         grid=grid.tolist(), cdf=cdf.tolist(), edges=edges.tolist(),
-        proportions=(counts / len(x)).tolist(), min=float(x[0]), max=float(x[-1]),
-        mean=float(x.mean()))
+        proportions=[(upper - lower) / len(x) for lower, upper in itertools.pairwise(bounds)],
+        min=float(x[0]), max=float(x[-1]), mean=float(x.mean()))
+
+
+def _distinct(levels: FloatArray) -> FloatArray:
+    """``np.unique(levels)`` of quantile levels: strictly increasing ones (continuous values)
+    are returned as they are, without its sort."""
+    if bool((levels[1:] > levels[:-1]).all()):
+        return levels
+    out: FloatArray = np.unique(levels)
+    return out
 
 
 def _sorted_quantiles(x: FloatArray, q: FloatArray) -> FloatArray:
@@ -175,22 +219,69 @@ def _sorted_quantiles(x: FloatArray, q: FloatArray) -> FloatArray:
 
 
 def category_profile(series: pd.Series) -> CategoryProfile:
-    """The top values of a text, categorical or boolean column and the rest's share."""
-    counts = (as_text(series) if pd.api.types.is_bool_dtype(series.dtype) else series
-              ).value_counts(dropna=True)
-    counts = counts[counts > 0]  # a categorical's unused categories
-    total = int(counts.sum())
+    """The top values of a text, categorical or boolean column and the rest's share.
+
+    The values are ranked as ``Series.value_counts`` ranks them: most frequent first, ties in
+    the order it counts them (a categorical's categories, else first appearance).
+    """
+    values, counts = _category_counts(series)
+    present = np.flatnonzero(counts)  # a categorical's unused categories are left out
+    total = int(counts[present].sum())
     if total == 0:
         return CategoryProfile([], [], 0.0)
-    top = counts.iloc[:TOP_CATEGORIES]
-    shares = (top / total).tolist()
-    return CategoryProfile([str(c) for c in top.index], shares, max(0.0, 1.0 - sum(shares)))
+    top = present[np.argsort(-counts[present], kind="stable")[:TOP_CATEGORIES]]
+    shares = (counts[top] / total).tolist()
+    names = values.take(pa.array(top)).to_pylist() if isinstance(values, pa.Array) else [
+        values[i] for i in top]
+    return CategoryProfile([str(c) for c in names], shares, max(0.0, 1.0 - sum(shares)))
+
+
+def _category_counts(series: pd.Series) -> tuple[Any, np.ndarray[Any, np.dtype[np.int64]]]:
+    """A category column's distinct non-null values and their counts, in the order
+    ``value_counts`` counts them, without building its Series; any other dtype through it."""
+    dtype, array = series.dtype, series.array
+    if isinstance(dtype, np.dtype) and dtype.kind == "b":  # counted in order of appearance
+        flags = series.to_numpy()
+        trues = int(np.count_nonzero(flags))
+        first = bool(flags[0]) if len(flags) else True
+        order = [first, not first]
+        counts = [trues if v else len(flags) - trues for v in order]
+        return ["true" if v else "false" for v in order], np.asarray(counts, dtype=np.int64)
+    if isinstance(dtype, pd.CategoricalDtype):
+        codes = np.asarray(array.codes)
+        return dtype.categories, np.bincount(codes[codes >= 0],
+                                             minlength=len(dtype.categories)).astype(np.int64)
+    if isinstance(array, pd.arrays.ArrowExtensionArray):
+        chunks = array.__arrow_array__()
+        if pa.types.is_string(chunks.type) or pa.types.is_large_string(chunks.type):
+            counted = pc.value_counts(chunks)
+            valid = counted.field(0).is_valid()
+            return (counted.field(0).filter(valid),
+                    counted.field(1).filter(valid).to_numpy(zero_copy_only=False))
+    counted = (as_text(series) if pd.api.types.is_bool_dtype(dtype) else series).value_counts(
+        dropna=True)
+    return counted.index, counted.to_numpy(dtype=np.int64)
+
+
+def null_count(series: pd.Series) -> int:
+    """``series.isna().sum()``, without building a Series for numpy columns."""
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "biu":
+            return 0
+        values = series.to_numpy()
+        if dtype.kind in "fc":
+            return int(np.count_nonzero(np.isnan(values)))
+        if dtype.kind in "mM":
+            return int(np.count_nonzero(np.isnat(values)))
+        return int(np.count_nonzero(pd.isna(values)))
+    return int(np.count_nonzero(series.array.isna()))
 
 
 def feature_profile(name: str, series: pd.Series) -> FeatureProfile:
     kind = kind_of(series)
     rows = len(series)
-    null_rate = float(series.isna().sum() / rows) if rows else 0.0
+    null_rate = float(null_count(series) / rows) if rows else 0.0
     if kind == "number":
         return FeatureProfile(name, kind, str(series.dtype), null_rate,
                               number=number_profile(series.to_numpy(dtype=float, na_value=np.nan)))
@@ -219,7 +310,7 @@ def build_profile(frame: pd.DataFrame, features: Sequence[str], scores: Any, *,
     return Profile(
         rows=len(frame),
         features=[feature_profile(f, frame[f]) for f in features],
-        columns={str(c): kind_of(frame[c]) for c in frame.columns},
+        columns=column_kinds(frame),
         score=number_profile(score_array),
         importance={f: float(importance.get(f, 0.0)) for f in features},
         importance_method=importance_method,
@@ -228,9 +319,19 @@ def build_profile(frame: pd.DataFrame, features: Sequence[str], scores: Any, *,
 
 
 def _newest(frame: pd.DataFrame, date_column: str | None) -> dt.datetime | None:
+    """The date column's newest value, in UTC (a naive one taken as UTC), as
+    ``pd.to_datetime(column, errors="coerce", utc=True).max()`` has it."""
     if date_column is None or date_column not in frame.columns:
         return None
-    newest = pd.to_datetime(frame[date_column], errors="coerce", utc=True).max()
+    column = frame[date_column]
+    if pd.api.types.is_datetime64_any_dtype(column.dtype) and not isinstance(
+            column.dtype, pd.ArrowDtype):
+        newest = column.array.max()  # dates already: no parsing, no converted copy
+        if not pd.isna(newest):
+            newest = (newest.tz_localize(dt.UTC) if newest.tzinfo is None
+                      else newest.tz_convert(dt.UTC))
+    else:
+        newest = pd.to_datetime(column, errors="coerce", utc=True).max()
     if newest is pd.NaT or pd.isna(newest):
         return None
     value: dt.datetime = newest.to_pydatetime()

@@ -23,7 +23,7 @@ from modelyard.artifacts import ArtifactStore
 from modelyard.errors import NotFound
 from modelyard.monitoring import decay as decays
 from modelyard.monitoring import stats
-from modelyard.monitoring.profile import Kind, Profile, kind_of
+from modelyard.monitoring.profile import Kind, Profile, column_kinds
 from modelyard.monitoring.report import (
     FeatureDrift,
     MonitoringReport,
@@ -155,7 +155,7 @@ def _logged_features(log: pa.Table | None) -> tuple[pd.DataFrame, dict[str, Kind
     names = production_log.features_of(log)
     frame = log.select([production_log.FEATURE_PREFIX + n for n in names]).to_pandas()
     frame.columns = names
-    return frame, _kinds(frame)
+    return frame, column_kinds(frame)
 
 
 def _traffic(path: str, settings: Settings, profile: Profile
@@ -165,16 +165,12 @@ def _traffic(path: str, settings: Settings, profile: Profile
 
     source = data.resolve_source(path, settings.data_roots)
     dataset = data.open_dataset(source)
-    kinds = _kinds(dataset.schema.empty_table().to_pandas())
+    kinds = column_kinds(dataset.schema.empty_table().to_pandas())
     wanted = [f.name for f in profile.features if f.name in kinds]
     if not wanted:
         return pd.DataFrame(), kinds, source.display
     frame = data.to_frame(data.scan(dataset, wanted, None))
     return frame, kinds, source.display
-
-
-def _kinds(frame: pd.DataFrame) -> dict[str, Kind]:
-    return {str(c): kind_of(frame[c]) for c in frame.columns}
 
 
 def report_json(report: MonitoringReport) -> dict[str, Any]:

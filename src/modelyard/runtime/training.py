@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import DataError, WorkflowError
 from modelyard.monitoring.importance import importances
-from modelyard.monitoring.profile import Profile, build_profile
+from modelyard.monitoring.profile import Profile, build_profile, null_count
 from modelyard.protocol.events import (
     Champion,
     JobErrored,
@@ -235,7 +235,7 @@ def split(info: StepInfo, job: TrainingJob, resolved: Resolved, loaded: Loaded,
     row_counts = {"total": loaded.total_rows, "after_filters": table.num_rows,
                   "train": len(train_df), "holdout": len(holdout_df)}
     missing = [c for c in job.request.train.classifier_features
-               if bool(train_df[c].isna().any() or holdout_df[c].isna().any())]
+               if null_count(train_df[c]) or null_count(holdout_df[c])]
     return Frames(train_df, holdout_df, task, row_counts, missing)
 
 
