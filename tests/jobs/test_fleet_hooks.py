@@ -1,6 +1,7 @@
-"""The fleet hooks the dispatcher calls, on a real store and without a worker: a finished plan
-queues the children, a not-started pack-mate is queued again once, a failed plan cancels what
-was queued beside it, and the last child's end graduates, routes and finishes the fleet."""
+"""The fleet hooks the dispatcher calls, on a real store and without a worker: a plan's
+tenants are queued as it writes them and when it finishes, each once; a not-started pack-mate is
+queued again once, a failed plan cancels what was queued beside it, and the last child's end
+graduates, routes and finishes the fleet."""
 
 from __future__ import annotations
 
@@ -86,6 +87,45 @@ def test_a_finished_plan_queues_segments_then_tenants_largest_first(session: Ses
     assert "fleet planned: 3 more models queued" in _log(parent)
 
 
+def test_tenants_queued_while_the_plan_runs_are_not_queued_again_by_the_plan(
+        session: Session, tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, segment_column="charge_country")
+    big, mid, small = (_tenant("big", 5_000, segment="EU"), _tenant("mid", 2_000, segment="US"),
+                       _tenant("small", 500, segment="EU"))
+    assert fleet.on_tenants_ready(session, parent.id, [big], ["EU", "US"]) == 3
+    assert fleet.planning(session, parent.id)  # a waiting pack keeps waiting for the rest
+    assert fleet.on_tenants_ready(session, parent.id, [mid], ["EU", "US"]) == 1
+    plan = _plan(small, big, mid, _tenant("tiny", 10, qualifies=False, segment="EU"),
+                 segments=["EU", "US"])
+    assert fleet.on_plan_finished(session, parent.id, plan) == 1
+    session.commit()
+
+    children = children_of(session, parent.id)
+    assert [(c.kind, c.tenant, c.rows) for c in children] == [
+        ("segment", "segment:EU", None), ("segment", "segment:US", None),
+        ("tenant", "big", 5_000), ("tenant", "mid", 2_000), ("tenant", "small", 500)]
+    assert role_of(children[3]) == FleetRole("tenant", "mid", segment="US")
+    assert children[3].request["data"]["features"]["path"] == "/fleets/p/mid.arrow"
+    assert not fleet.planning(session, parent.id)
+    assert FleetPlan.from_json(parent.fleet or {}) == plan
+    assert "fleet: 3 models queued while the plan runs" in _log(parent)
+    assert "fleet planned: 1 more models queued" in _log(parent)
+
+
+def test_a_plan_that_fails_after_queueing_tenants_cancels_them(session: Session,
+                                                                tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, global_model=False)
+    fleet.on_tenants_ready(session, parent.id, [_tenant("a", 900), _tenant("b", 800)], [])
+    a = next(c for c in children_of(session, parent.id) if c.tenant == "a")
+    store.transition(session, a.id, JobState.running, "claimed")
+    store.transition(session, parent.id, JobState.failed, "disk full")
+    assert len(fleet.on_failed(session, parent.id, "disk full")) == 2  # running and queued
+    session.commit()
+    assert {c.state for c in children_of(session, parent.id)} == {"cancelled"}
+    assert fleet.on_tenants_ready(session, parent.id, [_tenant("c", 700)], []) is None
+    assert len(children_of(session, parent.id)) == 2
+
+
 def test_a_plan_that_ends_after_its_fleet_was_cancelled_queues_nothing(
         session: Session, tmp_path: Path) -> None:
     parent = _running_fleet(session, tmp_path)
@@ -113,6 +153,23 @@ def test_a_pack_mate_that_never_ran_is_queued_again_once(session: Session,
     store.transition(session, again, JobState.failed, "never reached either")
     assert fleet.requeue_not_started(session, again) is None  # once
     assert len(children_of(session, parent.id)) == 3
+
+
+def test_a_pack_mate_queued_while_the_plan_runs_is_queued_again_from_its_own_row(
+        session: Session, tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, global_model=False)
+    fleet.on_tenants_ready(session, parent.id, [_tenant("a", 900, segment="EU")], [])
+    (first,) = children_of(session, parent.id)
+    store.transition(session, first.id, JobState.failed, "never reached",
+                     exception_info=failure(FailureKind.not_started, "never reached"))
+    again = fleet.requeue_not_started(session, first.id)  # no plan to read it from yet
+    assert again is not None
+    retry = store.read_job(session, again)
+    assert (retry.tenant, retry.rows, retry.state) == ("a", 900, "queued")
+    assert retry.request["data"]["features"]["path"] == "/fleets/p/a.arrow"
+    assert role_of(retry) == FleetRole("tenant", "a", segment="EU", requeued_from=first.id)
+    plan = _plan(_tenant("a", 900, segment="EU"))
+    assert fleet.on_plan_finished(session, parent.id, plan) == 0  # nothing queued twice
 
 
 def test_a_failed_plan_cancels_the_global_model_queued_beside_it(session: Session,
