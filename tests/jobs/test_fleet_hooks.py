@@ -5,13 +5,14 @@ graduates, routes and finishes the fleet."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelyard.jobs import fleet, store
+from modelyard.jobs import fleet, recovery, store
 from modelyard.jobs.fleet_records import children_of, graduation_of, role_of
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
@@ -251,3 +252,26 @@ def test_a_fleet_whose_every_model_failed_fails(session: Session, tmp_path: Path
     assert levels == {"a": "none", "b": "none"}
     assert fleet.advance_parents(session, [parent.id]) == {parent.id}  # ended: nothing moves
     assert store.read_job(session, parent.id, fresh=True).state == "failed"
+
+
+def test_a_server_restarted_while_its_plan_streamed_fails_the_plan_and_its_tenants_stop(
+        session: Session, tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, global_model=False)
+    fleet.on_tenants_ready(session, parent.id, [_tenant("a", 900), _tenant("b", 800)], [])
+    a, b = children_of(session, parent.id)
+    gone = f"{socket.gethostname()}/{2**22 + 7}/dead"  # above pid_max: its server is gone
+    store.transition(session, a.id, JobState.running, "claimed")
+    for job_id, step in ((parent.id, "partition"), (a.id, "train")):
+        store.transition_fields(session, job_id, server_id=gone, current_step=step)
+    session.commit()
+    session.expire_all()  # as a restarted server reads them
+
+    failed = recovery.fail_orphaned_jobs(session, socket.gethostname())
+    session.commit()
+    assert parent.id in failed
+    states = {c.tenant: c.state for c in children_of(session, parent.id)}
+    # The running tenant fails as lost, or is cancelled first with its failed plan.
+    assert states["a"] in ("failed", "cancelled") and states["b"] == "cancelled"
+    assert store.read_job(session, parent.id, fresh=True).state == "failed"
+    assert store.transitions_of(session, b.id)[-1].reason.startswith(
+        f"its fleet {parent.id} failed: the worker for this job vanished")
