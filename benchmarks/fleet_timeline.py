@@ -3,9 +3,13 @@
 Runs the benchmark's fleet of ``--tenants`` merchants (every one with a model) on an embedded
 server ``--rounds`` times and prints the last round's timeline, in milliseconds from the
 submit: where a small fleet's fixed costs go (the plan before any tenant starts, the global
-model's scoring, the gaps between one tenant's end and the next one's start on a worker).
+model's scoring, the gaps between one tenant's end and the next one's start on a worker). Each
+round prints when its first tenant was claimed and first ran a step beside the moment the plan
+had written every partition (its ``partition`` step's end).
 
     python benchmarks/fleet_timeline.py --tenants 25
+    python benchmarks/fleet_timeline.py --tenants 1000 --min-rows 500 --rounds 2 \
+        --concurrency 4 --no-timeline
 """
 
 from __future__ import annotations
@@ -28,6 +32,26 @@ from modelyard.synthetic import example_request
 
 def _at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
+
+
+def first_tenant(client: Client, parent_id: str) -> str:
+    """When the fleet's first tenant was claimed and ran its first step, and when the plan had
+    written every partition, in milliseconds from the submit."""
+    parent = client.status(parent_id)
+    zero = _at(parent["created_at"])
+    partition = next(s for s in parent["steps"] if s["name"] == "partition")
+    plan_end = _at(partition["started_at"]) + dt.timedelta(seconds=partition["duration_s"] or 0)
+    tenants = [client.status(c["job_id"]) for c in client.jobs(parent_id=parent_id,
+                                                                limit=1000)["jobs"]
+               if c["kind"] == "tenant"]
+    claimed = min(_at(t["started_at"]) for t in tenants)
+    stepped = min(_at(t["steps"][0]["started_at"]) for t in tenants if t["steps"])
+
+    def ms(at: dt.datetime) -> str:
+        return f"{(at - zero).total_seconds() * 1000:.0f} ms"
+
+    return (f"first tenant claimed at {ms(claimed)}, its first step at {ms(stepped)}; "
+            f"plan written at {ms(plan_end)}")
 
 
 def timeline(client: Client, parent_id: str) -> None:
@@ -68,19 +92,26 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=25)
     parser.add_argument("--min-rows", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
+                        help="worker slots (default: the machine's cores)")
+    parser.add_argument("--no-timeline", dest="timeline", action="store_false",
+                        help="print each round's summary only, not the last one's every job")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="modelyard-timeline-"))
     fleet_data(home, 1_000 * args.tenants, args.tenants, args.min_rows)
     settings = Settings.load(home=home, data_roots=[home / "data"],
-                             concurrency=os.cpu_count() or 1)
+                             concurrency=args.concurrency)
     with EmbeddedServer(settings) as server, Client(server.url) as client:
         client.wait(client.train(example_request("payments.parquet")), timeout=600)
         for _ in range(args.rounds):
             started = time.perf_counter()
             job_id = client.train(request(args.min_rows))
             client.wait(job_id, timeout=600, raise_on_failure=False)
-            print(f"fleet {job_id}: {time.perf_counter() - started:.2f} s submit to done")
-        timeline(client, job_id)
+            elapsed = time.perf_counter() - started
+            print(f"fleet {job_id}: {elapsed:.2f} s submit to done; "
+                  f"{first_tenant(client, job_id)}", flush=True)
+        if args.timeline:
+            timeline(client, job_id)
 
 
 if __name__ == "__main__":

@@ -110,8 +110,10 @@ def test_small_tenants_are_packed_into_shared_workers(
     assert len(pids) > 4 and len(set(pids)) < len(pids)  # several tenants per worker process
     # A pack asks for more when done instead of exiting: one worker per slot (2) at most.
     assert len(set(pids)) <= 2, pids
-    log, _ = client.logs(fleet["tenants"][0]["job_id"])
-    assert "packed with" in log
+    # Tenants claimed together say so (a pack refilled with one tenant at a time does not; the
+    # plan's first tenants come in small chunks, so which ones were claimed together varies).
+    assert any("packed with" in client.logs(t["job_id"])[0] for t in fleet["tenants"]
+               if t["job_id"])
     # No fallback to beat: each tenant graduates and serves its own model.
     for t in fleet["tenants"]:
         if t["job_id"]:

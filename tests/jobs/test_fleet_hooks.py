@@ -1,16 +1,18 @@
-"""The fleet hooks the dispatcher calls, on a real store and without a worker: a finished plan
-queues the children, a not-started pack-mate is queued again once, a failed plan cancels what
-was queued beside it, and the last child's end graduates, routes and finishes the fleet."""
+"""The fleet hooks the dispatcher calls, on a real store and without a worker: a plan's
+tenants are queued as it writes them and when it finishes, each once; a not-started pack-mate is
+queued again once, a failed plan cancels what was queued beside it, and the last child's end
+graduates, routes and finishes the fleet."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelyard.jobs import fleet, store
+from modelyard.jobs import fleet, recovery, store
 from modelyard.jobs.fleet_records import children_of, graduation_of, role_of
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
@@ -86,6 +88,45 @@ def test_a_finished_plan_queues_segments_then_tenants_largest_first(session: Ses
     assert "fleet planned: 3 more models queued" in _log(parent)
 
 
+def test_tenants_queued_while_the_plan_runs_are_not_queued_again_by_the_plan(
+        session: Session, tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, segment_column="charge_country")
+    big, mid, small = (_tenant("big", 5_000, segment="EU"), _tenant("mid", 2_000, segment="US"),
+                       _tenant("small", 500, segment="EU"))
+    assert fleet.on_tenants_ready(session, parent.id, [big], ["EU", "US"]) == 3
+    assert fleet.planning(session, parent.id)  # a waiting pack keeps waiting for the rest
+    assert fleet.on_tenants_ready(session, parent.id, [mid], ["EU", "US"]) == 1
+    plan = _plan(small, big, mid, _tenant("tiny", 10, qualifies=False, segment="EU"),
+                 segments=["EU", "US"])
+    assert fleet.on_plan_finished(session, parent.id, plan) == 1
+    session.commit()
+
+    children = children_of(session, parent.id)
+    assert [(c.kind, c.tenant, c.rows) for c in children] == [
+        ("segment", "segment:EU", None), ("segment", "segment:US", None),
+        ("tenant", "big", 5_000), ("tenant", "mid", 2_000), ("tenant", "small", 500)]
+    assert role_of(children[3]) == FleetRole("tenant", "mid", segment="US")
+    assert children[3].request["data"]["features"]["path"] == "/fleets/p/mid.arrow"
+    assert not fleet.planning(session, parent.id)
+    assert FleetPlan.from_json(parent.fleet or {}) == plan
+    assert "fleet: 3 models queued while the plan runs" in _log(parent)
+    assert "fleet planned: 1 more models queued" in _log(parent)
+
+
+def test_a_plan_that_fails_after_queueing_tenants_cancels_them(session: Session,
+                                                                tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, global_model=False)
+    fleet.on_tenants_ready(session, parent.id, [_tenant("a", 900), _tenant("b", 800)], [])
+    a = next(c for c in children_of(session, parent.id) if c.tenant == "a")
+    store.transition(session, a.id, JobState.running, "claimed")
+    store.transition(session, parent.id, JobState.failed, "disk full")
+    assert len(fleet.on_failed(session, parent.id, "disk full")) == 2  # running and queued
+    session.commit()
+    assert {c.state for c in children_of(session, parent.id)} == {"cancelled"}
+    assert fleet.on_tenants_ready(session, parent.id, [_tenant("c", 700)], []) is None
+    assert len(children_of(session, parent.id)) == 2
+
+
 def test_a_plan_that_ends_after_its_fleet_was_cancelled_queues_nothing(
         session: Session, tmp_path: Path) -> None:
     parent = _running_fleet(session, tmp_path)
@@ -113,6 +154,23 @@ def test_a_pack_mate_that_never_ran_is_queued_again_once(session: Session,
     store.transition(session, again, JobState.failed, "never reached either")
     assert fleet.requeue_not_started(session, again) is None  # once
     assert len(children_of(session, parent.id)) == 3
+
+
+def test_a_pack_mate_queued_while_the_plan_runs_is_queued_again_from_its_own_row(
+        session: Session, tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, global_model=False)
+    fleet.on_tenants_ready(session, parent.id, [_tenant("a", 900, segment="EU")], [])
+    (first,) = children_of(session, parent.id)
+    store.transition(session, first.id, JobState.failed, "never reached",
+                     exception_info=failure(FailureKind.not_started, "never reached"))
+    again = fleet.requeue_not_started(session, first.id)  # no plan to read it from yet
+    assert again is not None
+    retry = store.read_job(session, again)
+    assert (retry.tenant, retry.rows, retry.state) == ("a", 900, "queued")
+    assert retry.request["data"]["features"]["path"] == "/fleets/p/a.arrow"
+    assert role_of(retry) == FleetRole("tenant", "a", segment="EU", requeued_from=first.id)
+    plan = _plan(_tenant("a", 900, segment="EU"))
+    assert fleet.on_plan_finished(session, parent.id, plan) == 0  # nothing queued twice
 
 
 def test_a_failed_plan_cancels_the_global_model_queued_beside_it(session: Session,
@@ -194,3 +252,26 @@ def test_a_fleet_whose_every_model_failed_fails(session: Session, tmp_path: Path
     assert levels == {"a": "none", "b": "none"}
     assert fleet.advance_parents(session, [parent.id]) == {parent.id}  # ended: nothing moves
     assert store.read_job(session, parent.id, fresh=True).state == "failed"
+
+
+def test_a_server_restarted_while_its_plan_streamed_fails_the_plan_and_its_tenants_stop(
+        session: Session, tmp_path: Path) -> None:
+    parent = _running_fleet(session, tmp_path, global_model=False)
+    fleet.on_tenants_ready(session, parent.id, [_tenant("a", 900), _tenant("b", 800)], [])
+    a, b = children_of(session, parent.id)
+    gone = f"{socket.gethostname()}/{2**22 + 7}/dead"  # above pid_max: its server is gone
+    store.transition(session, a.id, JobState.running, "claimed")
+    for job_id, step in ((parent.id, "partition"), (a.id, "train")):
+        store.transition_fields(session, job_id, server_id=gone, current_step=step)
+    session.commit()
+    session.expire_all()  # as a restarted server reads them
+
+    failed = recovery.fail_orphaned_jobs(session, socket.gethostname())
+    session.commit()
+    assert parent.id in failed
+    states = {c.tenant: c.state for c in children_of(session, parent.id)}
+    # The running tenant fails as lost, or is cancelled first with its failed plan.
+    assert states["a"] in ("failed", "cancelled") and states["b"] == "cancelled"
+    assert store.read_job(session, parent.id, fresh=True).state == "failed"
+    assert store.transitions_of(session, b.id)[-1].reason.startswith(
+        f"its fleet {parent.id} failed: the worker for this job vanished")

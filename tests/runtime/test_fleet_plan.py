@@ -81,3 +81,40 @@ def test_an_include_list_keeps_its_tenants_and_names_the_missing_one(tmp_path: P
     assert entries["999"].reason == "no rows for this tenant after the filters"
     partitions = list((tmp_path / "fleets" / "p2" / "tenants").iterdir())
     assert len(partitions) == 1
+
+
+def test_partitions_are_reported_in_chunks_biggest_first_each_whole_when_reported(
+        tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    sizes = [int(s) for s in rng.integers(20, 400, size=120)]
+    merchants = np.repeat(np.arange(len(sizes)), sizes)
+    rng.shuffle(merchants)
+    n = len(merchants)
+    table = pa.table({
+        "row": np.arange(n),
+        "merchant_id": pa.array(merchants, pa.int64()),
+        "segment": np.where(merchants % 2 == 0, "EU", "US"),
+        "created_at": pa.array([dt.datetime(2018, 6, 1) if i % 4 else dt.datetime(2018, 11, 1)
+                                for i in range(n)], pa.timestamp("us")),
+        "has_fraud_dispute": np.arange(n) % 3 == 0,
+        "charge_amount": rng.normal(size=n),
+    })
+    chunks: list[list[str]] = []
+
+    def ready(tenants: list[Any], segments: list[str]) -> None:
+        assert segments == ["EU", "US"]  # known before the first partition is written
+        for t in tenants:  # every reported partition is complete already
+            part = ds.dataset(t.path.removeprefix("file://"), format="ipc").to_table()
+            assert part.num_rows == t.rows and set(part["merchant_id"].to_pylist()) == {t.tenant}
+        chunks.append([t.tenant for t in tenants])
+
+    plan = fleet.plan(_request(min_training_rows=100, segment_column="segment"), table,
+                      ArtifactStore(str(tmp_path)), "p3", ready=ready)
+    rows = {t.tenant: t.rows for t in plan.tenants}
+    qualifying = [t.tenant for t in plan.tenants if t.qualifies]
+    reported = [t for chunk in chunks for t in chunk]
+    assert sorted(reported) == sorted(qualifying) and len(set(reported)) == len(reported)
+    assert [rows[t] for t in reported] == sorted((rows[t] for t in reported), reverse=True)
+    assert 2 <= len(chunks) <= 5
+    first = sum(rows[t] for t in chunks[0])
+    assert first - rows[chunks[0][-1]] < sum(rows[t] for t in qualifying) / 16

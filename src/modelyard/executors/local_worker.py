@@ -24,7 +24,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelyard.protocol.events import PackIdle, WorkerEvent, WorkerSpec, WorkerStarted
+from modelyard.protocol.events import (
+    PackIdle,
+    TenantsReady,
+    WorkerEvent,
+    WorkerSpec,
+    WorkerStarted,
+)
 from modelyard.runtime.steps import Report
 from modelyard.runtime.training import execute
 
@@ -93,7 +99,8 @@ class _Batched:
     then, so a slower job still shows its steps). A job's :class:`WorkerStarted` goes at once,
     with everything before it: so if the process dies, every earlier job's outcome has reached
     the server, and the server knows which job was running and which never started. A
-    :class:`PackIdle` goes at once too.
+    :class:`PackIdle` goes at once too, and so does a plan's :class:`TenantsReady`: free slots
+    wait on it.
     """
 
     MAX_DELAY_S = 0.25
@@ -107,7 +114,7 @@ class _Batched:
     def __call__(self, event: WorkerEvent) -> None:
         with self.lock:
             self.waiting.append(event)
-            if isinstance(event, WorkerStarted | PackIdle):
+            if isinstance(event, WorkerStarted | PackIdle | TenantsReady):
                 self._flush()
 
     def flush(self) -> None:

@@ -15,7 +15,8 @@ installed modelyard; it imports nothing of the server.
 * :class:`_Outbox` batches events, and flushes synchronously where the order must hold: before
   a task returns its terminal event (the server then never sees the terminal event before the
   job's other events), and as a packed job starts (so if the process dies, the server knows which
-  job it was running and that every earlier one ended).
+  job it was running and that every earlier one ended). A plan's :class:`TenantsReady` is
+  flushed at once, without waiting: the server's free slots wait on it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from modelyard.protocol.events import (
     JobFinished,
     LogLines,
     PackIdle,
+    TenantsReady,
     WorkerEvent,
     WorkerSpec,
     WorkerStarted,
@@ -226,6 +228,8 @@ def run_task(spec: WorkerSpec, mailbox: Any) -> WorkerEvent:
             terminal.append(event)
         else:
             outbox.add(event)
+            if isinstance(event, TenantsReady):
+                outbox.flush()
 
     try:
         with _job_output(lambda text: outbox.add(LogLines(spec.job_id, text))):
@@ -332,6 +336,8 @@ def _run_packed(spec: WorkerSpec, outbox: _Outbox, router: _Router, node_id: str
             outbox.flush(wait=True)
             return
         outbox.add(event)
+        if isinstance(event, TenantsReady):
+            outbox.flush()
 
     router.switch(spec.job_id)
     try:

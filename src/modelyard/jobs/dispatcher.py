@@ -39,6 +39,7 @@ from modelyard.protocol.events import (
     LogLines,
     PackEnded,
     PackIdle,
+    TenantsReady,
     WorkerEvent,
     WorkerSpec,
 )
@@ -161,15 +162,9 @@ class Dispatcher:
                 return
 
     def _apply_now(self, event: Any, ended: set[str]) -> bool:
-        """Does ``event`` (with the jobs already ``ended`` in the batch, updated here) end the
-        gathering? A pack waits for its answer (PackIdle), or a slot is free: a pack is gone, or
-        a worker outside the packs has no job left (then a job can be claimed for it)."""
-        if event is _WAKE or event is _CANCELLED or isinstance(event, PackIdle | PackEnded):
-            return True  # a submit or cancel is acted on at once too
-        if not isinstance(event, JobFinished | JobErrored):
-            return False
-        ended.add(event.job_id)
-        return self._running.frees_slot(event.job_id, ended)
+        """Does ``event`` end the gathering? A submit or a cancel does, and what frees a slot or
+        brings work for one (:meth:`Running.ends_gathering`; ``ended``: the batch's ended jobs)."""
+        return event is _WAKE or event is _CANCELLED or self._running.ends_gathering(event, ended)
 
     def _on_event(self, event: WorkerEvent) -> None:
         self._inbox.put(event)
@@ -199,7 +194,7 @@ class Dispatcher:
             for event in events:
                 if isinstance(event, JobFinished) and isinstance(event.result, JobResult):
                     succeeded[event.job_id] = event.result
-                elif isinstance(event, LogLines | JobFinished | JobErrored):
+                elif isinstance(event, LogLines | JobFinished | JobErrored | TenantsReady):
                     self._apply_one(session, event)
             self._succeed(session, succeeded)
             parents, done_fleets = fleet.on_children_ended(session, ended)
@@ -216,6 +211,8 @@ class Dispatcher:
             # A remote worker's output: appended as it came, like a local worker's own writes.
             if active is not None:
                 active.log.write_raw(event.text)
+        elif isinstance(event, TenantsReady):  # claimed after this batch, packs refilled in it
+            fleet.on_tenants_ready(session, job_id, event.tenants, event.segments)
         elif isinstance(event, JobFinished) and isinstance(event.result, FleetPlan):
             self._running.end(job_id, JobState.succeeded)
             if fleet.on_plan_finished(session, job_id, event.result) is not None:

@@ -3,8 +3,10 @@
 1. At submission the parent and the global model are queued together (:func:`queue_global`):
    the parent runs a *plan* (runtime.fleet.plan: one scan, one Arrow IPC file per tenant)
    while the global model trains on the source data.
-2. When the plan is done (:func:`on_plan_finished`): one child per segment and one per
-   qualifying tenant. The global and segment children also score their holdout per tenant.
+2. As the plan writes the qualifying tenants' partitions, chunk by chunk, biggest first
+   (:func:`on_tenants_ready`), and when the plan is done (:func:`on_plan_finished`): one child
+   per segment and one per qualifying tenant, each queued once whichever of the two came first.
+   The global and segment children also score their holdout per tenant.
 3. When every child has ended (:func:`on_children_ended`; :func:`advance_parents` for fleets
    whose last children were cancelled), each tenant's model graduates if it beats its fallback
    on its own holdout (then it goes to production), each tenant's serving level (its own model,
@@ -20,8 +22,9 @@ a subset. A failed plan cancels the children queued beside it (:func:`on_failed`
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +45,26 @@ from modelyard.jobs.fleet_records import (
 from modelyard.jobs.joblog import JobLog
 from modelyard.jobs.states import JobState
 from modelyard.jobs.tables import JobRow
-from modelyard.protocol.results import FailureKind, FleetPlan, FleetRole, failure
+from modelyard.protocol.results import FailureKind, FleetPlan, FleetRole, TenantPlan, failure
 from modelyard.registry.stages import GLOBAL_TENANT
 from modelyard.registry.tables import FleetTenantRow
 from modelyard.request.loading import parse_request
 
 # -- hooks the dispatcher calls --------------------------------------------------------------
+
+
+def on_tenants_ready(session: Session, parent_id: str, tenants: Sequence[TenantPlan],
+                     segments: Sequence[str]) -> int | None:
+    """A fleet's plan, still running, wrote these tenants' partitions: queue their models, and
+    the ``segments``' not queued yet, so free slots start them while it writes the rest.
+    Returns how many were queued; None when the fleet stopped meanwhile."""
+    parent = store.read_job(session, parent_id, fresh=True)
+    if parent.kind != "fleet" or parent.state != JobState.running.value:
+        return None
+    created = _queue_new(session, parent, tenants, segments)
+    if created:
+        JobLog(parent.log_file).append(f"fleet: {created} models queued while the plan runs")
+    return created
 
 
 def on_plan_finished(session: Session, parent_id: str, plan: FleetPlan) -> int | None:
@@ -104,15 +121,14 @@ def requeue_not_started(session: Session, job_id: str) -> str | None:
     if job.kind != "tenant" or not job.parent_id or role is None or role.requeued_from:
         return None
     parent = store.read_job(session, job.parent_id)
-    plan = plan_of(parent)
-    if plan is None or parent.state != JobState.running.value:
+    if parent.state != JobState.running.value:
         return None
-    created = _tenant_children(session, parent, plan, only={job.tenant or ""},
-                               requeued_from=job.id)
-    if not created:
-        return None
-    JobLog(job.log_file).append(f"queued again as job {created[0][0]}")
-    return created[0][0]
+    # Its own row says what it trains on: a tenant queued while the plan runs is in no plan yet.
+    (created,) = _queue_children(session, parent, [
+        (dataclasses.replace(role, requeued_from=job.id),
+         (job.request or {})["data"]["features"]["path"], job.rows)])
+    JobLog(job.log_file).append(f"queued again as job {created}")
+    return created
 
 
 # -- the fleet's steps -----------------------------------------------------------------------
@@ -134,24 +150,37 @@ def queue_global(session: Session, parent: JobRow) -> str | None:
 
 
 def start_fleet(session: Session, parent: JobRow, plan: FleetPlan) -> int:
-    """The plan is done: store it and queue the segments' and tenants' models (does not commit).
-    Returns how many were queued.
+    """The plan is done: store it and queue the segments' and tenants' models that were not
+    queued while it ran (does not commit). Returns how many were queued."""
+    parent.fleet = plan.to_json()
+    created = _queue_new(session, parent, plan.tenants, plan.segments)
+    store.transition_fields(session, parent.id, current_step="children")
+    return created
+
+
+def _queue_new(session: Session, parent: JobRow, tenants: Sequence[TenantPlan],
+               segments: Sequence[str]) -> int:
+    """Queue the models of ``segments`` and of the qualifying ``tenants`` that the fleet has no
+    child for yet, segments first (does not commit). Returns how many were queued.
 
     Segment models read the source data with the fleet's filters and their segment's; tenant
     models read their own partition.
     """
-    parent.fleet = plan.to_json()
+    spec = (parent.request or {}).get("tenants") or {}
+    queued = {(kind, tenant) for kind, tenant in session.execute(
+        select(JobRow.kind, JobRow.tenant).where(JobRow.parent_id == parent.id))}
     created = 0
-    for segment in plan.segments:
+    for segment in segments:
         role = FleetRole(level="segment", tenant=segment_tenant(segment),
-                         tenant_column=plan.column, segment=segment)
+                         tenant_column=spec["column"], segment=segment)
+        if ("segment", role.tenant) in queued:
+            continue
         created += len(_queue_children(
             session, parent, [(role, None, None)],
-            extra_filters=[{"feature_name": plan.segment_column, "predicate": "Equals",
+            extra_filters=[{"feature_name": spec["segment_column"], "predicate": "Equals",
                             "feature_value": {"string_val": segment}}]))
-    created += len(_tenant_children(session, parent, plan))
-    store.transition_fields(session, parent.id, current_step="children")
-    return created
+    return created + len(_tenant_children(
+        session, parent, [t for t in tenants if ("tenant", t.tenant) not in queued]))
 
 
 def advance(session: Session, parent_id: str) -> bool:
@@ -210,7 +239,7 @@ def retry_children(session: Session, parent_id: str,
         chosen = set(tenants)
     if not chosen:
         raise Conflict(f"fleet {parent_id} has no failed tenants to retry")
-    created = _tenant_children(session, parent, plan, only=chosen)
+    created = _tenant_children(session, parent, plan.tenants, only=chosen)
     session.commit()
     return created
 
@@ -288,16 +317,15 @@ def _float_metrics(child: JobRow | None) -> dict[str, float]:
 # -- queueing children -----------------------------------------------------------------------
 
 
-def _tenant_children(session: Session, parent: JobRow, plan: FleetPlan,
-                     only: set[str] | None = None,
-                     requeued_from: str | None = None) -> list[tuple[str, str]]:
-    """Queue the qualifying tenants (or those in ``only``); returns ``(job id, tenant)``."""
+def _tenant_children(session: Session, parent: JobRow, tenants: Sequence[TenantPlan],
+                     only: set[str] | None = None) -> list[tuple[str, str]]:
+    """Queue the qualifying ``tenants`` (or those in ``only``); returns ``(job id, tenant)``."""
     # Largest first: the long fits start early and small ones fill the gaps at the end.
-    chosen = [t for t in sorted(plan.tenants, key=lambda t: -t.rows)
+    chosen = [t for t in sorted(tenants, key=lambda t: -t.rows)
               if t.qualifies and (only is None or t.tenant in only)]
     ids = _queue_children(session, parent, [
-        (FleetRole(level="tenant", tenant=t.tenant, segment=t.segment,
-                   requeued_from=requeued_from), t.path, t.train_rows + t.holdout_rows)
+        (FleetRole(level="tenant", tenant=t.tenant, segment=t.segment), t.path,
+         t.train_rows + t.holdout_rows)
         for t in chosen])
     return [(job_id, t.tenant) for job_id, t in zip(ids, chosen, strict=True)]
 

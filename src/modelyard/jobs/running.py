@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from modelyard.executors.base import Refillable, RunHandle
 from modelyard.jobs.joblog import JobLog
 from modelyard.jobs.metrics import JobMetrics
+from modelyard.protocol.events import JobErrored, JobFinished, PackEnded, PackIdle, TenantsReady
 
 
 @dataclass
@@ -92,6 +93,18 @@ class Running:
         if pack is not None and not pack.asked:
             return False  # it asks for more before its last job ends, or ends itself
         return all(j in ended for j, r in self.runs.items() if r.handle is run.handle)
+
+    def ends_gathering(self, event: object, ended: set[str]) -> bool:
+        """Whether the dispatcher applies a batch at ``event`` rather than gather more (``ended``:
+        the jobs already ended in the batch, updated here): a pack waits for its answer
+        (PackIdle), a plan's tenants wait for slots (TenantsReady), or a slot is free: a pack is
+        gone, or a worker outside the packs has no job left (a job can be claimed for it)."""
+        if isinstance(event, PackIdle | PackEnded | TenantsReady):
+            return True
+        if not isinstance(event, JobFinished | JobErrored):
+            return False
+        ended.add(event.job_id)
+        return self.frees_slot(event.job_id, ended)
 
     def ready_to_fill(self, pack: LivePack) -> bool:
         """Whether a pack that asked for more is answered now: once it runs only tenants, or

@@ -1,7 +1,8 @@
 """The worker <-> server protocol: what crosses the process boundary, typed.
 
 - :mod:`~modelyard.protocol.events`: :class:`WorkerSpec` (what to run) and the events a worker
-  reports (started, steps, log lines, finished, errored; a pack's idle and end).
+  reports (started, steps, log lines, finished, errored; a pack's idle and end; a fleet plan's
+  tenants ready).
 - :mod:`~modelyard.protocol.results`: what a job ends with (:class:`JobResult`,
   :class:`FleetPlan`, :class:`ExceptionInfo` with its :class:`FailureKind`).
 - :mod:`~modelyard.protocol.steps`: a pipeline step run as a job (:class:`StepJob`) and what it
@@ -22,6 +23,7 @@ from modelyard.protocol.events import (
     PackIdle,
     StepFinished,
     StepStarted,
+    TenantsReady,
     WorkerEvent,
     WorkerSpec,
     WorkerStarted,
@@ -55,6 +57,7 @@ __all__ = [
     "StepResult",
     "StepStarted",
     "TenantPlan",
+    "TenantsReady",
     "WorkerEvent",
     "WorkerSpec",
     "WorkerStarted",

@@ -10,6 +10,10 @@ The worker never touches the job store. It reports a :class:`WorkerStarted`, the
 out of memory) reports a :class:`JobErrored` on its behalf. An executor whose worker cannot write
 the job's log file itself (a remote node) sends the worker's output as :class:`LogLines`.
 
+A fleet's plan job reports each chunk of tenants whose partitions are written as
+:class:`TenantsReady`, before its :class:`JobFinished`, so their models can start while it writes
+the rest; the final plan holds every tenant again.
+
 A refillable pack (local executor) says :class:`PackIdle` as its last job starts and receives the
 next ones, or none, on the same socket; its executor says :class:`PackEnded` when it is gone.
 """
@@ -26,6 +30,7 @@ from modelyard.protocol.results import (
     FleetPlan,
     FleetRole,
     JobResult,
+    TenantPlan,
     failure,
 )
 from modelyard.protocol.steps import StepJob, StepResult
@@ -115,6 +120,17 @@ class JobFinished:
 
 
 @dataclasses.dataclass(frozen=True)
+class TenantsReady:
+    """A fleet's plan job (``job_id``) wrote these qualifying tenants' partitions: their models
+    may start now. ``segments``: the fleet's segments, known before any partition is written.
+    Optional to relay: the plan's :class:`JobFinished` names every tenant again."""
+
+    job_id: str
+    tenants: tuple[TenantPlan, ...]
+    segments: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class JobErrored:
     job_id: str
     exception_info: ExceptionInfo
@@ -161,4 +177,4 @@ class PackEnded:
 
 
 WorkerEvent = (WorkerStarted | StepStarted | StepFinished | LogLines | JobFinished | JobErrored
-               | PackIdle | PackEnded)
+               | PackIdle | PackEnded | TenantsReady)

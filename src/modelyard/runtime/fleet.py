@@ -4,7 +4,9 @@ A fleet request (``tenants:``) first runs as a *plan* job: the data is scanned o
 filters and the holdout window pushed down, sorted by tenant and written as one Arrow IPC file per
 tenant under ``<artifacts>/fleets/<job id>/``. The plan says, per tenant, how many training and
 holdout rows it has, its segment, and whether it qualifies for a model of its own. The children
-(global, segments, tenants) then read only their own partition.
+(global, segments, tenants) then read only their own partition. The partitions are written
+biggest tenant first, in a few chunks, each reported as soon as it is written: with free slots,
+the first tenants train while the plan writes the rest.
 
 Every child trains at once. The global and segment children also score their holdout per tenant,
 so each tenant's model can be compared with its fallback on exactly its own holdout rows: the
@@ -13,6 +15,8 @@ tenant's model *graduates* only if it beats the fallback there (decided when the
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,14 +26,27 @@ import pyarrow.compute as pc
 from modelyard.artifacts import ArtifactStore
 from modelyard.errors import DataError
 from modelyard.protocol.results import GRADUATION_METRIC, FleetPlan, TenantPlan
-from modelyard.request.models import TrainRequest
+from modelyard.request.models import Tenants, TrainRequest
 from modelyard.runtime.filters import scalar_for
 from modelyard.runtime.workflow import Task
 
+Ready = Callable[[list[TenantPlan], list[str]], None]
+"""Told each chunk of qualifying tenants once their partitions are written, with the fleet's
+segments: ``ready(tenants, segments)``."""
+
+# The first chunk holds the biggest tenants up to this share of the qualifying rows, and each
+# next one as many rows as all before it: the first tenants can start while a sixteenth of the
+# rows is written, and a fleet of any size reports in five chunks or fewer.
+FIRST_CHUNK_SHARE = 1 / 16
+
 
 def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id: str,
-         row_counts: dict[str, int] | None = None) -> FleetPlan:
-    """Partition ``table`` (filtered, within the holdout window) by tenant; say who qualifies."""
+         row_counts: dict[str, int] | None = None, ready: Ready | None = None) -> FleetPlan:
+    """Partition ``table`` (filtered, within the holdout window) by tenant; say who qualifies.
+
+    The qualifying tenants' partitions are written biggest first, in chunks; ``ready`` is told
+    each chunk as soon as it is written, so their models can start while the rest is written.
+    """
     spec = request.tenants
     if spec is None:
         raise DataError("not a fleet request: it has no tenants block")
@@ -44,7 +61,48 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
     order, codes, names = _order_by_tenant(tenant_col)
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else (
         np.array([], dtype=int))
-    ends = np.r_[starts[1:], len(codes)]
+    root = store.fleet_root(parent_id)
+    out, chosen = _judge(request, spec, table, order, _Groups(starts, codes, names), store,
+                         root)
+    seg_names = sorted({e.segment for e in out if e.segment}) if spec.segment_column else []
+    store.fs.makedirs(f"{_strip(store, root)}/tenants", exist_ok=True)
+    _write(store, table, order, sorted(chosen, key=lambda c: c.end - c.start, reverse=True),
+           lambda tenants: ready(tenants, seg_names) if ready is not None else None)
+    if spec.include != "all":
+        missing = sorted(set(spec.include) - {e.tenant for e in out})
+        out += [TenantPlan(tenant=t, rows=0, train_rows=0, holdout_rows=0, qualifies=False,
+                           reason="no rows for this tenant after the filters") for t in missing]
+    return FleetPlan(root=root, column=column, segment_column=spec.segment_column,
+                     global_model=spec.global_model, segments=seg_names, tenants=out,
+                     row_counts=dict(row_counts or {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Groups:
+    """The tenants' groups of rows in the sorted order: where each starts, each row's tenant
+    code, and the tenant names by code."""
+
+    starts: np.ndarray[Any, Any]
+    codes: np.ndarray[Any, Any]
+    names: np.ndarray[Any, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chosen:
+    """A qualifying tenant: its partition's path, and its rows (``start:end`` of the order)."""
+
+    path: str
+    start: int
+    end: int
+    entry: TenantPlan
+
+
+def _judge(request: TrainRequest, spec: Tenants, table: pa.Table, order: np.ndarray[Any, Any],
+           groups: _Groups, store: ArtifactStore, root: str
+           ) -> tuple[list[TenantPlan], list[_Chosen]]:
+    """Each tenant's entry in the plan, in tenant order, and the qualifying ones' partitions."""
+    starts = groups.starts
+    ends = np.r_[starts[1:], len(groups.codes)]
     train_mask = _train_mask(request, table, order)
     # Per tenant, in one pass each: its training rows, and whether they hold two label values.
     train_rows_of = np.add.reduceat(train_mask, starts)
@@ -52,12 +110,9 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
     segments = (table[spec.segment_column].to_numpy(zero_copy_only=False)[order]
                 if spec.segment_column else None)
     wanted = None if spec.include == "all" else set(spec.include)
-    root = store.fleet_root(parent_id)
-    fs = store.fs
-    fs.makedirs(f"{_strip(store, root)}/tenants", exist_ok=True)
     out: list[TenantPlan] = []
-    chosen: list[tuple[str, int, int]] = []  # (partition path, first row, end) in ``order``
-    tenant_names = names[codes[starts]].tolist()
+    chosen: list[_Chosen] = []
+    tenant_names = groups.names[groups.codes[starts]].tolist()
     for index, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         tenant = str(tenant_names[index])
         if wanted is not None and tenant not in wanted:
@@ -68,7 +123,6 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
         if segments is not None:
             values, counts = np.unique(segments[start:end].astype(str), return_counts=True)
             segment = str(values[int(np.argmax(counts))])
-        partition = None
         if train_rows < spec.min_training_rows:
             qualifies, reason = False, (
                 f"too few training rows ({train_rows:,} < min_training_rows "
@@ -80,30 +134,47 @@ def plan(request: TrainRequest, table: pa.Table, store: ArtifactStore, parent_id
                 f"label {request.train.label!r} has a single value in its training rows")
         else:
             qualifies, reason = True, "enough rows for a model of its own"
-            path = f"{_strip(store, root)}/tenants/t{index:06d}.arrow"
-            partition = store.url(path)
-            chosen.append((path, start, end))
-        out.append(TenantPlan(tenant=tenant, rows=int(end - start), train_rows=train_rows,
-                              holdout_rows=holdout_rows, qualifies=qualifies, reason=reason,
-                              segment=segment, path=partition))
-    # One gather of the qualifying tenants' rows (the small ones' are never copied), then a
-    # file per tenant: read once, whole, by one child, so Arrow's own format rather than
-    # parquet, with no encoding to write or decode.
-    grouped = table.take(np.concatenate([order[a:b] for _, a, b in chosen])) if chosen else table
-    at = 0
-    for path, start, end in chosen:
-        with fs.open(path, "wb") as fh, \
-                pa.ipc.new_file(fh, table.schema) as writer:
-            writer.write_table(grouped.slice(at, end - start))
-        at += end - start
-    if wanted is not None:
-        missing = sorted(wanted - {e.tenant for e in out})
-        out += [TenantPlan(tenant=t, rows=0, train_rows=0, holdout_rows=0, qualifies=False,
-                           reason="no rows for this tenant after the filters") for t in missing]
-    seg_names = sorted({e.segment for e in out if e.segment}) if segments is not None else []
-    return FleetPlan(root=root, column=column, segment_column=spec.segment_column,
-                     global_model=spec.global_model, segments=seg_names, tenants=out,
-                     row_counts=dict(row_counts or {}))
+        path = f"{_strip(store, root)}/tenants/t{index:06d}.arrow" if qualifies else None
+        entry = TenantPlan(tenant=tenant, rows=int(end - start), train_rows=train_rows,
+                           holdout_rows=holdout_rows, qualifies=qualifies, reason=reason,
+                           segment=segment, path=store.url(path) if path else None)
+        out.append(entry)
+        if path is not None:
+            chosen.append(_Chosen(path, start, end, entry))
+    return out, chosen
+
+
+def _write(store: ArtifactStore, table: pa.Table, order: np.ndarray[Any, Any],
+           chosen: list[_Chosen], ready: Callable[[list[TenantPlan]], None]) -> None:
+    """Write the ``chosen`` tenants' partitions, chunk by chunk (:data:`FIRST_CHUNK_SHARE`),
+    telling ``ready`` each chunk's tenants once their files are whole.
+
+    One gather of a chunk's rows (the small tenants' are never copied), then a file per
+    tenant: read once, whole, by one child, so Arrow's own format rather than parquet, with
+    no encoding to write or decode.
+    """
+    for chunk in _chunks([c.end - c.start for c in chosen]):
+        part = chosen[chunk]
+        grouped = table.take(np.concatenate([order[c.start:c.end] for c in part]))
+        at = 0
+        for c in part:
+            with store.fs.open(c.path, "wb") as fh, pa.ipc.new_file(fh, table.schema) as writer:
+                writer.write_table(grouped.slice(at, c.end - c.start))
+            at += c.end - c.start
+        ready([c.entry for c in part])
+
+
+def _chunks(rows: list[int]) -> list[slice]:
+    """Consecutive chunks of ``rows`` (biggest first): the first up to
+    :data:`FIRST_CHUNK_SHARE` of their sum (at least one), each next as big as all before it."""
+    out: list[slice] = []
+    goal, total, at = sum(rows) * FIRST_CHUNK_SHARE, 0, 0
+    for i, n in enumerate(rows):
+        total += n
+        if total >= goal or i == len(rows) - 1:
+            out.append(slice(at, i + 1))
+            at, goal = i + 1, 2 * total
+    return out
 
 
 def _order_by_tenant(tenants: pa.ChunkedArray) -> tuple[np.ndarray[Any, Any],

@@ -29,10 +29,11 @@ from modelyard.protocol.events import (
     Champion,
     JobErrored,
     JobFinished,
+    TenantsReady,
     WorkerSpec,
     WorkerStarted,
 )
-from modelyard.protocol.results import FleetPlan, JobResult, failure
+from modelyard.protocol.results import FleetPlan, JobResult, TenantPlan, failure
 from modelyard.protocol.steps import StepResult
 from modelyard.request.loading import parse_request
 from modelyard.request.models import TrainRequest
@@ -128,7 +129,7 @@ def run_job(spec: WorkerSpec, report: Report) -> JobResult | FleetPlan:
     loaded = steps.run("load", load, job)
     table = steps.run("filter", filter_rows, job, loaded)
     if job.request.tenants is not None:  # a fleet's plan job: its children train
-        return steps.run("partition", partition, job, loaded, table)
+        return steps.run("partition", partition, job, loaded, table, report)
     frames = steps.run("split", split, job, resolved, loaded, table)
     del table  # from here on only the frames
     # The text artefacts are formatted on a helper thread, beside the fit and the metrics.
@@ -211,10 +212,17 @@ def _why_no_rows(request: TrainRequest, loaded: Loaded, expr: pc.Expression | No
             "pass the filters; move the date range")
 
 
-def partition(info: StepInfo, job: TrainingJob, loaded: Loaded, table: pa.Table) -> FleetPlan:
-    """A fleet's plan: each qualifying tenant's rows written as its own partition."""
+def partition(info: StepInfo, job: TrainingJob, loaded: Loaded, table: pa.Table,
+              report: Report) -> FleetPlan:
+    """A fleet's plan: each qualifying tenant's rows written as its own partition, each chunk
+    of them reported as :class:`TenantsReady` once written, so their models start at once."""
+
+    def ready(tenants: list[TenantPlan], segments: list[str]) -> None:
+        report(TenantsReady(job.spec.job_id, tuple(tenants), tuple(segments)))
+
     plan = fleet.plan(job.request, table, job.store, job.spec.job_id,
-                      row_counts={"total": loaded.total_rows, "after_filters": table.num_rows})
+                      row_counts={"total": loaded.total_rows, "after_filters": table.num_rows},
+                      ready=ready)
     info.update(tenants=len(plan.tenants), qualifying=sum(1 for t in plan.tenants if t.qualifies),
                 segments=len(plan.segments))
     return plan
