@@ -149,7 +149,8 @@ async def predict_body(request: Request, svc: Serving) -> PredictRequest:
     """The body, parsed within ``--max-predict-values`` (a large one off the event loop)."""
     return await read_json_body(
         request, PredictRequest, svc.settings.max_predict_values, "a predict request",
-        " (--max-predict-values, MODELYARD_MAX_PREDICT_VALUES): send fewer rows per request")
+        " (--max-predict-values, MODELYARD_MAX_PREDICT_VALUES): send fewer rows per request",
+        direct=True)
 
 
 def model_name_of(path_value: str) -> str:
