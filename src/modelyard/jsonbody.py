@@ -15,6 +15,7 @@ Used by ``POST /train`` (:mod:`modelyard.api.limits`) and ``POST /predict/{name}
 from __future__ import annotations
 
 import email.message
+import functools
 import json
 from typing import Any, TypeVar
 
@@ -30,13 +31,20 @@ _INLINE_BYTES = 16 << 10  # at most ~5,000 values: parsed in a few milliseconds
 
 
 async def read_json_body(request: Request, model: type[Model], max_values: int,
-                         what: str, advice: str = "") -> Model:
+                         what: str, advice: str = "", *, direct: bool = False) -> Model:
     """The request's JSON body as a ``model``, parsed within ``max_values`` values.
 
     Args:
         what: the body, for messages ("a train request").
         advice: what the refusal of too many values adds after the budget (the setting
             that raises it, what to send instead).
+        direct: validate a small body's JSON text in one pass with pydantic's own parser,
+            two to three times as fast as ``json.loads`` and then the model. Only for a model
+            whose fields validate JSON's values alike either way (strings, numbers, booleans,
+            lists and objects of any JSON, no unions of strings and dates); a body it refuses
+            is parsed again the usual way, so a refusal's answer is the same as without it.
+            A body parsed off the loop is parsed the usual way: pydantic's parser decodes
+            escaped text about half as fast as ``json``'s, in one call that holds the GIL.
 
     Raises:
         RequestValidationError: the body is not JSON, holds more than ``max_values`` values,
@@ -47,19 +55,25 @@ async def read_json_body(request: Request, model: type[Model], max_values: int,
                                        "Content-Type: application/json")
     body = await request.body()
     if len(body) <= _INLINE_BYTES:
-        return parse_json_body(body, model, max_values, what, advice)
+        return parse_json_body(body, model, max_values, what, advice, direct=direct)
     return await anyio.to_thread.run_sync(parse_json_body, body, model, max_values, what,
                                           advice)
 
 
 def parse_json_body(body: bytes, model: type[Model], max_values: int, what: str,
-                    advice: str = "") -> Model:
-    """Count, parse and validate a JSON body (blocking; see the module doc)."""
+                    advice: str = "", *, direct: bool = False) -> Model:
+    """Count, parse and validate a JSON body (blocking; see the module doc and
+    :func:`read_json_body` for ``direct``)."""
     values = count_json_values(body)
     if values > max_values:
         raise _invalid("too_many_values", f"the body holds about {values:,} JSON values "
                        f"(counting ',', '[' and '{{'); {what} may hold at most "
                        f"{max_values:,}{advice}")
+    if direct:
+        try:
+            return model.model_validate_json(body)
+        except ValidationError:
+            pass  # answered below, as any body is: its messages name what json says
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -121,6 +135,7 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return result
 
 
+@functools.lru_cache(maxsize=64)  # clients send a handful of distinct headers, each per request
 def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False

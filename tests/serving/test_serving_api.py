@@ -530,3 +530,28 @@ def test_labels_from_a_parquet_file_reach_the_report(server: ServerProcess, clie
     both = httpx.post(f"{server.url}/labels", json={"model_name": name, "path": "x.parquet",
                                                     "labels": [{"request_id": "r", "label": 1}]})
     assert both.status_code == 422 and "not both" in both.text
+
+
+@SQLITE
+def test_the_predict_path_answers_as_the_declared_route(server: ServerProcess,
+                                                        model: dict[str, Any]) -> None:
+    """POST /predict/{name} is dispatched without FastAPI's router (api/predict_path.py): its
+    answers are the declared route's, and other methods and paths still reach the app."""
+    rows = _rows(server, 2)
+    url = f"{server.url}/predict"
+    bad_name = httpx.post(f"{url}/%20{model['name']}", json={"rows": rows})
+    assert bad_name.status_code == 422
+    assert bad_name.json()["detail"][0]["loc"] == ["path", "model_name"]
+    assert bad_name.json()["message"].startswith(
+        "invalid request: path.model_name: model name ' serve-")
+    assert "starts or ends with white space" in bad_name.json()["message"]
+    both = httpx.post(f"{url}/%20{model['name']}", json={"rows": rows, "extra": 1})
+    assert both.status_code == 422 and both.json()["detail"][0]["loc"] == ["body", "extra"]
+    text = httpx.post(f"{url}/{model['name']}", content=b"{}",
+                      headers={"content-type": "text/plain"})
+    assert text.status_code == 422 and "Content-Type: application/json" in text.text
+    assert httpx.get(f"{url}/{model['name']}").status_code == 405
+    assert httpx.post(f"{url}/{model['name']}/more", json={"rows": rows}).status_code == 404
+    answer = httpx.post(f"{url}/{model['name']}", json={"rows": rows})
+    assert answer.status_code == 200 and len(answer.json()["scores"]) == 2
+    assert answer.headers["content-type"] == "application/json"

@@ -26,6 +26,7 @@ from modelyard.api.limits import BodyLimitMiddleware
 from modelyard.api.metrics import make_registry
 from modelyard.api.metrics import router as metrics_router
 from modelyard.api.notify import JobNotifier
+from modelyard.api.predict_path import PredictPath
 from modelyard.api.redact import Redactor, redactor_for
 from modelyard.api.routes import (
     experiments,
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.add_exception_handler(ModelyardError, _modelyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sqlalchemy.exc.DataError, _refused_by_database)
+    app.add_middleware(PredictPath)  # innermost: inside the body limits and auth
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, setting="--max-body-bytes",
         by_prefix=(("/predict/", settings.max_predict_body_bytes, "--max-predict-body-bytes"),))

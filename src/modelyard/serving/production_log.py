@@ -2,8 +2,12 @@
 
 What monitoring reads (drift, decay) and what labels join to. The request path only appends a
 reference to the request's rows and scores to a bounded buffer (``--log-buffer-rows`` rows; a
-request that does not fit is dropped and counted); a background thread writes the buffer every
-:data:`FLUSH_EVERY_S` as parquet parts, partitioned by model and day::
+request that does not fit is dropped and counted). A background thread turns what is buffered
+into Arrow tables every :data:`CONVERT_EVERY_S` and writes them every :data:`FLUSH_EVERY_S` as
+parquet parts, partitioned by model and day. Converting rows of Python values holds the GIL,
+much of it inside single C calls the interpreter cannot interrupt; in small slices the request
+path waits for each at most briefly, where one conversion a second of everything held all
+requests back at once::
 
     HOME/production/model=<name>/date=<YYYY-MM-DD>/part-<uuid>.parquet
 
@@ -23,6 +27,7 @@ import datetime as dt
 import logging
 import operator
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ from modelyard.ticker import Ticker
 
 log = logging.getLogger("modelyard.serving")
 FLUSH_EVERY_S = 1.0
+CONVERT_EVERY_S = 0.1
 FEATURE_PREFIX = "feature."
 META_SCHEMA = pa.schema([
     ("request_id", pa.string()), ("row", pa.int32()), ("at", pa.timestamp("us", tz="UTC")),
@@ -75,12 +81,16 @@ class ProductionLog:
         self.max_rows = max_rows
         self.logged = 0  # rows written to parts
         self.dropped = 0  # rows refused: the buffer was full
-        self.failed = 0  # rows whose part could not be written (see the server log)
+        self.failed = 0  # rows that could not be converted or written (see the server log)
         self._buffer: list[Served] = []
-        self._buffered = 0
+        self._buffered = 0  # rows held, converted or not, until written (or failed)
         self._lock = threading.Lock()
+        # The writer's: converted tables by (model, day), their rows, the last write's time.
         self._write_lock = threading.Lock()
-        self._ticker = Ticker("modelyard-production-log", FLUSH_EVERY_S, self.flush, log,
+        self._tables: dict[tuple[str, dt.date], list[pa.Table]] = {}
+        self._converted = 0
+        self._written_at = time.monotonic()
+        self._ticker = Ticker("modelyard-production-log", CONVERT_EVERY_S, self._tick, log,
                               "the production log's writer failed")
 
     @property
@@ -107,33 +117,76 @@ class ProductionLog:
     def flush(self) -> int:
         """Write what is buffered; returns the rows written."""
         with self._write_lock:  # one writer, so logged counts each row once
-            with self._lock:
-                batch, self._buffer = self._buffer, []
-                rows, self._buffered = self._buffered, 0
-            if not batch:
-                return 0
-            try:
-                written = _write(self.root, batch)
-            except Exception:  # a full disk must not stop serving; the rows are counted
-                log.exception("the production log could not write %d rows", rows)
-                self.failed += rows
-                return 0
-            self.logged += written
-            return written
+            self._convert()
+            return self._write()
+
+    def _tick(self) -> None:
+        with self._write_lock:
+            self._convert()
+            if time.monotonic() - self._written_at >= FLUSH_EVERY_S:
+                self._write()
+
+    def _convert(self) -> None:
+        """The buffered requests as tables, one per (model, day), kept for the next write."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        rows = sum(len(s.rows) for s in batch)
+        try:
+            tables = {key: _table(group) for key, group in _groups(batch).items()}
+        except Exception:  # rows the log cannot hold must not stop serving; they are counted
+            log.exception("the production log could not convert %d rows", rows)
+            self._release(rows, failed=rows)
+            return
+        for key, table in tables.items():
+            self._tables.setdefault(key, []).append(table)
+        self._converted += rows
+
+    def _write(self) -> int:
+        """One part per (model, day) of the converted tables; returns the rows written."""
+        self._written_at = time.monotonic()
+        tables, self._tables = self._tables, {}
+        rows, self._converted = self._converted, 0
+        written = failed = 0
+        for (model_name, day), parts in tables.items():
+            folder = model_dir(self.root, model_name) / f"date={day.isoformat()}"
+            for table in _joined(parts):
+                try:
+                    write_part(folder, table)
+                except Exception:  # a full disk must not stop serving; the rows are counted
+                    log.exception("the production log could not write %d rows", table.num_rows)
+                    failed += table.num_rows
+                else:
+                    written += table.num_rows
+        self._release(rows, failed=failed)
+        self.logged += written
+        return written
+
+    def _release(self, rows: int, failed: int) -> None:
+        self.failed += failed
+        with self._lock:
+            self._buffered -= rows
 
 
-def _write(root: Path, batch: list[Served]) -> int:
-    """One part per (model, day) of the batch."""
+def _groups(batch: list[Served]) -> dict[tuple[str, dt.date], list[Served]]:
+    """The batch by (model, day of serving)."""
     groups: dict[tuple[str, dt.date], list[Served]] = {}
     for served in batch:
         day = dt.datetime.fromtimestamp(served.at, dt.UTC).date()
         groups.setdefault((served.ref.model_name, day), []).append(served)
-    written = 0
-    for (model_name, day), group in groups.items():
-        table = _table(group)
-        write_part(model_dir(root, model_name) / f"date={day.isoformat()}", table)
-        written += table.num_rows
-    return written
+    return groups
+
+
+def _joined(parts: list[pa.Table]) -> list[pa.Table]:
+    """The parts as one table, columns missing from some filled with nulls; as they are when a
+    feature's type differs between them (the reader casts such a feature to text)."""
+    if len(parts) == 1:
+        return parts
+    try:
+        return [pa.concat_tables(parts, promote_options="default")]
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return parts
 
 
 def _table(group: list[Served]) -> pa.Table:

@@ -11,8 +11,17 @@ import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.jsonbody import json_body_openapi, read_json_body
@@ -27,6 +36,7 @@ router = APIRouter(tags=["serving"])
 ModelName = Annotated[str, AfterValidator(lambda v: validate_name("model name", v))]
 TenantName = Annotated[str | None, AfterValidator(
     lambda v: v if v is None else validate_name("tenant name", v))]
+_MODEL_NAME: TypeAdapter[str] = TypeAdapter(ModelName)
 
 
 class PredictRequest(BaseModel):
@@ -139,7 +149,23 @@ async def predict_body(request: Request, svc: Serving) -> PredictRequest:
     """The body, parsed within ``--max-predict-values`` (a large one off the event loop)."""
     return await read_json_body(
         request, PredictRequest, svc.settings.max_predict_values, "a predict request",
-        " (--max-predict-values, MODELYARD_MAX_PREDICT_VALUES): send fewer rows per request")
+        " (--max-predict-values, MODELYARD_MAX_PREDICT_VALUES): send fewer rows per request",
+        direct=True)
+
+
+def model_name_of(path_value: str) -> str:
+    """The ``{model_name}`` of a predict path, checked as FastAPI checks the route's parameter
+    (:mod:`modelyard.api.predict_path` dispatches the route without FastAPI's router).
+
+    Raises:
+        RequestValidationError: the name breaks the naming rule (a 422 naming the field).
+    """
+    try:
+        return _MODEL_NAME.validate_python(path_value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("path", "model_name", *e["loc"])}
+                                      for e in errors]) from None
 
 
 @router.post("/predict/{model_name}", response_model=PredictResponse,
@@ -149,6 +175,8 @@ async def predict(model_name: ModelName, body: Annotated[PredictRequest, Depends
     """Score rows with the tenant's production model (the global one for cold-start tenants);
     shadow versions score the same rows off the request path. With ``explain``, each row's
     largest feature contributions too (``explanation``)."""
+    # modelyard.api.predict_path calls this function with what FastAPI would resolve, without
+    # FastAPI's dispatch; the declaration here is what OpenAPI documents.
     # Built by us, so no response-model validation on the hot path (the schema is documented).
     # The raw body (already read, so no copy) is what shadows get: the scorer process parses
     # it again rather than this process pickling the rows for it.

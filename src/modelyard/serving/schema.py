@@ -71,6 +71,11 @@ class RowSchema:
 
     def check(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Raise a :class:`RequestError` naming the first row and column that do not fit."""
+        if not all(_column_fits(c, rows) for c in self.columns):
+            self.check_each(rows)
+
+    def check_each(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`check`, a value at a time (what names the first value that does not fit)."""
         checks = [(c, _ACCEPTS.get(c.kind)) for c in self.columns]
         for i, row in enumerate(rows):
             for column, accepts in checks:
@@ -101,6 +106,28 @@ class RowSchema:
         return (f"rows.{i}.{column.name}: {_show(value)} is {_what(value)}, but {self.label} "
                 f"was trained on {_NAMES[column.kind]} ({column.trained_as}) in this column; "
                 f"send {_NAMES[column.kind]} (values are never converted)")
+
+
+def _column_fits(column: Column, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every row's value of ``column`` fits, decided a column at a time by the
+    interpreter's built-ins (the types present, one sum for the floats) rather than a value at
+    a time. False also when unsure (a row without the column, a float sum that overflows):
+    :meth:`RowSchema.check_each` then decides, and names the first value that fails."""
+    try:
+        values = [row[column.name] for row in rows]
+    except (KeyError, TypeError):
+        return False
+    kinds = set(map(type, values))
+    if type(None) in kinds:
+        if not column.nullable:
+            return False
+        kinds.discard(type(None))
+        values = [v for v in values if v is not None]
+    accepts = _ACCEPTS.get(column.kind)
+    if accepts is not None and not kinds.issubset(accepts):
+        return False
+    # NaN or an infinity makes the sum NaN or infinite (so may finite floats near the limit).
+    return float not in kinds or math.isfinite(sum(v for v in values if type(v) is float))
 
 
 def row_schema(label: str, features: Sequence[str], arrow_types: Mapping[str, str],
