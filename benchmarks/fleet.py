@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -100,7 +101,9 @@ class Bare:
     def __init__(self, frame: pd.DataFrame, tenants: list[str], cores: int, *,
                  evaluated: bool = False) -> None:
         self.workflow = SklearnWorkflow(parse_request(request(1)))
-        self.task = _evaluated if evaluated else self.workflow.train
+        # The loop's one workflow goes to the workers with each task, as the fits-only loop's.
+        self.task = (functools.partial(_evaluated, self.workflow) if evaluated
+                     else self.workflow.train)
         train = frame[frame["created_at"] < START]
         holdout = frame[(frame["created_at"] >= START) & (frame["created_at"] < END)]
         self.parts = [(train[train["merchant_id"] == t], holdout[holdout["merchant_id"] == t])
@@ -117,11 +120,11 @@ class Bare:
         return time.perf_counter() - started
 
 
-def _evaluated(train: pd.DataFrame, holdout: pd.DataFrame) -> dict[str, Any]:
+def _evaluated(workflow: SklearnWorkflow, train: pd.DataFrame, holdout: pd.DataFrame
+               ) -> dict[str, Any]:
     """Fit, then the holdout's scores and metrics: the least a script does to know a model."""
     from modelyard.runtime.evaluation import compute_metrics
 
-    workflow = SklearnWorkflow(parse_request(request(1)))
     model = workflow.train(train, holdout)
     scores = workflow.predict(model, holdout)
     return compute_metrics("binary", holdout[workflow.request.train.label], scores, model)
