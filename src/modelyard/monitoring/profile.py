@@ -38,6 +38,7 @@ GRID_LEVELS = 50  # quantile steps of a number's grid: KS is exact to 1/50 of th
 PSI_BINS = 10  # deciles
 TOP_CATEGORIES = 20
 PROFILE_VERSION = 1
+BOOL_TEXT = {True: "true", False: "false"}  # how a boolean category is held
 _LEVELS = np.linspace(0.0, 1.0, GRID_LEVELS + 1)
 
 Kind = Literal["number", "category", "other"]
@@ -173,7 +174,7 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, Kind]:
 def as_text(series: pd.Series) -> pd.Series:
     """Category values as the strings profiles hold (booleans as ``true``/``false``)."""
     if pd.api.types.is_bool_dtype(series.dtype):
-        return series.map({True: "true", False: "false"})
+        return series.map(BOOL_TEXT)
     return series.astype("string")
 
 
@@ -246,7 +247,7 @@ def _category_counts(series: pd.Series) -> tuple[Any, np.ndarray[Any, np.dtype[n
         first = bool(flags[0]) if len(flags) else True
         order = [first, not first]
         counts = [trues if v else len(flags) - trues for v in order]
-        return ["true" if v else "false" for v in order], np.asarray(counts, dtype=np.int64)
+        return [BOOL_TEXT[v] for v in order], np.asarray(counts, dtype=np.int64)
     if isinstance(dtype, pd.CategoricalDtype):
         codes = np.asarray(array.codes)
         return dtype.categories, np.bincount(codes[codes >= 0],
