@@ -58,9 +58,10 @@ def train_versions(client: Client, workflows: list[str], name: str | None = None
     name = name or f"exp-{uuid.uuid4().hex[:8]}"
     request = example_request("tiny.parquet")
     request["metadata"] = {**request["metadata"], "model_name": name}  # type: ignore[dict-item]
-    jobs = [client.train(with_workflow(request, w, seed=i)) for i, w in enumerate(workflows)]
-    for job in jobs:
-        client.wait(job, 120)
+    # One at a time: a version's number is given when its job registers it, so jobs trained
+    # side by side would number their versions in the order they end, which load decides.
+    for i, w in enumerate(workflows):
+        client.wait(client.train(with_workflow(request, w, seed=i)), 120)
     client.approve(name, 1, user="kelley", comment="first")
     return name
 
