@@ -6,7 +6,11 @@ alternating rounds (``--shadow-rounds``) of the same model without and with 2 sh
 versions at 16 clients, then one server with ``--tenants`` (default 2,000)
 distinct tenant models behind a memory budget that holds a tenth of them, for uniformly random
 tenants. Each cell is a closed loop (a client sends its next request when the answer arrives) that
-runs ``--warmup`` seconds unmeasured and then ``--duration`` seconds measured; it reports req/s,
+runs ``--warmup`` seconds unmeasured and then ``--duration`` seconds measured, except the
+``--open`` cells after the modelyard grid: an open loop at a fixed rate over 16 connections,
+each latency counted from the request's planned send (a closed loop's latency is bound to its
+own throughput, 16 / req/s; an open loop shows what a user sees at a given load, and a server
+that falls behind is charged for the wait). Each cell reports req/s,
 rows/s, p50 and p99 latency, the CPU used (% of one core) by the server, the load generator and
 every other process on the machine (a shared machine shows here), the server's CPU per request,
 and for modelyard the rows per predict call (how much the micro-batcher merged). The tenants cell
@@ -120,12 +124,22 @@ async def _cell(spec: dict[str, Any]) -> dict[str, Any]:
     statuses: dict[int, int] = {}
     checks: list[str] = []
 
+    # Open loop (a rate): each client sends on a schedule and a latency counts from the planned
+    # send, so a server that falls behind is charged for the wait (no coordinated omission).
+    rate = spec.get("rate") or 0.0
+    period = spec["clients"] / rate if rate else 0.0
+
     async def client(k: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         n, i, first = len(requests), k * 7919, True
+        planned = start + period * k / spec["clients"]
         try:
             while True:
                 t0 = clock()
+                if period:
+                    if planned > t0:
+                        await asyncio.sleep(planned - t0)
+                    t0, planned = planned, planned + period
                 if t0 >= stop:
                     return
                 writer.write(requests[i % n])
@@ -397,13 +411,15 @@ def stats(server: Server) -> dict[str, Any]:
 def run_cell(gen: LoadGen, target: Target, label: str, samples: list[list[dict[str, Any]]],
              clients: int, args: argparse.Namespace, *, tenants: list[str] | None = None,
              profile: str | None = None, on_poll: Any = None,
-             duration: float | None = None) -> Result:
+             duration: float | None = None, rate: float = 0.0) -> Result:
+    """One cell: a closed loop of ``clients``, or with ``rate`` an open loop at that many
+    requests a second spread over ``clients`` connections."""
     rows = len(samples[0])
     duration = duration or args.duration
     spec = {"host": "127.0.0.1", "port": target.server.port, "clients": clients, "rows": rows,
             "requests": http_requests(target.server.port, target.path,
                                       target.bodies(samples, tenants)),
-            "key": target.key, "warmup": args.warmup, "duration": duration}
+            "key": target.key, "warmup": args.warmup, "duration": duration, "rate": rate}
     is_modelyard = target.server.name == "modelyard"
     before = stats(target.server) if is_modelyard else None
     spy = None
@@ -651,6 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", action="store_true",
                         help="also serve through 2 `modelyard serve` replicas behind HAProxy "
                              "(Debian's haproxy), and restart one of them under load")
+    parser.add_argument(
+        "--open", type=open_cells, default=open_cells("1x1000,1x1500,100x400"),
+        metavar="ROWSxRATE,...",
+        help="open-loop cells after the closed ones: requests of ROWS (1 or 100) sent at RATE a "
+             "second over 16 connections, each latency counted from its planned send (what a "
+             "user sees at that load; '' for none)")
     parser.add_argument("--home", type=Path, default=None, help="default: a temporary folder")
     args = parser.parse_args(argv)
     if args.quick:
@@ -676,6 +698,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def open_cells(text: str) -> list[tuple[int, float]]:
+    """``ROWSxRATE,...`` as (rows, requests a second) pairs; rows is 1 or 100."""
+    out = []
+    for cell in filter(None, text.split(",")):
+        rows, _, rate = cell.partition("x")
+        if rows not in ("1", "100") or not rate.replace(".", "", 1).isdigit() or not float(rate):
+            raise argparse.ArgumentTypeError(f"--open {cell!r}: write ROWSxRATE, ROWS 1 or 100")
+        out.append((int(rows), float(rate)))
+    return out
+
+
 def run(home: Path, args: argparse.Namespace, gen: LoadGen) -> None:
     from modelyard.client import Client
     from modelyard.server import free_port
@@ -688,7 +721,8 @@ def run(home: Path, args: argparse.Namespace, gen: LoadGen) -> None:
           f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}")
     threads = args.threads if args.threads > 0 else "library default"
     print(f"OpenMP/BLAS threads in the servers: {threads}")
-    print(f"cells: {args.warmup:g} s warm-up + {args.duration:g} s measured, closed loop over "
+    print(f"cells: {args.warmup:g} s warm-up + {args.duration:g} s measured, closed loop (open "
+          "at a rate in the \"at N/s\" cells) over "
           "loopback; srv cpu, cli cpu, others = % of one core used by the server (with its "
           "child processes, e.g. the shadow scorer), the load "
           "generator, and every other process on the machine (cells with others above ~20% are "
@@ -724,6 +758,10 @@ def run(home: Path, args: argparse.Namespace, gen: LoadGen) -> None:
         grid = [(one, 1), (one, 16), (hundred, 1), (hundred, 16)]
         print(f"\n  {HEADER}")
         cells(my, "modelyard", grid)
+        for rows, rate in args.open:
+            label = f"modelyard at {rate:g}/s"
+            results[(label, rows, 16)] = run_cell(
+                gen, my, label, one if rows == 1 else hundred, 16, args, rate=rate)
 
         baseline = baseline_server(home, free_port(), blob_path(home, v1["model_id"]), env)
         try:
