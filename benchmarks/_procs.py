@@ -27,6 +27,12 @@ def process_tree(root: int, exclude: frozenset[int] = frozenset()) -> list[int]:
     return out
 
 
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user and system) process ``pid`` has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_pss(root: int, exclude: frozenset[int] = frozenset()) -> int:
     """Bytes of proportional set size (PSS) of ``root`` and its descendants: pages shared
     between them (a forked worker and its fork server) are counted once, not once each."""

@@ -4,7 +4,8 @@ On a shared machine single rounds vary by 2x, more than most changes; two builds
 same rounds (the order swapped each round) share the load. ``--base`` is another build's
 ``src`` folder, e.g. ``git archive REV src | tar -x -C /tmp/base``; this one is the ``src``
 on the path. Each build runs as its own ``modelyard server`` process, on its own home and the
-same data.
+same data. Beside the times, each server process's CPU per fleet (the dispatcher, the records,
+the registry, HTTP): what the job store's statements cost, which the fits hide in the times.
 
     python benchmarks/fleet_ab.py --base /tmp/base/src --tenants 25
 """
@@ -18,6 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from _procs import process_cpu
 from _server import launch
 from fleet import Bare, fleet_data, fleet_run
 
@@ -52,12 +54,15 @@ def main() -> None:
     servers = {name: start(name, src, home, home / "data", cores)
                for name, src in builds.items()}
     times: dict[str, list[float]] = {"bare": [], "base": [], "this": []}
+    cpu: dict[str, list[float]] = {"base": [], "this": []}
     try:
         for i in range(args.rounds):
             times["bare"].append(bare.run())
             order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
             for name in order:
+                before = process_cpu(servers[name][0].pid)
                 elapsed, _, fleet = fleet_run(servers[name][1], args.min_rows)
+                cpu[name].append(process_cpu(servers[name][0].pid) - before)
                 times[name].append(elapsed)
             print(f"  round {i + 1}: bare {times['bare'][-1]:.2f} s   base "
                   f"{times['base'][-1]:.2f} s   this {times['this'][-1]:.2f} s   "
@@ -73,10 +78,12 @@ def main() -> None:
         ratios = [(models / m) / (bare_models / b)
                   for m, b in zip(times[name], times["bare"], strict=True)]
         print(f"{name}: median {statistics.median(times[name]):.2f} s, bare/fleet ratio median "
-              f"{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+              f"{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)}); "
+              f"server CPU per fleet median {statistics.median(cpu[name]):.2f} s")
     paired = [t / b for t, b in zip(times["this"], times["base"], strict=True)]
     print(f"this / base time, median of {args.rounds} paired rounds: "
-          f"{statistics.median(paired):.2f}")
+          f"{statistics.median(paired):.2f}; server CPU: "
+          f"{statistics.median(t / b for t, b in zip(cpu['this'], cpu['base'], strict=True)):.2f}")
 
 
 if __name__ == "__main__":

@@ -133,3 +133,20 @@ def test_nothing_moves_to_created(session: Session, tmp_path: Path) -> None:
     assert store.move_jobs(session, [job_id], JobState.created, "again") == []
     with pytest.raises(Conflict, match="is created; it cannot become created"):
         store.transition(session, job_id, JobState.created, "again")
+
+
+def test_the_reading_form_returns_the_rows_it_moved_as_the_move_left_them(
+        session: Session, tmp_path: Path) -> None:
+    queued, running, done = queue_jobs(session, 3, tmp_path)
+    force_state(session, running, JobState.running)
+    force_state(session, done, JobState.succeeded)
+    stale = store.read_job(session, queued)  # held by the session before the move
+    rows = store.move_and_read_jobs(session, [done, running, queued, "nope"], JobState.failed,
+                                    "stop", current_step="gone")
+    session.commit()
+    assert list(rows) == [running, queued]  # in the order given; the ended job stays
+    assert rows[queued] is stale and stale.state == "failed"
+    assert {(r.state, r.current_step, r.finished_at is not None) for r in rows.values()} == {
+        ("failed", "gone", True)}
+    assert _row(session, done).state == "succeeded"
+    assert _audit(session, queued)[-1] == ("queued", "failed", "stop")

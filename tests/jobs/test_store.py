@@ -140,7 +140,10 @@ def test_finish_many_succeeds_only_the_jobs_still_running(session: Session,
         cancelled: {"result": {"model_id": "sha256:b"}, "model_id": "sha256:b",
                     "git_commit": None}}, "trained")
     session.commit()
-    assert won == [running]
+    assert list(won) == [running]
+    # The rows returned are the jobs as the move left them, result included.
+    assert (won[running].state, won[running].model_id, won[running].result) == (
+        "succeeded", "sha256:a", {"model_id": "sha256:a"})
     row = store.read_job(session, running, fresh=True)
     assert (row.state, row.model_id, row.git_commit, row.result) == (
         "succeeded", "sha256:a", "abc", {"model_id": "sha256:a"})

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from modelyard.registry import store
-from modelyard.registry.stages import GLOBAL_TENANT
+from modelyard.registry.stages import GLOBAL_TENANT, Stage
 from modelyard.sql import make_engine, session_factory, upgrade
 from tests.conftest import fresh_db_url
 
@@ -81,3 +81,35 @@ def test_auto_promotion_judges_each_new_version_in_order(session: Session) -> No
 def test_an_item_with_an_unknown_field_is_refused(session: Session) -> None:
     with pytest.raises(TypeError, match="no field 'modelid'"):
         store.register_versions(session, [{**_item("fraud"), "modelid": "sha256:x"}])
+
+
+def test_each_version_of_a_batch_gets_its_own_audit_event(session: Session) -> None:
+    items = [_item("fleet", f"t{i}", job_id=f"j{i}") for i in range(5)] + [
+        _item("fleet", "t2", job_id="again")]
+    registered = store.register_versions(session, [{**i, "fleet_child": True} for i in items])
+    session.commit()
+
+    assert [(r.tenant, r.version) for r in registered] == [
+        ("t0", 1), ("t1", 1), ("t2", 1), ("t3", 1), ("t4", 1), ("t2", 2)]
+    versions = {(v.tenant, v.version): v for v in store.list_versions(session, "fleet")}
+    for item, r in zip(items, registered, strict=True):  # ids matched back to their rows
+        assert versions[(r.tenant, r.version)].job_id == item["job_id"]
+    events = store.events_of(session, "fleet")
+    assert sorted((e.version_id, e.tenant, e.version, e.reason) for e in events) == sorted(
+        (versions[(r.tenant, r.version)].id, r.tenant, r.version,
+         f"trained by job {item['job_id']}") for item, r in zip(items, registered, strict=True))
+
+
+def test_events_recorded_together_are_one_per_version_in_order(session: Session) -> None:
+    store.register_versions(session, [_item("m", "a"), _item("m", "b")])
+    rows = {v.tenant: v for v in store.list_versions(session, "m")}
+    store.record_events(session, [
+        (rows["a"], Stage.candidate, Stage.candidate, "fleet", "not promoted: a"),
+        (rows["b"], None, Stage.candidate, "ops", "not promoted: b")])
+    store.record_events(session, [])
+    session.commit()
+
+    recorded = [(e.tenant, e.from_stage, e.to_stage, e.actor, e.reason)
+                for e in store.events_of(session, "m") if e.reason.startswith("not promoted")]
+    assert recorded == [("b", None, "candidate", "ops", "not promoted: b"),
+                        ("a", "candidate", "candidate", "fleet", "not promoted: a")]  # newest first

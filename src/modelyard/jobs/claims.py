@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.jobs import packing
 from modelyard.jobs.states import JobState
-from modelyard.jobs.store import move_jobs, read_jobs
+from modelyard.jobs.store import move_and_read_jobs
 from modelyard.jobs.tables import JobRow
 
 
@@ -100,10 +100,9 @@ def _small_siblings(parent_id: str, max_rows: int) -> ColumnElement[bool]:
 
 
 def _claim(session: Session, ids: list[str], server_id: str, reason: str) -> list[JobRow]:
-    """queued -> running for those of ``ids`` still queued, in one UPDATE; commits; returns
-    them in ``ids`` order."""
-    claimed = move_jobs(session, ids, JobState.running, reason,
-                        server_id=server_id, current_step="starting")
+    """queued -> running for those of ``ids`` still queued, in one UPDATE that returns their
+    rows; commits; returns them in ``ids`` order."""
+    claimed = move_and_read_jobs(session, ids, JobState.running, reason,
+                                 server_id=server_id, current_step="starting")
     session.commit()
-    rows = read_jobs(session, claimed)
-    return [rows[j] for j in claimed]
+    return list(claimed.values())

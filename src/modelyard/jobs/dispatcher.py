@@ -196,8 +196,8 @@ class Dispatcher:
                     succeeded[event.job_id] = event.result
                 elif isinstance(event, LogLines | JobFinished | JobErrored | TenantsReady):
                     self._apply_one(session, event)
-            self._succeed(session, succeeded)
-            parents, done_fleets = fleet.on_children_ended(session, ended)
+            parents_known = self._succeed(session, succeeded)
+            parents, done_fleets = fleet.on_children_ended(session, ended, parents_known)
             session.commit()
         # A parent is told "may have ended" only when it did: a fleet's long-poll re-reads
         # its (large) row at each such notice, and children end by the hundred.
@@ -233,15 +233,17 @@ class Dispatcher:
                     and fleet.requeue_not_started(session, job_id) is not None):
                 self.wake()
 
-    def _succeed(self, session: Session, results: dict[str, JobResult]) -> None:
-        """Mark the jobs succeeded and register their models, in the same transaction."""
+    def _succeed(self, session: Session, results: dict[str, JobResult]
+                 ) -> dict[str, str | None]:
+        """Mark the jobs succeeded and register their models, in the same transaction.
+        Returns the parent of each job that succeeded (None: not a fleet's child)."""
         actives = {job_id: self._running.take(job_id) for job_id in results}
         ended = recording.succeed_jobs(session, results)
-        won = {job_id for job_id, _ in ended}  # the others were cancelled meanwhile
+        won = {job.id: job.parent_id for job, _ in ended}  # the others were cancelled meanwhile
         for job_id, run in actives.items():
             self._running.ended(run, JobState.succeeded if job_id in won else JobState.cancelled)
-        for job_id, version in ended:
-            active = actives[job_id]
+        for job, version in ended:
+            job_id, active = job.id, actives[job.id]
             job_log = active.log if active else JobLog(None)
             job_log.append(f"job succeeded: {recording.SUCCEEDED}")
             if version is None:
@@ -250,6 +252,7 @@ class Dispatcher:
             else:
                 job_log.append(f"registered as version {version.version} of "
                                f"{version.model_name!r} ({version.stage})")
+        return won
 
     def _end(self, session: Session, job_id: str, to: JobState, reason: str,
              active: Run | None, **fields: Any) -> bool:

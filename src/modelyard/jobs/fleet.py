@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +81,15 @@ def on_plan_finished(session: Session, parent_id: str, plan: FleetPlan) -> int |
     return created
 
 
-def on_children_ended(session: Session, job_ids: Iterable[str]) -> tuple[set[str], set[str]]:
-    """Jobs ended: finish the fleets they belong to if nothing is left to run.
+def on_children_ended(session: Session, job_ids: Iterable[str],
+                      known: Mapping[str, str | None] | None = None
+                      ) -> tuple[set[str], set[str]]:
+    """Jobs ended: finish the fleets they belong to if nothing is left to run (``known``: the
+    parents of some of them, by job id, in hand already; a job's parent never changes).
     Returns their parents, and those of them that finished."""
-    parents = {p for p in store.parents_of(session, sorted(job_ids)) if p}
+    ids, known = set(job_ids), known or {}
+    parents = {p for p in [*(known[j] for j in ids & known.keys()),
+                           *store.parents_of(session, sorted(ids - known.keys()))] if p}
     return parents, advance_parents(session, parents)
 
 

@@ -86,6 +86,7 @@ def graduate(session: Session, model_name: str, children: list[JobRow]) -> None:
         session, [(v.model_name, v.tenant) for v in versions.values()])
     policy = registry.read_policy(session, model_name)
     winners: list[tuple[VersionRow, str]] = []
+    kept: list[tuple[VersionRow, Stage | None, Stage, str, str]] = []
     for child in undecided:
         version = versions.get(child.id)
         current = production.get((version.model_name, version.tenant)) if version else None
@@ -96,8 +97,9 @@ def graduate(session: Session, model_name: str, children: list[JobRow]) -> None:
         if graduation.graduated:
             winners.append((version, f"graduated: {graduation.reason}"))
         else:
-            registry.record_event(session, version, Stage.candidate, Stage.candidate, "fleet",
-                                  f"not promoted: {graduation.reason}")
+            kept.append((version, Stage.candidate, Stage.candidate, "fleet",
+                         f"not promoted: {graduation.reason}"))
+    registry.record_events(session, kept)
     if policy.fleet_promotion == "shadow":
         for version, reason in winners:
             registry.move(session, version, Stage.shadow, "fleet",

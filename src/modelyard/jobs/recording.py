@@ -60,26 +60,25 @@ def record_progress(session: Session, events: Sequence[WorkerEvent]) -> None:
 
 
 def succeed_jobs(session: Session, results: dict[str, JobResult]
-                 ) -> list[tuple[str, Registered | None]]:
+                 ) -> list[tuple[JobRow, Registered | None]]:
     """Mark running jobs succeeded with their results and register their models, in a few
     statements for the whole batch (does not commit).
 
     A job cancelled or timed out meanwhile keeps that outcome and registers nothing; a replay
     registers nothing either (it checks a model, it does not offer one: see
-    :mod:`modelyard.jobs.replay`). Returns ``(job id, registered version or None)`` of the
+    :mod:`modelyard.jobs.replay`). Returns ``(job row, registered version or None)`` of the
     jobs that succeeded.
     """
     if not results:
         return []
-    won = store.finish_many(session, {
+    jobs = store.finish_many(session, {
         job_id: {"result": r.to_json(), "model_id": r.model_id, "git_commit": r.git_commit}
         for job_id, r in results.items()}, SUCCEEDED)
-    jobs = store.read_jobs(session, won)
-    registering = [job_id for job_id in won if jobs[job_id].replay_of is None]
+    registering = [job_id for job_id, job in jobs.items() if job.replay_of is None]
     versions = dict(zip(registering, registry_store.register_versions(
         session, [_version_of(jobs[job_id], results[job_id]) for job_id in registering]),
         strict=True))
-    return [(job_id, versions.get(job_id)) for job_id in won]
+    return [(job, versions.get(job_id)) for job_id, job in jobs.items()]
 
 
 def succeed_steps(session: Session, results: dict[str, StepResult]) -> list[str]:
@@ -88,9 +87,9 @@ def succeed_steps(session: Session, results: dict[str, StepResult]) -> list[str]
     meanwhile)."""
     if not results:
         return []
-    return store.finish_many(session, {job_id: {"result": r.to_json()}
-                                       for job_id, r in results.items()},
-                             STEP_SUCCEEDED)
+    return list(store.finish_many(session, {job_id: {"result": r.to_json()}
+                                            for job_id, r in results.items()},
+                                  STEP_SUCCEEDED))
 
 
 def _version_of(job: JobRow, result: JobResult) -> dict[str, Any]:

@@ -203,22 +203,45 @@ def move_jobs(session: Session, ids: Sequence[str], to: JobState, reason: str,
     that cannot make the move (it ended, or does not exist) is left as it is: the caller
     decides whether that is an error (:func:`transition`) or a race lost (a claim).
     """
+    return list(_move(session, ids, to, reason, fields, rows=False))
+
+
+def move_and_read_jobs(session: Session, ids: Sequence[str], to: JobState, reason: str,
+                       **fields: Any) -> dict[str, JobRow]:
+    """:func:`move_jobs`, returning the moved jobs' rows as the move left them (by id, in
+    ``ids`` order), read by the UPDATE itself: claims and successes go on with them."""
+    return {j: row for j, row in _move(session, ids, to, reason, fields, rows=True).items()
+            if row is not None}
+
+
+def _move(session: Session, ids: Sequence[str], to: JobState, reason: str,
+          fields: dict[str, Any], *, rows: bool) -> dict[str, JobRow | None]:
+    """The moved ids in ``ids`` order, each with its row if ``rows`` (else None)."""
     sources = sources_of(to)
     if not ids or not sources:
-        return []
+        return {}
     session.flush()  # this session's pending changes first: the move's columns win
     at = now()
     values = _stamped(to, at, fields)
     unique = list(dict.fromkeys(ids))
     left = unique
     moved: dict[str, str] = {}
+    loaded: dict[str, JobRow] = {}
     # One UPDATE per source, conditional on it, so the audit row's from_state is exact. Sources
     # go in the machine's order (created, queued, running) and jobs only move forward, so a job
     # that moves on between two statements is met at its next state.
     for source in (s for s in JobState if s in sources):
-        done = set(session.scalars(
-            update(_JOBS).where(_JOBS.c.id.in_(left), _JOBS.c.state == source.value)
-            .values(**values).returning(_JOBS.c.id)).all())
+        if rows:
+            found = session.scalars(
+                update(JobRow).where(JobRow.id.in_(left), JobRow.state == source.value)
+                .values(**values).returning(JobRow)
+                .execution_options(synchronize_session=False, populate_existing=True)).all()
+            loaded.update((row.id, row) for row in found)
+            done = {row.id for row in found}
+        else:
+            done = set(session.scalars(
+                update(_JOBS).where(_JOBS.c.id.in_(left), _JOBS.c.state == source.value)
+                .values(**values).returning(_JOBS.c.id)).all())
         moved.update(dict.fromkeys(done, source.value))
         left = [j for j in left if j not in done]
         if not left:
@@ -227,7 +250,7 @@ def move_jobs(session: Session, ids: Sequence[str], to: JobState, reason: str,
         session.execute(insert(table_of(TransitionRow)), [
             {"job_id": j, "from_state": from_state, "to_state": to.value, "at": at,
              "reason": reason} for j, from_state in moved.items()])
-    return [j for j in unique if j in moved]
+    return {j: loaded.get(j) for j in unique if j in moved}
 
 
 def cancel_job(session: Session, job_id: str, reason: str) -> JobRow:
@@ -276,24 +299,27 @@ def set_workers(session: Session, workers: dict[str, tuple[int, str]]) -> None:
             [{"b_id": j, "b_pid": pid, "b_host": host} for j, (pid, host) in workers.items()])
 
 
-def finish_many(session: Session, results: dict[str, dict[str, Any]], reason: str) -> list[str]:
+def finish_many(session: Session, results: dict[str, dict[str, Any]],
+                reason: str) -> dict[str, JobRow]:
     """Mark running jobs ``succeeded`` with their columns (``results[job_id]``: result,
     model_id, git_commit), in three statements whatever their number. Does not commit.
 
-    The state changes in one conditional UPDATE (``state = 'running'``) that returns the jobs
-    it moved: one cancelled or timed out meanwhile keeps that outcome. Returns the ids that
-    succeeded.
+    The columns go to the jobs still running, and then the state, in one conditional UPDATE
+    (``state = 'running'``) that returns the rows it moved: a job cancelled or timed out
+    meanwhile keeps that outcome and no result. The first UPDATE holds the rows it wrote
+    (PostgreSQL locks them, SQLite has one writer): the move finds them all still running.
+    Returns the rows of the jobs that succeeded, by id.
     """
-    won = move_jobs(session, list(results), JobState.succeeded, reason)
-    if won:
-        session.execute(
-            update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
-            .values(result=bindparam("b_result"), model_id=bindparam("b_model_id"),
-                    git_commit=bindparam("b_git_commit")),
-            [{"b_id": j, "b_result": results[j].get("result"),
-              "b_model_id": results[j].get("model_id"),
-              "b_git_commit": results[j].get("git_commit")} for j in won])
-    return won
+    if not results:
+        return {}
+    session.execute(
+        update(_JOBS).where(_JOBS.c.id == bindparam("b_id"),
+                            _JOBS.c.state == JobState.running.value)
+        .values(result=bindparam("b_result"), model_id=bindparam("b_model_id"),
+                git_commit=bindparam("b_git_commit")),
+        [{"b_id": j, "b_result": r.get("result"), "b_model_id": r.get("model_id"),
+          "b_git_commit": r.get("git_commit")} for j, r in results.items()])
+    return move_and_read_jobs(session, list(results), JobState.succeeded, reason)
 
 
 def _stamped(to: JobState, at: dt.datetime, fields: dict[str, Any]) -> dict[str, Any]:

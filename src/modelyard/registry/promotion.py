@@ -29,7 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import policy as gate
-from modelyard.registry.audit import approvals_of, now, record_event
+from modelyard.registry.audit import approvals_of, now, record_event, record_events
 from modelyard.registry.stages import ALLOWED, GLOBAL_TENANT, Stage
 from modelyard.registry.tables import ApprovalRow, PolicyRow, StageEventRow, VersionRow
 from modelyard.registry.versions import production_version, production_versions, read_version
@@ -160,7 +160,7 @@ def move(session: Session, row: VersionRow, to: Stage, actor: str, reason: str) 
         _to_production(session, [(row, reason)], actor)
         return
     _check_move(row, to)
-    _set_stage(session, row, to, actor, reason)
+    record_events(session, [_set_stage(session, row, to, actor, reason)])
     session.flush()
 
 
@@ -174,15 +174,17 @@ def _to_production(session: Session, moves: list[tuple[VersionRow, str]], actor:
     for row, _ in moves:
         _check_move(row, Stage.production)
     current = production_versions(session, keys)
+    events = []
     try:
         # The replaced versions first, to free the unique production slots before taking them.
         for row, _ in moves:
             old = current.get((row.model_name, row.tenant))
             if old is not None and old.id != row.id:
-                _set_stage(session, old, Stage.archived, actor,
-                           f"replaced by version {row.version}")
+                events.append(_set_stage(session, old, Stage.archived, actor,
+                                         f"replaced by version {row.version}"))
         for row, reason in moves:
-            _set_stage(session, row, Stage.production, actor, reason)
+            events.append(_set_stage(session, row, Stage.production, actor, reason))
+        record_events(session, events)
         session.flush()
     except IntegrityError:  # the unique production index: someone else promoted meanwhile
         session.rollback()
@@ -201,8 +203,10 @@ def _check_move(row: VersionRow, to: Stage) -> None:
                        f"{', '.join(sorted(s.value for s in ALLOWED[current])) or 'none'})")
 
 
-def _set_stage(session: Session, row: VersionRow, to: Stage, actor: str, reason: str) -> None:
-    """Set the stage and stamp it if it is still the one read, with its audit event.
+def _set_stage(session: Session, row: VersionRow, to: Stage, actor: str,
+               reason: str) -> tuple[VersionRow, Stage, Stage, str, str]:
+    """Set the stage and stamp it if it is still the one read; returns its audit event, for
+    the caller to record with its others (:func:`~modelyard.registry.audit.record_events`).
 
     Raises:
         Conflict: a concurrent transaction changed the version's stage since it was read
@@ -223,4 +227,4 @@ def _set_stage(session: Session, row: VersionRow, to: Stage, actor: str, reason:
     # The row already holds these values: the ORM must not write them again.
     set_committed_value(row, "stage", to.value)
     set_committed_value(row, "updated_at", at)
-    record_event(session, row, current, to, actor, reason)
+    return row, current, to, actor, reason

@@ -77,8 +77,12 @@ def register_versions(session: Session, items: Sequence[Mapping[str, Any]]
         key = (v["model_name"], v["tenant"])
         latest[key] = v["version"] = latest.get(key, 0) + 1
     versions = table_of(VersionRow)
-    ids = session.scalars(
-        insert(versions).returning(versions.c.id, sort_by_parameter_order=True), values).all()
+    # Matched back by (model, tenant, version), unique in a batch: RETURNING in the parameters'
+    # order would cost SQLite one INSERT per version.
+    inserted = {(r.model_name, r.tenant, r.version): r.id for r in session.execute(
+        insert(versions).returning(versions.c.id, versions.c.model_name, versions.c.tenant,
+                                   versions.c.version), values)}
+    ids = [inserted[(v["model_name"], v["tenant"], v["version"])] for v in values]
     session.execute(insert(table_of(StageEventRow)), [
         {"version_id": version_id, "model_name": v["model_name"], "tenant": v["tenant"],
          "version": v["version"], "from_stage": None, "to_stage": Stage.candidate.value,
@@ -87,7 +91,10 @@ def register_versions(session: Session, items: Sequence[Mapping[str, Any]]
         for version_id, v in zip(ids, values, strict=True)])
     registered = [Registered(v["model_name"], v["tenant"], v["version"], v["stage"])
                   for v in values]
-    policies = _auto_promoting(session, {v["model_name"] for v in values})
+    # A fleet's child is judged by its fleet's end, never here: such a batch reads no policy.
+    policies = _auto_promoting(session, {v["model_name"] for v, item in zip(values, items,
+                                                                          strict=True)
+                                         if not item.get("fleet_child")})
     if policies:
         auto = [(i, version_id) for i, (version_id, v) in enumerate(zip(ids, values, strict=True))
                 if v["model_name"] in policies and not items[i].get("fleet_child")]
@@ -129,6 +136,8 @@ def _latest_numbers(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[
 
 def _auto_promoting(session: Session, model_names: set[str]) -> dict[str, PolicyRow]:
     """The policies, by model name, of those models that auto-promote."""
+    if not model_names:
+        return {}
     return {p.model_name: p for p in session.scalars(select(PolicyRow).where(
         PolicyRow.model_name.in_(model_names), PolicyRow.auto_promote.is_(True)))}
 

@@ -14,8 +14,7 @@ write registry SQL themselves. Each function lives in the module of its concept:
   ``promote``, ``move`` (every stage move, one production per model and tenant);
 - :mod:`~modelyard.registry.policy`: ``read_policy``, ``set_policy`` (and the approval gate);
 - :mod:`~modelyard.registry.audit`: ``events_of``, ``approvals_of``, ``approvals_by_version``,
-  ``record_event`` (the
-  audit trail).
+  ``record_event``, ``record_events`` (the audit trail).
 
 Transactions: the verbs that are whole actions of their own commit (``set_stage``,
 ``approve_version``, ``rollback``, ``set_policy``); the others join the caller's transaction,
@@ -25,7 +24,13 @@ promotes its winners in the transaction that ends the fleet.
 
 from __future__ import annotations
 
-from modelyard.registry.audit import approvals_by_version, approvals_of, events_of, record_event
+from modelyard.registry.audit import (
+    approvals_by_version,
+    approvals_of,
+    events_of,
+    record_event,
+    record_events,
+)
 from modelyard.registry.policy import read_policy, set_policy
 from modelyard.registry.promotion import approve_version, move, promote, rollback, set_stage
 from modelyard.registry.registration import Registered, register_version, register_versions
@@ -62,6 +67,7 @@ __all__ = [
     "read_policy",
     "read_version",
     "record_event",
+    "record_events",
     "register_version",
     "register_versions",
     "rollback",
