@@ -34,12 +34,21 @@ def parse_build(text: str) -> tuple[str, str, dict[str, str]]:
     return name, str(Path(src).resolve()), dict(a.split("=", 1) for a in assignments)
 
 
+def parse_cell(text: str) -> tuple[int, int, float]:
+    """``ROWSxCLIENTS[@RATE]`` as (rows, clients, rate); rate 0 is a closed loop."""
+    shape, _, rate = text.partition("@")
+    rows, _, clients = shape.partition("x")
+    return int(rows), int(clients), float(rate or 0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", type=parse_build, action="append", required=True,
                         help="NAME=SRC[@VAR=VALUE...]; the first trains the model")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cells", default="100x16,1x16", help="ROWSxCLIENTS,...")
+    parser.add_argument("--cells", default="100x16,1x16",
+                        help="ROWSxCLIENTS[@RATE],...: a closed loop, or with @RATE an open loop "
+                             "at RATE requests a second (serving.py's --open cells)")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rows", type=int, default=100_000, help="synthetic rows to train on")
@@ -47,12 +56,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy --gil every cell of every build; raw stacks here")
     args = parser.parse_args(argv)
-    cells = [tuple(int(x) for x in c.split("x")) for c in args.cells.split(",")]
+    cells = [parse_cell(c) for c in args.cells.split(",")]
     with tempfile.TemporaryDirectory(prefix="modelyard-serving-ab-") as tmp:
         run(Path(tmp), args, cells)
 
 
-def run(tmp: Path, args: argparse.Namespace, cells: list[tuple[int, ...]]) -> None:
+def run(tmp: Path, args: argparse.Namespace, cells: list[tuple[int, int, float]]) -> None:
     trained = tmp / "trained"
     data = trained / "data" / "payments.parquet"
     write_payments(data, rows=args.rows, merchants=1_000)
@@ -85,15 +94,16 @@ def run(tmp: Path, args: argparse.Namespace, cells: list[tuple[int, ...]]) -> No
             order = list(targets.items())
             if round_ % 2:
                 order.reverse()
-            for rows, clients in cells:
+            for rows, clients, rate in cells:
                 for name, target in order:
                     profile = None
                     if args.profile:
                         args.profile.mkdir(parents=True, exist_ok=True)
                         profile = str(args.profile / f"{name}-{rows}x{clients}-{round_ + 1}.txt")
-                    results.setdefault((name, rows, clients), []).append(bench.run_cell(
-                        gen, target, f"{name} #{round_ + 1}", samples[rows], clients, args,
-                        profile=profile))
+                    key = (f"{name} at {rate:g}/s" if rate else name, rows, clients)
+                    results.setdefault(key, []).append(bench.run_cell(
+                        gen, target, f"{key[0]} #{round_ + 1}", samples[rows], clients, args,
+                        profile=profile, rate=rate))
     finally:
         gen.close()
         for target in targets.values():
