@@ -328,13 +328,17 @@ def mlflow_server(home: Path, port: int, model: Any, env: dict[str, str]) -> Ser
                                   serialization_format="cloudpickle")
     except TypeError:  # an mlflow without pyfunc_predict_fn: it will serve predict()
         mlflow.sklearn.save_model(model, str(path))
-    exe = shutil.which("mlflow")
+    # mlflow starts `uvicorn` from PATH: this interpreter's scripts first, so that a venv's
+    # python run without activating the venv serves with the venv's own uvicorn.
+    scripts = str(Path(sys.executable).parent)
+    path_env = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    exe = shutil.which("mlflow", path=path_env)
     cmd = [exe] if exe else [sys.executable, "-m", "mlflow"]
     return Server(
         "mlflow",
         [*cmd, "models", "serve", "-m", str(path), "-h", "127.0.0.1", "-p", str(port),
          "--env-manager", "local", "-w", "1"],
-        port, home / "mlflow.log", health="/ping", env=env,
+        port, home / "mlflow.log", health="/ping", env={**env, "PATH": path_env},
     )
 
 
