@@ -86,7 +86,7 @@ def graduate(session: Session, model_name: str, children: list[JobRow]) -> None:
         session, [(v.model_name, v.tenant) for v in versions.values()])
     policy = registry.read_policy(session, model_name)
     winners: list[tuple[VersionRow, str]] = []
-    kept: list[tuple[VersionRow, Stage | None, Stage, str, str]] = []
+    kept: list[registry.StageMove] = []
     for child in undecided:
         version = versions.get(child.id)
         current = production.get((version.model_name, version.tenant)) if version else None

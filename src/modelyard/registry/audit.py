@@ -18,6 +18,10 @@ from modelyard.registry.stages import Stage
 from modelyard.registry.tables import ApprovalRow, StageEventRow, VersionRow
 from modelyard.sql.base import table_of
 
+# One version's move to record: (version, from stage (None: just registered), to stage, actor,
+# reason).
+StageMove = tuple[VersionRow, Stage | None, Stage, str, str]
+
 SYSTEM_ACTOR = "modelyard"  # the actor of what no person asked for (registration)
 DEGRADED = "serving degraded"  # how the reason of a version serving could not load begins
 
@@ -33,7 +37,7 @@ def record_event(session: Session, row: VersionRow, from_stage: Stage | None, to
 
 
 def record_events(session: Session,
-                  events: Sequence[tuple[VersionRow, Stage | None, Stage, str, str]]) -> None:
+                  events: Sequence[StageMove]) -> None:
     """Add the audit events of versions' moves, ``(version, from, to, actor, reason)`` each,
     in one INSERT whatever their number (a fleet judges its tenants by the hundred), in the
     caller's transaction."""

@@ -29,7 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from modelyard.errors import Conflict, NotFound
 from modelyard.registry import policy as gate
-from modelyard.registry.audit import approvals_of, now, record_event, record_events
+from modelyard.registry.audit import StageMove, approvals_of, now, record_event, record_events
 from modelyard.registry.stages import ALLOWED, GLOBAL_TENANT, Stage
 from modelyard.registry.tables import ApprovalRow, PolicyRow, StageEventRow, VersionRow
 from modelyard.registry.versions import production_version, production_versions, read_version
@@ -204,7 +204,7 @@ def _check_move(row: VersionRow, to: Stage) -> None:
 
 
 def _set_stage(session: Session, row: VersionRow, to: Stage, actor: str,
-               reason: str) -> tuple[VersionRow, Stage, Stage, str, str]:
+               reason: str) -> StageMove:
     """Set the stage and stamp it if it is still the one read; returns its audit event, for
     the caller to record with its others (:func:`~modelyard.registry.audit.record_events`).
 

@@ -14,7 +14,7 @@ write registry SQL themselves. Each function lives in the module of its concept:
   ``promote``, ``move`` (every stage move, one production per model and tenant);
 - :mod:`~modelyard.registry.policy`: ``read_policy``, ``set_policy`` (and the approval gate);
 - :mod:`~modelyard.registry.audit`: ``events_of``, ``approvals_of``, ``approvals_by_version``,
-  ``record_event``, ``record_events`` (the audit trail).
+  ``record_event``, ``record_events``, ``StageMove`` (the audit trail).
 
 Transactions: the verbs that are whole actions of their own commit (``set_stage``,
 ``approve_version``, ``rollback``, ``set_policy``); the others join the caller's transaction,
@@ -25,6 +25,7 @@ promotes its winners in the transaction that ends the fleet.
 from __future__ import annotations
 
 from modelyard.registry.audit import (
+    StageMove,
     approvals_by_version,
     approvals_of,
     events_of,
@@ -51,6 +52,7 @@ from modelyard.registry.versions import (
 __all__ = [
     "ModelOverview",
     "Registered",
+    "StageMove",
     "approvals_by_version",
     "approvals_of",
     "approve_version",
